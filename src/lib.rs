@@ -1,1 +1,8 @@
+//! trading-supervisor: one supervised market-data feed per API key, live P&L and exactly-once
+//! risk exits next to an OpenAlgo gateway.
 
+pub mod configuration;
+pub mod database;
+pub mod http;
+pub mod startup;
+pub mod telemetry;

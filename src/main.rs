@@ -1,1 +1,54 @@
-fn main() {}
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+use trading_supervisor::configuration::Settings;
+use trading_supervisor::startup::Application;
+use trading_supervisor::{database, telemetry};
+
+/// Trading supervisor: one market-data feed per API key, live P&L and risk exits for OpenAlgo.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the service (migrates the database first).
+    Serve,
+    /// Apply pending database migrations and exit.
+    Migrate,
+}
+
+#[actix_web::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let settings = Settings::load().context("loading settings")?;
+    telemetry::init(&settings.telemetry);
+    match cli.command {
+        Command::Serve => serve(settings).await,
+        Command::Migrate => {
+            let db = database::connect(&settings.database).await?;
+            database::migrate(&db).await?;
+            println!(
+                "migrations applied to {}",
+                database::redact(&settings.database.url)
+            );
+            Ok(())
+        }
+    }
+}
+
+async fn serve(settings: Settings) -> anyhow::Result<()> {
+    let host = settings.server.host.clone();
+    let app = Application::build(settings).await?;
+    println!("supervisor listening on http://{host}:{}/", app.port());
+    if app.token_generated() {
+        println!(
+            "admin token (generated for this run): {}",
+            app.admin_token()
+        );
+    }
+    app.run_until_stopped().await.context("serving HTTP")
+}

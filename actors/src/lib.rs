@@ -1,1 +1,3 @@
-pub fn _placeholder() {}
+//! The supervisor's actor tree, the OpenAlgo wire types and client, and pure domain logic.
+
+pub mod openalgo;

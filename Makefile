@@ -1,0 +1,39 @@
+# The two commands a newcomer needs: `make run` and `make test`.
+SHELL := /bin/bash
+CARGO ?= cargo
+PG_URL ?= postgres://postgres@127.0.0.1:5432/test
+
+.PHONY: run test test-sqlite test-postgres lint fmt
+
+## Build, migrate the SQLite database and start the service.
+run:
+	$(CARGO) run --bin supervisor -- serve
+
+## All tests: on SQLite, then on PostgreSQL when it is reachable
+## (REQUIRE_POSTGRES=1 turns "not reachable" into a failure).
+test: test-sqlite test-postgres
+
+test-sqlite:
+	env -u DATABASE_URL $(CARGO) test --workspace
+
+test-postgres:
+	@if (exec 3<>/dev/tcp/127.0.0.1/5432) 2>/dev/null; then \
+		if command -v psql >/dev/null; then \
+			psql "$(PG_URL)" -Atqc "SELECT datname FROM pg_database WHERE datname LIKE 'sup_test_%'" \
+			| while read -r db; do psql "$(PG_URL)" -qc "DROP DATABASE IF EXISTS \"$$db\"" >/dev/null; done; \
+		fi; \
+		echo "== PostgreSQL leg ($(PG_URL))"; \
+		DATABASE_URL="$(PG_URL)" $(CARGO) test --workspace; \
+	elif [ "$${REQUIRE_POSTGRES:-0}" = 1 ]; then \
+		echo "PostgreSQL is not reachable at 127.0.0.1:5432 and REQUIRE_POSTGRES=1"; exit 1; \
+	else \
+		echo "PostgreSQL is not reachable at 127.0.0.1:5432: skipping the PostgreSQL leg"; \
+	fi
+
+## Formatting and lints, as CI runs them.
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+fmt:
+	$(CARGO) fmt --all

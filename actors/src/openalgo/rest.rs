@@ -1,0 +1,282 @@
+//! REST client for the OpenAlgo endpoints the actors use (openalgo-protocol.md §2).
+//! Every call carries the account's API key in the body; errors never contain it.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+
+use super::lenient::{f64_optional, f64_required};
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum RestError {
+    #[error("{endpoint}: gateway unreachable: {detail}")]
+    Transport { endpoint: String, detail: String },
+    #[error("{endpoint}: no answer within {timeout_ms} ms")]
+    Timeout { endpoint: String, timeout_ms: u64 },
+    #[error("{endpoint}: HTTP {status}: {message}")]
+    Rejected {
+        endpoint: String,
+        status: u16,
+        message: String,
+    },
+    #[error("{endpoint}: unexpected answer: {detail}")]
+    Decode { endpoint: String, detail: String },
+}
+
+impl RestError {
+    /// True when the request may or may not have reached the gateway (no definite answer).
+    pub fn is_uncertain(&self) -> bool {
+        matches!(
+            self,
+            RestError::Timeout { .. } | RestError::Transport { .. }
+        )
+    }
+}
+
+/// A client bound to one account (base URL + API key). Not `Send`: create it on the arbiter
+/// that uses it.
+#[derive(Clone)]
+pub struct RestClient {
+    base_url: String,
+    api_key: String,
+    timeout: Duration,
+    http: awc::Client,
+}
+
+impl std::fmt::Debug for RestClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RestClient")
+            .field("base_url", &self.base_url)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct Position {
+    pub symbol: String,
+    pub exchange: String,
+    #[serde(default)]
+    pub product: String,
+    #[serde(deserialize_with = "f64_required")]
+    pub quantity: f64,
+    #[serde(default, deserialize_with = "f64_optional")]
+    pub average_price: Option<f64>,
+    #[serde(default, deserialize_with = "f64_optional")]
+    pub ltp: Option<f64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct Order {
+    #[serde(default)]
+    pub orderid: String,
+    #[serde(default)]
+    pub symbol: String,
+    #[serde(default)]
+    pub exchange: String,
+    #[serde(default)]
+    pub action: String,
+    #[serde(default, deserialize_with = "f64_optional")]
+    pub quantity: Option<f64>,
+    #[serde(default, deserialize_with = "f64_optional")]
+    pub price: Option<f64>,
+    #[serde(default)]
+    pub order_status: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct Quote {
+    #[serde(deserialize_with = "f64_required")]
+    pub ltp: f64,
+    #[serde(default, deserialize_with = "f64_optional")]
+    pub bid: Option<f64>,
+    #[serde(default, deserialize_with = "f64_optional")]
+    pub ask: Option<f64>,
+    #[serde(default, deserialize_with = "f64_optional")]
+    pub volume: Option<f64>,
+    #[serde(default, deserialize_with = "f64_optional")]
+    pub oi: Option<f64>,
+}
+
+/// A MARKET/LIMIT order as `placeorder` takes it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OrderRequest {
+    pub strategy: String,
+    pub exchange: String,
+    pub symbol: String,
+    pub action: String,
+    pub quantity: i64,
+    pub product: String,
+    pub pricetype: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct OptionSymbol {
+    pub symbol: String,
+    pub exchange: String,
+    #[serde(default, deserialize_with = "f64_optional")]
+    pub lotsize: Option<f64>,
+    #[serde(default, deserialize_with = "f64_optional")]
+    pub freeze_qty: Option<f64>,
+    #[serde(default, deserialize_with = "f64_optional")]
+    pub underlying_ltp: Option<f64>,
+}
+
+impl RestClient {
+    pub fn new(base_url: &str, api_key: &str, timeout: Duration) -> Self {
+        Self {
+            base_url: base_url.trim_end_matches('/').to_string(),
+            api_key: api_key.to_string(),
+            timeout,
+            http: awc::Client::builder().timeout(timeout).finish(),
+        }
+    }
+
+    /// POSTs `body` (plus the API key) to `/api/v1/<endpoint>` and returns the success body.
+    pub async fn call(&self, endpoint: &str, mut body: Value) -> Result<Value, RestError> {
+        if let Value::Object(map) = &mut body {
+            map.insert("apikey".into(), Value::String(self.api_key.clone()));
+        }
+        let url = format!("{}/api/v1/{endpoint}", self.base_url);
+        let mut resp = self
+            .http
+            .post(url)
+            .send_json(&body)
+            .await
+            .map_err(|e| match e {
+                awc::error::SendRequestError::Timeout => RestError::Timeout {
+                    endpoint: endpoint.into(),
+                    timeout_ms: self.timeout.as_millis() as u64,
+                },
+                other => RestError::Transport {
+                    endpoint: endpoint.into(),
+                    detail: other.to_string(),
+                },
+            })?;
+        let status = resp.status().as_u16();
+        let bytes =
+            resp.body()
+                .limit(32 * 1024 * 1024)
+                .await
+                .map_err(|e| RestError::Transport {
+                    endpoint: endpoint.into(),
+                    detail: format!("reading the body: {e}"),
+                })?;
+        let value: Value = serde_json::from_slice(&bytes).map_err(|e| RestError::Decode {
+            endpoint: endpoint.into(),
+            detail: format!("HTTP {status}, not JSON: {e}"),
+        })?;
+        if status >= 400 || value["status"] != "success" {
+            let message = match &value["message"] {
+                Value::String(s) => s.clone(),
+                Value::Null => "no message".into(),
+                other => other.to_string(),
+            };
+            return Err(RestError::Rejected {
+                endpoint: endpoint.into(),
+                status,
+                message,
+            });
+        }
+        Ok(value)
+    }
+
+    fn decode<T: DeserializeOwned>(endpoint: &str, v: Value) -> Result<T, RestError> {
+        serde_json::from_value(v).map_err(|e| RestError::Decode {
+            endpoint: endpoint.into(),
+            detail: e.to_string(),
+        })
+    }
+
+    pub async fn ping(&self) -> Result<(), RestError> {
+        self.call("ping", json!({})).await.map(|_| ())
+    }
+
+    /// Places an order; returns the broker order id.
+    pub async fn place_order(&self, order: &OrderRequest) -> Result<String, RestError> {
+        let v = self
+            .call(
+                "placeorder",
+                json!({
+                    "strategy": order.strategy, "exchange": order.exchange,
+                    "symbol": order.symbol, "action": order.action,
+                    "quantity": order.quantity.to_string(), "pricetype": order.pricetype,
+                    "product": order.product,
+                }),
+            )
+            .await?;
+        match &v["orderid"] {
+            Value::String(s) if !s.is_empty() => Ok(s.clone()),
+            Value::Number(n) => Ok(n.to_string()),
+            _ => Err(RestError::Decode {
+                endpoint: "placeorder".into(),
+                detail: "success without an orderid".into(),
+            }),
+        }
+    }
+
+    pub async fn position_book(&self) -> Result<Vec<Position>, RestError> {
+        let v = self.call("positionbook", json!({})).await?;
+        Self::decode("positionbook", v["data"].clone())
+    }
+
+    pub async fn order_book(&self) -> Result<Vec<Order>, RestError> {
+        let v = self.call("orderbook", json!({})).await?;
+        Self::decode("orderbook", v["data"]["orders"].clone())
+    }
+
+    pub async fn quotes(&self, exchange: &str, symbol: &str) -> Result<Quote, RestError> {
+        let v = self
+            .call("quotes", json!({"exchange": exchange, "symbol": symbol}))
+            .await?;
+        Self::decode("quotes", v["data"].clone())
+    }
+
+    /// Expiry dates (DD-MMM-YY strings, sorted) of an underlying's options.
+    pub async fn expiries(&self, symbol: &str, exchange: &str) -> Result<Vec<String>, RestError> {
+        let v = self
+            .call(
+                "expiry",
+                json!({"symbol": symbol, "exchange": exchange, "instrumenttype": "options"}),
+            )
+            .await?;
+        Self::decode("expiry", v["data"].clone())
+    }
+
+    /// The option chain of an underlying (raw body: `underlying_ltp`, `atm_strike`, `chain`).
+    pub async fn option_chain(
+        &self,
+        underlying: &str,
+        exchange: &str,
+        expiry_compact: &str,
+        strike_count: u32,
+    ) -> Result<Value, RestError> {
+        self.call(
+            "optionchain",
+            json!({"underlying": underlying, "exchange": exchange,
+                   "expiry_date": expiry_compact, "strike_count": strike_count}),
+        )
+        .await
+    }
+
+    /// Resolves an option symbol (lot size, freeze quantity) for an offset from ATM.
+    pub async fn option_symbol(
+        &self,
+        underlying: &str,
+        exchange: &str,
+        expiry_compact: &str,
+        offset: &str,
+        option_type: &str,
+    ) -> Result<OptionSymbol, RestError> {
+        let v = self
+            .call(
+                "optionsymbol",
+                json!({"underlying": underlying, "exchange": exchange,
+                       "expiry_date": expiry_compact, "offset": offset,
+                       "option_type": option_type}),
+            )
+            .await?;
+        Self::decode("optionsymbol", v)
+    }
+}

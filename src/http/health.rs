@@ -1,0 +1,31 @@
+//! `GET /health`: open, reports status, version and database reachability.
+
+use actix_web::{HttpResponse, web};
+use serde_json::json;
+
+use super::AppState;
+
+pub async fn health(state: web::Data<AppState>) -> HttpResponse {
+    let backend = match state.db.get_database_backend() {
+        sea_orm::DatabaseBackend::Sqlite => "sqlite",
+        sea_orm::DatabaseBackend::Postgres => "postgres",
+        _ => "other",
+    };
+    let (reachable, error) = match state.db.ping().await {
+        Ok(()) => (true, None),
+        Err(e) => {
+            tracing::warn!(error = %e, "health check: database unreachable");
+            (false, Some("database did not answer"))
+        }
+    };
+    let body = json!({
+        "status": if reachable { "ok" } else { "degraded" },
+        "version": env!("CARGO_PKG_VERSION"),
+        "database": { "backend": backend, "reachable": reachable, "error": error },
+    });
+    if reachable {
+        HttpResponse::Ok().json(body)
+    } else {
+        HttpResponse::ServiceUnavailable().json(body)
+    }
+}

@@ -1,0 +1,31 @@
+//! HTTP surface: routes, authentication, error bodies.
+
+pub mod auth;
+pub mod error;
+mod health;
+
+use actix_web::web;
+use sea_orm::DatabaseConnection;
+
+use error::ApiError;
+
+/// Shared, read-mostly state of the HTTP handlers.
+pub struct AppState {
+    pub db: DatabaseConnection,
+    pub admin_token: String,
+    pub body_limit: usize,
+}
+
+/// Registers every route.
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/health", web::get().to(health::health));
+}
+
+/// Unknown routes answer with the JSON error body.
+pub async fn not_found(req: actix_web::HttpRequest) -> Result<actix_web::HttpResponse, ApiError> {
+    Err(ApiError::not_found(format!(
+        "no route for {} {}",
+        req.method(),
+        req.path()
+    )))
+}

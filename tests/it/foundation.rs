@@ -1,0 +1,115 @@
+//! Health, authentication, error bodies and the request size limit.
+
+use actix_web::http::StatusCode;
+
+use crate::helpers::{json_body, spawn_app};
+
+#[actix_web::test]
+async fn health_is_open_and_reports_the_database() {
+    let app = spawn_app().await;
+    let mut resp = app.client.get(app.url("/health")).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let body = json_body(&mut resp).await;
+    assert_eq!(body["status"], "ok");
+    assert_eq!(body["version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(body["database"]["reachable"], true);
+    let expected = if app.database.url.starts_with("postgres") {
+        "postgres"
+    } else {
+        "sqlite"
+    };
+    assert_eq!(body["database"]["backend"], expected);
+}
+
+#[actix_web::test]
+async fn api_without_a_token_is_401_with_a_json_error() {
+    let app = spawn_app().await;
+    let mut resp = app
+        .client
+        .get(app.url("/api/v1/state"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    let body = json_body(&mut resp).await;
+    assert_eq!(body["error"]["code"], "unauthorized");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("Bearer")
+    );
+}
+
+#[actix_web::test]
+async fn api_and_ws_with_a_wrong_token_are_401() {
+    let app = spawn_app().await;
+    for path in ["/api/v1/state", "/ws/admin"] {
+        let mut resp = app
+            .client
+            .get(app.url(path))
+            .bearer_auth("not-the-admin-token")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::UNAUTHORIZED, "{path}");
+        let body = json_body(&mut resp).await;
+        assert_eq!(body["error"]["message"], "invalid admin token");
+        // The presented token is never echoed back.
+        assert!(!body.to_string().contains("not-the-admin-token"));
+    }
+    let resp = app
+        .client
+        .get(app.url("/ws/admin?token=wrong-token"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    let resp = app
+        .client
+        .get(app.url("/api/v1/state"))
+        .insert_header(("Authorization", format!("Basic {}", app.token)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        resp.status(),
+        StatusCode::UNAUTHORIZED,
+        "only Bearer is accepted"
+    );
+}
+
+#[actix_web::test]
+async fn unknown_routes_answer_a_json_404_once_authenticated() {
+    let app = spawn_app().await;
+    let mut resp = app.get("/api/v1/no-such-thing").send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+    let body = json_body(&mut resp).await;
+    assert_eq!(body["error"]["code"], "not_found");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("/api/v1/no-such-thing")
+    );
+}
+
+#[actix_web::test]
+async fn an_oversize_body_is_413() {
+    let app = spawn_app_with_small_limit().await;
+    let big = "x".repeat(8 * 1024);
+    let mut resp = app
+        .post("/api/v1/executions")
+        .insert_header(("Content-Type", "application/json"))
+        .send_body(format!("{{\"pad\":\"{big}\"}}"))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let body = json_body(&mut resp).await;
+    assert_eq!(body["error"]["code"], "payload_too_large");
+    assert!(body["error"]["message"].as_str().unwrap().contains("4096"));
+}
+
+async fn spawn_app_with_small_limit() -> crate::helpers::TestApp {
+    crate::helpers::spawn_app_with(|s| s.server.body_limit_bytes = 4096).await
+}

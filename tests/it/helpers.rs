@@ -1,0 +1,163 @@
+//! Spawning the service on port 0 against a fresh database, and small client helpers.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use sea_orm::{ConnectionTrait, Database};
+use tempfile::TempDir;
+use trading_supervisor::configuration::Settings;
+use trading_supervisor::startup::Application;
+
+pub const TEST_TOKEN: &str = "test-admin-token-0123456789";
+
+/// A fresh, empty database: a temp SQLite file, or a new PostgreSQL database when
+/// `DATABASE_URL` points at PostgreSQL.
+pub struct TestDatabase {
+    pub url: String,
+    _dir: Option<TempDir>,
+}
+
+pub async fn fresh_database() -> TestDatabase {
+    match std::env::var("DATABASE_URL") {
+        Ok(base) if base.starts_with("postgres") => {
+            let name = format!("sup_test_{}", uuid::Uuid::new_v4().simple());
+            let admin = Database::connect(base.as_str())
+                .await
+                .expect("connect to DATABASE_URL");
+            admin
+                .execute_unprepared(&format!("CREATE DATABASE \"{name}\""))
+                .await
+                .expect("create test database");
+            admin.close().await.ok();
+            TestDatabase {
+                url: replace_database_name(&base, &name),
+                _dir: None,
+            }
+        }
+        _ => {
+            let dir = tempfile::tempdir().expect("temp dir");
+            let url = format!("sqlite://{}?mode=rwc", dir.path().join("test.db").display());
+            TestDatabase {
+                url,
+                _dir: Some(dir),
+            }
+        }
+    }
+}
+
+fn replace_database_name(url: &str, name: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let authority_start = base.find("://").map(|i| i + 3).unwrap_or(0);
+    let path_start = base[authority_start..]
+        .find('/')
+        .map(|i| authority_start + i)
+        .unwrap_or(base.len());
+    let mut out = format!("{}/{}", &base[..path_start], name);
+    if let Some(q) = query {
+        out.push('?');
+        out.push_str(q);
+    }
+    out
+}
+
+/// Settings for tests: the defaults, port 0, a known token, the given database.
+pub fn test_settings(database_url: &str) -> Settings {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("settings");
+    let mut settings =
+        Settings::load_from(&dir, "local", std::iter::empty()).expect("default settings load");
+    settings.server.port = 0;
+    settings.security.admin_token = TEST_TOKEN.into();
+    settings.database.url = database_url.into();
+    settings
+}
+
+pub struct TestApp {
+    pub address: String,
+    pub token: String,
+    pub client: awc::Client,
+    pub database: TestDatabase,
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+/// Spawns the service with settings adjusted by `adjust`.
+pub async fn spawn_app_with(adjust: impl FnOnce(&mut Settings)) -> TestApp {
+    let database = fresh_database().await;
+    let mut settings = test_settings(&database.url);
+    adjust(&mut settings);
+    let app = Application::build(settings)
+        .await
+        .expect("build application");
+    let port = app.port();
+    let token = app.admin_token().to_string();
+    actix_rt::spawn(app.run_until_stopped());
+    TestApp {
+        address: format!("http://127.0.0.1:{port}"),
+        token,
+        client: awc::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .finish(),
+        database,
+    }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.address, path)
+    }
+
+    /// A request with the admin token.
+    pub fn get(&self, path: &str) -> awc::ClientRequest {
+        self.client.get(self.url(path)).bearer_auth(&self.token)
+    }
+
+    pub fn post(&self, path: &str) -> awc::ClientRequest {
+        self.client.post(self.url(path)).bearer_auth(&self.token)
+    }
+}
+
+/// Reads a response body as JSON.
+pub async fn json_body<S>(resp: &mut awc::ClientResponse<S>) -> serde_json::Value
+where
+    S: futures_util::Stream<Item = Result<actix_web::web::Bytes, awc::error::PayloadError>> + Unpin,
+{
+    let bytes = resp.body().limit(16 * 1024 * 1024).await.expect("body");
+    serde_json::from_slice(&bytes)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&bytes)))
+}
+
+/// Polls `check` until it returns Some or the deadline passes.
+pub async fn poll_until<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        if Instant::now() > deadline {
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
+        actix_rt::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[test]
+fn database_name_is_replaced() {
+    assert_eq!(
+        replace_database_name("postgres://postgres@127.0.0.1:5432/test", "x"),
+        "postgres://postgres@127.0.0.1:5432/x"
+    );
+    assert_eq!(
+        replace_database_name("postgres://u:p@h/test?sslmode=disable", "x"),
+        "postgres://u:p@h/x?sslmode=disable"
+    );
+    assert_eq!(replace_database_name("postgres://h", "x"), "postgres://h/x");
+}
