@@ -6,4 +6,5 @@
 pub mod backoff;
 pub mod mask;
 pub mod rate_limit;
+pub mod subscriptions;
 pub mod supervision;
