@@ -4,7 +4,10 @@
 #![warn(missing_docs)]
 
 pub mod backoff;
+pub mod exits;
 pub mod mask;
+pub mod pnl;
 pub mod rate_limit;
+pub mod risk;
 pub mod subscriptions;
 pub mod supervision;
