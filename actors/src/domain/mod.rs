@@ -4,6 +4,7 @@
 #![warn(missing_docs)]
 
 pub mod backoff;
+pub mod calendar;
 pub mod exits;
 pub mod mask;
 pub mod pnl;
