@@ -7,6 +7,7 @@ pub mod backoff;
 pub mod calendar;
 pub mod exits;
 pub mod mask;
+pub mod options;
 pub mod pnl;
 pub mod rate_limit;
 pub mod risk;
