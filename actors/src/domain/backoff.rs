@@ -104,7 +104,8 @@ impl Backoff {
 
     /// Records a failure and returns how long to wait before the next attempt.
     ///
-    /// `u` is a uniform random number in `[0, 1)` (clamped; NaN counts as 0).
+    /// `u` is a uniform random number in `[0, 1)` (clamped; NaN counts as 0). When a live
+    /// connection drops, call [`Self::maybe_reset`] first so stable uptime is credited.
     pub fn next_delay(&mut self, kind: FailureKind, u: f64) -> Duration {
         let p = &self.policy;
         let exp = i32::try_from(self.failures).unwrap_or(i32::MAX);
