@@ -1,0 +1,15 @@
+//! Pure domain logic: no actors, no I/O, no clock. Time and randomness are always passed in,
+//! so every rule here is deterministic and unit-tested in its own file.
+
+#![warn(missing_docs)]
+
+pub mod backoff;
+pub mod calendar;
+pub mod exits;
+pub mod mask;
+pub mod options;
+pub mod pnl;
+pub mod rate_limit;
+pub mod risk;
+pub mod subscriptions;
+pub mod supervision;
