@@ -363,6 +363,11 @@ impl SubscriptionTable {
         });
     }
 
+    /// The keys `sub` holds.
+    pub fn keys_of(&self, sub: SubscriberId) -> impl Iterator<Item = &Key> {
+        self.by_subscriber.get(&sub).into_iter().flatten()
+    }
+
     /// Every held key with its upstream mode (in no particular order).
     pub fn upstream(&self) -> impl Iterator<Item = (&Key, Mode)> {
         self.entries
