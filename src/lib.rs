@@ -4,5 +4,6 @@
 pub mod configuration;
 pub mod database;
 pub mod http;
+pub mod sim;
 pub mod startup;
 pub mod telemetry;

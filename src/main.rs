@@ -3,7 +3,7 @@ use clap::{Parser, Subcommand};
 
 use trading_supervisor::configuration::Settings;
 use trading_supervisor::startup::Application;
-use trading_supervisor::{database, telemetry};
+use trading_supervisor::{database, sim, telemetry};
 
 /// Trading supervisor: one market-data feed per API key, live P&L and risk exits for OpenAlgo.
 #[derive(Parser)]
@@ -19,6 +19,8 @@ enum Command {
     Serve,
     /// Apply pending database migrations and exit.
     Migrate,
+    /// Run the OpenAlgo-compatible gateway simulator.
+    Sim(sim::SimArgs),
 }
 
 #[actix_web::main]
@@ -37,6 +39,7 @@ async fn main() -> anyhow::Result<()> {
             );
             Ok(())
         }
+        Command::Sim(args) => sim::run(args).await,
     }
 }
 
