@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::time::Duration;
 
 use config::{Config, Environment, File, FileFormat};
 use serde::Deserialize;
@@ -386,6 +387,31 @@ impl Settings {
             "must be at least 1",
         )?;
         Ok(())
+    }
+}
+
+impl Settings {
+    /// The feed connection's settings (ARCHITECTURE §5).
+    pub fn feed_settings(&self) -> actors::feed::ConnectionSettings {
+        let c = &self.connection;
+        actors::feed::ConnectionSettings {
+            backoff: actors::domain::backoff::BackoffPolicy {
+                initial: Duration::from_millis(c.backoff_initial_ms),
+                factor: c.backoff_factor,
+                max: Duration::from_millis(c.backoff_max_ms),
+                jitter: c.backoff_jitter,
+                reset_after: Duration::from_secs(c.backoff_reset_after_s),
+                limit_min: Duration::from_secs(c.limit_backoff_min_s),
+            },
+            idle_timeout: Duration::from_secs(c.idle_timeout_s),
+            ping_interval: Duration::from_secs(c.ping_interval_s),
+            connect_timeout: Duration::from_secs(c.connect_timeout_s),
+            max_frame_bytes: c.max_frame_bytes,
+            subscribe_batch_size: c.subscribe_batch_size,
+            max_symbols: c.max_symbols,
+            crash_loop_max_restarts: self.supervision.crash_loop_max_restarts,
+            crash_loop_window: Duration::from_secs(self.supervision.crash_loop_window_s),
+        }
     }
 }
 

@@ -5,6 +5,7 @@ use std::net::TcpListener;
 use actix_web::dev::Server;
 use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
+use actors::feed::Feed;
 use anyhow::Context;
 use rand::Rng;
 
@@ -42,10 +43,12 @@ impl Application {
             .port();
 
         let body_limit = settings.server.body_limit_bytes;
+        let feed = Feed::start(settings.feed_settings(), None);
         let state = web::Data::new(AppState {
             db,
             admin_token: admin_token.clone(),
             body_limit,
+            feed,
         });
         let server = HttpServer::new(move || {
             App::new()

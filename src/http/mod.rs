@@ -2,9 +2,12 @@
 
 pub mod auth;
 pub mod error;
+mod feed;
 mod health;
+mod state;
 
 use actix_web::web;
+use actors::feed::Feed;
 use sea_orm::DatabaseConnection;
 
 use error::ApiError;
@@ -14,11 +17,17 @@ pub struct AppState {
     pub db: DatabaseConnection,
     pub admin_token: String,
     pub body_limit: usize,
+    pub feed: Feed,
 }
 
 /// Registers every route.
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/health", web::get().to(health::health));
+    cfg.route("/health", web::get().to(health::health))
+        .route("/api/v1/state", web::get().to(state::state))
+        .route(
+            "/api/v1/connection/reconnect",
+            web::post().to(feed::reconnect),
+        );
 }
 
 /// Unknown routes answer with the JSON error body.

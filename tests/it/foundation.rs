@@ -113,3 +113,27 @@ async fn an_oversize_body_is_413() {
 async fn spawn_app_with_small_limit() -> crate::helpers::TestApp {
     crate::helpers::spawn_app_with(|s| s.server.body_limit_bytes = 4096).await
 }
+
+#[actix_web::test]
+async fn state_reports_the_feed_and_reconnect_explains_why_it_cannot() {
+    let app = spawn_app().await;
+    let mut resp = app.get("/api/v1/state").send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let body = json_body(&mut resp).await;
+    assert_eq!(body["connection"]["state"], "Idle");
+    assert_eq!(body["registry"]["symbols"], 0);
+
+    let mut resp = app
+        .post("/api/v1/connection/reconnect")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::CONFLICT);
+    let body = json_body(&mut resp).await;
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("feed is stopped")
+    );
+}
