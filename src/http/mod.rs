@@ -1,10 +1,14 @@
 //! HTTP surface: routes, authentication, error bodies.
 
 pub mod auth;
+mod calendar;
 pub mod error;
 mod health;
 
+use actix::Addr;
 use actix_web::web;
+use actors::calendar::CalendarActor;
+use actors::clock::SharedClock;
 use sea_orm::DatabaseConnection;
 
 use error::ApiError;
@@ -14,11 +18,15 @@ pub struct AppState {
     pub db: DatabaseConnection,
     pub admin_token: String,
     pub body_limit: usize,
+    /// The time source of the service (a manual clock in tests).
+    pub clock: SharedClock,
+    pub calendar: Addr<CalendarActor>,
 }
 
 /// Registers every route.
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/health", web::get().to(health::health));
+    cfg.route("/health", web::get().to(health::health))
+        .service(web::scope("/api/v1/calendar").configure(calendar::routes));
 }
 
 /// Unknown routes answer with the JSON error body.
