@@ -1,10 +1,14 @@
 //! Builds the application: database, migrations, HTTP server bound to its port.
 
 use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Duration;
 
 use actix_web::dev::Server;
 use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
+use actors::calendar::{CalendarActor, CalendarSettings};
+use actors::clock::{SharedClock, SystemClock};
 use actors::feed::Feed;
 use anyhow::Context;
 use rand::Rng;
@@ -21,9 +25,17 @@ pub struct Application {
 }
 
 impl Application {
-    /// Connects and migrates the database and binds the HTTP listener (port 0 picks a free
-    /// port). Must be called inside an actix system.
+    /// Connects and migrates the database, starts the actors and binds the HTTP listener (port 0
+    /// picks a free port). Must be called inside an actix system.
     pub async fn build(settings: Settings) -> anyhow::Result<Application> {
+        Self::build_with_clock(settings, Arc::new(SystemClock)).await
+    }
+
+    /// [`Application::build`] with the given clock (tests use a manual one).
+    pub async fn build_with_clock(
+        settings: Settings,
+        clock: SharedClock,
+    ) -> anyhow::Result<Application> {
         let db = database::connect(&settings.database).await?;
         database::migrate(&db).await?;
 
@@ -42,6 +54,17 @@ impl Application {
             .context("reading the bound address")?
             .port();
 
+        let calendar_settings = CalendarSettings {
+            pre_open_buffer: Duration::from_secs(settings.calendar.pre_open_buffer_s),
+            always_open: settings.calendar.always_open,
+            crash_loop_max_restarts: settings.supervision.crash_loop_max_restarts,
+            crash_loop_window: Duration::from_secs(settings.supervision.crash_loop_window_s),
+        };
+        let (calendar_db, calendar_clock) = (db.clone(), clock.clone());
+        let calendar = actix::Supervisor::start(move |_| {
+            CalendarActor::new(calendar_db, calendar_clock, calendar_settings)
+        });
+
         let body_limit = settings.server.body_limit_bytes;
         let feed = Feed::start(settings.feed_settings(), None);
         let state = web::Data::new(AppState {
@@ -49,6 +72,8 @@ impl Application {
             admin_token: admin_token.clone(),
             body_limit,
             feed,
+            clock,
+            calendar,
         });
         let server = HttpServer::new(move || {
             App::new()

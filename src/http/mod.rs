@@ -1,12 +1,16 @@
 //! HTTP surface: routes, authentication, error bodies.
 
 pub mod auth;
+mod calendar;
 pub mod error;
 mod feed;
 mod health;
 mod state;
 
+use actix::Addr;
 use actix_web::web;
+use actors::calendar::CalendarActor;
+use actors::clock::SharedClock;
 use actors::feed::Feed;
 use sea_orm::DatabaseConnection;
 
@@ -18,6 +22,9 @@ pub struct AppState {
     pub admin_token: String,
     pub body_limit: usize,
     pub feed: Feed,
+    /// The time source of the service (a manual clock in tests).
+    pub clock: SharedClock,
+    pub calendar: Addr<CalendarActor>,
 }
 
 /// Registers every route.
@@ -27,7 +34,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route(
             "/api/v1/connection/reconnect",
             web::post().to(feed::reconnect),
-        );
+        )
+        .service(web::scope("/api/v1/calendar").configure(calendar::routes));
 }
 
 /// Unknown routes answer with the JSON error body.

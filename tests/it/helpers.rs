@@ -1,8 +1,10 @@
 //! Spawning the service on port 0 against a fresh database, and small client helpers.
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use actors::clock::{SharedClock, SystemClock};
 use sea_orm::{ConnectionTrait, Database};
 use tempfile::TempDir;
 use trading_supervisor::configuration::Settings;
@@ -87,10 +89,19 @@ pub async fn spawn_app() -> TestApp {
 
 /// Spawns the service with settings adjusted by `adjust`.
 pub async fn spawn_app_with(adjust: impl FnOnce(&mut Settings)) -> TestApp {
+    spawn_app_with_clock(adjust, Arc::new(SystemClock)).await
+}
+
+/// Spawns the service with settings adjusted by `adjust` and the given clock (e.g. a
+/// `ManualClock`).
+pub async fn spawn_app_with_clock(
+    adjust: impl FnOnce(&mut Settings),
+    clock: SharedClock,
+) -> TestApp {
     let database = fresh_database().await;
     let mut settings = test_settings(&database.url);
     adjust(&mut settings);
-    let app = Application::build(settings)
+    let app = Application::build_with_clock(settings, clock)
         .await
         .expect("build application");
     let port = app.port();
