@@ -3,5 +3,6 @@
 pub mod domain;
 pub mod feed;
 pub mod openalgo;
+pub mod secrets;
 pub mod status;
 mod supervised;
