@@ -38,6 +38,7 @@ pub struct Settings {
     pub telemetry: TelemetrySettings,
     pub database: DatabaseSettings,
     pub connection: ConnectionSettings,
+    pub accounts: AccountsSettings,
     pub position_monitor: PositionMonitorSettings,
     pub risk: RiskSettings,
     pub option_chain: OptionChainSettings,
@@ -107,6 +108,13 @@ pub struct ConnectionSettings {
     pub subscribe_batch_size: usize,
     pub max_symbols: usize,
     pub rest_timeout_ms: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccountsSettings {
+    pub ping_interval_s: u64,
+    pub failover_after_failures: u32,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -252,6 +260,12 @@ impl Settings {
             "must be empty (generate one) or at least 16 characters",
         )?;
         check(
+            self.security.encryption_key.is_empty()
+                || actors::secrets::KeyCipher::from_base64(&self.security.encryption_key).is_ok(),
+            "security.encryption_key",
+            "must be empty or base64 of 32 random bytes (e.g. `openssl rand -base64 32`)",
+        )?;
+        check(
             tracing_subscriber::EnvFilter::try_new(&self.telemetry.log_level).is_ok(),
             "telemetry.log_level",
             "is not a valid tracing filter",
@@ -323,6 +337,16 @@ impl Settings {
         check(
             c.rest_timeout_ms >= 1,
             "connection.rest_timeout_ms",
+            "must be at least 1",
+        )?;
+        check(
+            self.accounts.ping_interval_s >= 1,
+            "accounts.ping_interval_s",
+            "must be at least 1",
+        )?;
+        check(
+            self.accounts.failover_after_failures >= 1,
+            "accounts.failover_after_failures",
             "must be at least 1",
         )?;
         check(

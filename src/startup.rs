@@ -4,14 +4,18 @@ use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::Duration;
 
+use actix::{Actor, Context, Handler};
 use actix_web::dev::Server;
 use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
+use actors::accounts::{AccountMonitorActor, AccountMonitorSettings, FeedAccountChanged};
 use actors::calendar::{CalendarActor, CalendarSettings};
 use actors::clock::{SharedClock, SystemClock};
 use actors::feed::Feed;
-use anyhow::Context;
+use actors::secrets::KeyCipher;
+use anyhow::Context as _;
 use rand::Rng;
+use sea_orm::DatabaseConnection;
 
 use crate::configuration::Settings;
 use crate::database;
@@ -38,6 +42,7 @@ impl Application {
     ) -> anyhow::Result<Application> {
         let db = database::connect(&settings.database).await?;
         database::migrate(&db).await?;
+        let cipher = check_encryption_key(&db, &settings.security.encryption_key).await?;
 
         let token_generated = settings.security.admin_token.is_empty();
         let admin_token = if token_generated {
@@ -64,6 +69,22 @@ impl Application {
         let calendar = actix::Supervisor::start(move |_| {
             CalendarActor::new(calendar_db, calendar_clock, calendar_settings)
         });
+        let rest_timeout = Duration::from_millis(settings.connection.rest_timeout_ms);
+        let monitor_settings = AccountMonitorSettings {
+            ping_interval: Duration::from_secs(settings.accounts.ping_interval_s),
+            rest_timeout,
+            failover_after_failures: settings.accounts.failover_after_failures,
+            crash_loop_max_restarts: settings.supervision.crash_loop_max_restarts,
+            crash_loop_window: Duration::from_secs(settings.supervision.crash_loop_window_s),
+        };
+        // Until the SupervisorActor consumes feed-account decisions, they are only logged.
+        let feed_decisions = FeedAccountLog.start().recipient();
+        let accounts = {
+            let (db, cipher) = (db.clone(), cipher.clone());
+            actix::Supervisor::start(move |_| {
+                AccountMonitorActor::new(db, cipher, monitor_settings, feed_decisions)
+            })
+        };
 
         let body_limit = settings.server.body_limit_bytes;
         let feed = Feed::start(settings.feed_settings(), None);
@@ -74,6 +95,9 @@ impl Application {
             feed,
             clock,
             calendar,
+            cipher,
+            accounts,
+            rest_timeout,
         });
         let server = HttpServer::new(move || {
             App::new()
@@ -120,6 +144,43 @@ impl Application {
     /// Serves until the server stops (SIGINT/SIGTERM trigger a graceful shutdown).
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         self.server.await
+    }
+}
+
+/// Refuses to start when account API keys are stored and the configured encryption key is
+/// missing, malformed or not the one they were encrypted with. Changes nothing.
+async fn check_encryption_key(
+    db: &DatabaseConnection,
+    setting: &str,
+) -> anyhow::Result<Option<KeyCipher>> {
+    let cipher = if setting.is_empty() {
+        None
+    } else {
+        let cipher = KeyCipher::from_base64(setting)
+            .map_err(|m| anyhow::anyhow!("invalid setting `security.encryption_key`: {m}"))?;
+        Some(cipher)
+    };
+    actors::accounts::load_all(db, cipher.as_ref()).await?;
+    Ok(cipher)
+}
+
+/// Receives the AccountMonitorActor's feed-account decisions and logs them.
+struct FeedAccountLog;
+
+impl Actor for FeedAccountLog {
+    type Context = Context<Self>;
+}
+
+impl Handler<FeedAccountChanged> for FeedAccountLog {
+    type Result = ();
+
+    fn handle(&mut self, msg: FeedAccountChanged, _ctx: &mut Context<Self>) {
+        tracing::debug!(
+            account = msg.target.as_ref().map(|t| t.account_name.as_str()).unwrap_or("none"),
+            reachable = msg.reachable,
+            reason = %msg.reason,
+            "feed account"
+        );
     }
 }
 

@@ -1,9 +1,11 @@
 //! The supervisor's actor tree, the OpenAlgo wire types and client, and pure domain logic.
 
+pub mod accounts;
 pub mod calendar;
 pub mod clock;
 pub mod domain;
 pub mod feed;
 pub mod openalgo;
+pub mod secrets;
 pub mod status;
 mod supervised;

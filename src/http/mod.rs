@@ -1,5 +1,6 @@
 //! HTTP surface: routes, authentication, error bodies.
 
+mod accounts;
 pub mod auth;
 mod calendar;
 pub mod error;
@@ -7,11 +8,15 @@ mod feed;
 mod health;
 mod state;
 
+use std::time::Duration;
+
 use actix::Addr;
 use actix_web::web;
+use actors::accounts::AccountMonitorActor;
 use actors::calendar::CalendarActor;
 use actors::clock::SharedClock;
 use actors::feed::Feed;
+use actors::secrets::KeyCipher;
 use sea_orm::DatabaseConnection;
 
 use error::ApiError;
@@ -25,6 +30,11 @@ pub struct AppState {
     /// The time source of the service (a manual clock in tests).
     pub clock: SharedClock,
     pub calendar: Addr<CalendarActor>,
+    /// Encrypts and decrypts account API keys; None when no encryption key is configured.
+    pub cipher: Option<KeyCipher>,
+    pub accounts: Addr<AccountMonitorActor>,
+    /// Timeout of one REST call to a gateway.
+    pub rest_timeout: Duration,
 }
 
 /// Registers every route.
@@ -36,6 +46,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             web::post().to(feed::reconnect),
         )
         .service(web::scope("/api/v1/calendar").configure(calendar::routes));
+    accounts::routes(cfg);
 }
 
 /// Unknown routes answer with the JSON error body.

@@ -1,5 +1,6 @@
 //! Integration tests of the whole service: one test binary, one module per capability.
 
+mod accounts;
 mod calendar;
 mod config;
 mod feed;

@@ -1,0 +1,464 @@
+//! `/api/v1/accounts`: trading accounts CRUD and gateway pings (ARCHITECTURE §8.1, §10).
+//!
+//! API keys are encrypted before they are stored and never leave the service: responses show
+//! `api_key_hint` (a masked prefix) only. Every write asks the AccountMonitorActor to reload.
+//!
+//! Deleting an account is refused (409) while any of its executions is open, and also while it
+//! has closed executions: their history (P&L, exits) must be kept, so such an account is
+//! deactivated (`is_active: false`) instead.
+
+use actix_web::{HttpResponse, web};
+use actors::accounts::{Account, ReloadAccounts, ping_gateway, record_ping};
+use actors::domain::mask::mask_secret;
+use actors::secrets::KeyCipher;
+use chrono::{DateTime, Utc};
+use entity::prelude::*;
+use entity::{strategy_executions, trading_accounts};
+use sea_orm::ActiveValue::Set;
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, DbErr, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
+    SqlErr, TransactionTrait,
+};
+use serde::{Deserialize, Serialize};
+
+use super::AppState;
+use super::error::ApiError;
+
+const NAME_MAX: usize = 100;
+const BROKER_MAX: usize = 64;
+const URL_MAX: usize = 2048;
+const API_KEY_MAX: usize = 512;
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource("/api/v1/accounts")
+            .route(web::get().to(list))
+            .route(web::post().to(create)),
+    )
+    .service(
+        web::resource("/api/v1/accounts/{id}")
+            .route(web::get().to(get))
+            .route(web::put().to(update))
+            .route(web::delete().to(delete)),
+    )
+    .service(web::resource("/api/v1/accounts/{id}/ping").route(web::post().to(ping)));
+}
+
+/// An account as the API shows it: never the key, only its hint.
+#[derive(Debug, Serialize)]
+struct AccountView {
+    id: i32,
+    name: String,
+    broker: String,
+    rest_url: String,
+    ws_url: String,
+    api_key_hint: String,
+    is_primary: bool,
+    is_active: bool,
+    connection_status: ConnectionStatus,
+    last_ping_at: Option<DateTime<Utc>>,
+    last_error: Option<String>,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+impl From<trading_accounts::Model> for AccountView {
+    fn from(m: trading_accounts::Model) -> Self {
+        Self {
+            id: m.id,
+            name: m.name,
+            broker: m.broker,
+            rest_url: m.rest_url,
+            ws_url: m.ws_url,
+            api_key_hint: m.api_key_hint,
+            is_primary: m.is_primary,
+            is_active: m.is_active,
+            connection_status: m.connection_status,
+            last_ping_at: m.last_ping_at,
+            last_error: m.last_error,
+            created_at: m.created_at,
+            updated_at: m.updated_at,
+        }
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateAccount {
+    name: String,
+    broker: String,
+    rest_url: String,
+    ws_url: String,
+    api_key: String,
+    #[serde(default)]
+    is_primary: bool,
+    #[serde(default = "yes")]
+    is_active: bool,
+}
+
+/// Every field optional; `api_key` rotates the key.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UpdateAccount {
+    name: Option<String>,
+    broker: Option<String>,
+    rest_url: Option<String>,
+    ws_url: Option<String>,
+    api_key: Option<String>,
+    is_primary: Option<bool>,
+    is_active: Option<bool>,
+}
+
+fn text(field: &str, value: &str, max: usize) -> Result<String, ApiError> {
+    let value = value.trim();
+    if value.is_empty() {
+        return Err(ApiError::unprocessable(format!(
+            "{field} must not be empty"
+        )));
+    }
+    if value.chars().count() > max {
+        return Err(ApiError::unprocessable(format!(
+            "{field} must be at most {max} characters"
+        )));
+    }
+    Ok(value.to_owned())
+}
+
+fn url(field: &str, value: &str, schemes: [&str; 2]) -> Result<String, ApiError> {
+    let value = text(field, value, URL_MAX)?;
+    let lower = value.to_ascii_lowercase();
+    let rest = schemes.iter().find_map(|s| lower.strip_prefix(s));
+    match rest {
+        Some(host)
+            if !host.is_empty()
+                && !host.starts_with('/')
+                && !value.contains(char::is_whitespace) =>
+        {
+            Ok(value)
+        }
+        _ => Err(ApiError::unprocessable(format!(
+            "{field} must be an absolute {} or {} URL with a host",
+            schemes[0], schemes[1]
+        ))),
+    }
+}
+
+fn rest_url(value: &str) -> Result<String, ApiError> {
+    url("rest_url", value, ["http://", "https://"])
+}
+
+fn ws_url(value: &str) -> Result<String, ApiError> {
+    url("ws_url", value, ["ws://", "wss://"])
+}
+
+fn api_key(value: &str) -> Result<String, ApiError> {
+    let value = text("api_key", value, API_KEY_MAX)?;
+    if value.contains(char::is_whitespace) {
+        return Err(ApiError::unprocessable(
+            "api_key must not contain whitespace",
+        ));
+    }
+    Ok(value)
+}
+
+/// The cipher, or 409 explaining how to configure one (a key is never generated silently:
+/// keys encrypted with a key nobody kept are lost at the next restart).
+fn cipher(state: &AppState) -> Result<&KeyCipher, ApiError> {
+    state.cipher.as_ref().ok_or_else(|| {
+        ApiError::conflict(
+            "no encryption key is configured, so API keys cannot be stored: set \
+             security.encryption_key (environment SUPERVISOR__SECURITY__ENCRYPTION_KEY) to base64 \
+             of 32 random bytes (e.g. `openssl rand -base64 32`) and restart the service; keep \
+             that key, stored API keys cannot be read without it",
+        )
+    })
+}
+
+/// (ciphertext, hint) of an API key.
+fn seal(state: &AppState, key: &str) -> Result<(String, String), ApiError> {
+    let ciphertext = cipher(state)?
+        .encrypt(key)
+        .map_err(|e| ApiError::unprocessable(e.to_string()))?;
+    Ok((ciphertext, mask_secret(key)))
+}
+
+fn database(context: &'static str) -> impl Fn(DbErr) -> ApiError {
+    move |e| ApiError::internal(context, e)
+}
+
+/// A write that violated a constraint: name taken, or a primary chosen concurrently.
+async fn write_error(state: &AppState, name: &str, id: Option<i32>, e: DbErr) -> ApiError {
+    if let Some(SqlErr::UniqueConstraintViolation(_)) = e.sql_err() {
+        let taken = TradingAccounts::find()
+            .filter(trading_accounts::Column::Name.eq(name))
+            .one(&state.db)
+            .await
+            .ok()
+            .flatten()
+            .is_some_and(|m| Some(m.id) != id);
+        return if taken {
+            name_taken(name)
+        } else {
+            ApiError::conflict("another account was made primary at the same time; retry")
+        };
+    }
+    ApiError::internal("saving the account failed", e)
+}
+
+fn name_taken(name: &str) -> ApiError {
+    ApiError::conflict(format!("an account named '{name}' already exists"))
+}
+
+async fn find(state: &AppState, id: i32) -> Result<trading_accounts::Model, ApiError> {
+    TradingAccounts::find_by_id(id)
+        .one(&state.db)
+        .await
+        .map_err(database("reading the account failed"))?
+        .ok_or_else(|| ApiError::not_found(format!("no account with id {id}")))
+}
+
+/// Clears `is_primary` on every account but `except`.
+async fn demote_primary<C: sea_orm::ConnectionTrait>(
+    db: &C,
+    except: Option<i32>,
+) -> Result<(), DbErr> {
+    let mut query = TradingAccounts::update_many()
+        .set(trading_accounts::ActiveModel {
+            is_primary: Set(false),
+            ..Default::default()
+        })
+        .filter(trading_accounts::Column::IsPrimary.eq(true));
+    if let Some(id) = except {
+        query = query.filter(trading_accounts::Column::Id.ne(id));
+    }
+    query.exec(db).await.map(|_| ())
+}
+
+/// Tells the account monitor to re-read the table. The write is already committed, so a
+/// failure here is logged, not reported to the client (the monitor also reloads every round).
+async fn reload(state: &AppState) {
+    match state.accounts.send(ReloadAccounts).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!(error = %e, "the account monitor could not reload accounts"),
+        Err(e) => tracing::warn!(error = %e, "the account monitor is not running"),
+    }
+}
+
+async fn list(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let accounts = TradingAccounts::find()
+        .order_by_asc(trading_accounts::Column::Id)
+        .all(&state.db)
+        .await
+        .map_err(database("listing accounts failed"))?;
+    let views: Vec<AccountView> = accounts.into_iter().map(AccountView::from).collect();
+    Ok(HttpResponse::Ok().json(views))
+}
+
+async fn get(state: web::Data<AppState>, id: web::Path<i32>) -> Result<HttpResponse, ApiError> {
+    let model = find(&state, id.into_inner()).await?;
+    Ok(HttpResponse::Ok().json(AccountView::from(model)))
+}
+
+async fn create(
+    state: web::Data<AppState>,
+    body: web::Json<CreateAccount>,
+) -> Result<HttpResponse, ApiError> {
+    let input = body.into_inner();
+    let name = text("name", &input.name, NAME_MAX)?;
+    let broker = text("broker", &input.broker, BROKER_MAX)?;
+    let rest_url = rest_url(&input.rest_url)?;
+    let ws_url = ws_url(&input.ws_url)?;
+    let key = api_key(&input.api_key)?;
+    let (ciphertext, hint) = seal(&state, &key)?;
+
+    let txn = state
+        .db
+        .begin()
+        .await
+        .map_err(database("starting a transaction failed"))?;
+    if input.is_primary {
+        demote_primary(&txn, None)
+            .await
+            .map_err(database("demoting the previous primary failed"))?;
+    }
+    let inserted = trading_accounts::ActiveModel {
+        name: Set(name.clone()),
+        broker: Set(broker),
+        rest_url: Set(rest_url),
+        ws_url: Set(ws_url),
+        api_key_ciphertext: Set(ciphertext),
+        api_key_hint: Set(hint),
+        is_primary: Set(input.is_primary),
+        is_active: Set(input.is_active),
+        connection_status: Set(ConnectionStatus::Unknown),
+        ..Default::default()
+    }
+    .insert(&txn)
+    .await;
+    let model = match inserted {
+        Ok(m) => m,
+        Err(e) => {
+            drop(txn);
+            return Err(write_error(&state, &name, None, e).await);
+        }
+    };
+    if let Err(e) = txn.commit().await {
+        return Err(write_error(&state, &name, None, e).await);
+    }
+    tracing::info!(account = %model.name, id = model.id, primary = model.is_primary, "account created");
+    reload(&state).await;
+    Ok(HttpResponse::Created().json(AccountView::from(model)))
+}
+
+async fn update(
+    state: web::Data<AppState>,
+    id: web::Path<i32>,
+    body: web::Json<UpdateAccount>,
+) -> Result<HttpResponse, ApiError> {
+    let id = id.into_inner();
+    let input = body.into_inner();
+    let current = find(&state, id).await?;
+    let name = input
+        .name
+        .as_deref()
+        .map(|v| text("name", v, NAME_MAX))
+        .transpose()?;
+    let broker = input
+        .broker
+        .as_deref()
+        .map(|v| text("broker", v, BROKER_MAX))
+        .transpose()?;
+    let rest = input.rest_url.as_deref().map(rest_url).transpose()?;
+    let ws = input.ws_url.as_deref().map(ws_url).transpose()?;
+    let sealed = match input.api_key.as_deref() {
+        Some(v) => Some(seal(&state, &api_key(v)?)?),
+        None => None,
+    };
+
+    let key_rotated = sealed.is_some();
+    let gateway_changed = key_rotated || rest.as_ref().is_some_and(|r| *r != current.rest_url);
+    let final_name = name.clone().unwrap_or_else(|| current.name.clone());
+    let mut active: trading_accounts::ActiveModel = current.into();
+    if let Some(v) = name {
+        active.name = Set(v);
+    }
+    if let Some(v) = broker {
+        active.broker = Set(v);
+    }
+    if let Some(v) = rest {
+        active.rest_url = Set(v);
+    }
+    if let Some(v) = ws {
+        active.ws_url = Set(v);
+    }
+    if let Some((ciphertext, hint)) = sealed {
+        active.api_key_ciphertext = Set(ciphertext);
+        active.api_key_hint = Set(hint);
+    }
+    if gateway_changed {
+        // The last ping describes the old gateway or key.
+        active.connection_status = Set(ConnectionStatus::Unknown);
+        active.last_ping_at = Set(None);
+        active.last_error = Set(None);
+    }
+    if let Some(v) = input.is_primary {
+        active.is_primary = Set(v);
+    }
+    if let Some(v) = input.is_active {
+        active.is_active = Set(v);
+    }
+
+    let txn = state
+        .db
+        .begin()
+        .await
+        .map_err(database("starting a transaction failed"))?;
+    if input.is_primary == Some(true) {
+        demote_primary(&txn, Some(id))
+            .await
+            .map_err(database("demoting the previous primary failed"))?;
+    }
+    let model = match active.update(&txn).await {
+        Ok(m) => m,
+        Err(DbErr::RecordNotUpdated) => {
+            return Err(ApiError::not_found(format!("no account with id {id}")));
+        }
+        Err(e) => {
+            drop(txn);
+            return Err(write_error(&state, &final_name, Some(id), e).await);
+        }
+    };
+    if let Err(e) = txn.commit().await {
+        return Err(write_error(&state, &final_name, Some(id), e).await);
+    }
+    tracing::info!(account = %model.name, id, key_rotated, "account updated");
+    reload(&state).await;
+    Ok(HttpResponse::Ok().json(AccountView::from(model)))
+}
+
+async fn delete(state: web::Data<AppState>, id: web::Path<i32>) -> Result<HttpResponse, ApiError> {
+    let id = id.into_inner();
+    let account = find(&state, id).await?;
+    let of_account =
+        || StrategyExecutions::find().filter(strategy_executions::Column::AccountId.eq(id));
+    let open = of_account()
+        .filter(
+            strategy_executions::Column::Status
+                .is_not_in([ExecutionStatus::Exited, ExecutionStatus::Failed]),
+        )
+        .count(&state.db)
+        .await
+        .map_err(database("counting the account's executions failed"))?;
+    if open > 0 {
+        return Err(ApiError::conflict(format!(
+            "account has open positions: {open} execution(s) of '{}' are not exited; exit them first",
+            account.name
+        )));
+    }
+    let closed = of_account()
+        .count(&state.db)
+        .await
+        .map_err(database("counting the account's executions failed"))?;
+    if closed > 0 {
+        return Err(history_kept(&account.name, closed));
+    }
+    match TradingAccounts::delete_by_id(id).exec(&state.db).await {
+        Ok(r) if r.rows_affected == 0 => {
+            return Err(ApiError::not_found(format!("no account with id {id}")));
+        }
+        Ok(_) => {}
+        Err(e) => {
+            return Err(match e.sql_err() {
+                // An execution was registered meanwhile: the foreign key keeps the account.
+                Some(SqlErr::ForeignKeyConstraintViolation(_)) => history_kept(&account.name, 1),
+                _ => ApiError::internal("deleting the account failed", e),
+            });
+        }
+    }
+    tracing::info!(account = %account.name, id, "account deleted");
+    reload(&state).await;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+fn history_kept(name: &str, executions: u64) -> ApiError {
+    ApiError::conflict(format!(
+        "account '{name}' has {executions} execution(s) in its history, which must be kept; \
+         deactivate it instead (PUT with {{\"is_active\": false}})"
+    ))
+}
+
+async fn ping(state: web::Data<AppState>, id: web::Path<i32>) -> Result<HttpResponse, ApiError> {
+    let id = id.into_inner();
+    let model = find(&state, id).await?;
+    let account =
+        Account::decrypt(model, cipher(&state)?).map_err(|e| ApiError::conflict(e.to_string()))?;
+    let outcome = ping_gateway(&account.rest_url, &account.api_key, state.rest_timeout).await;
+    record_ping(&state.db, id, &outcome)
+        .await
+        .map_err(database("recording the ping result failed"))?;
+    Ok(HttpResponse::Ok().json(outcome))
+}
