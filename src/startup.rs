@@ -4,15 +4,15 @@ use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix::{Actor, Context, Handler};
 use actix_web::dev::Server;
 use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
-use actors::accounts::{AccountMonitorActor, AccountMonitorSettings, FeedAccountChanged};
-use actors::calendar::{CalendarActor, CalendarSettings};
+use actors::accounts::{AccountMonitorActor, AccountMonitorSettings};
+use actors::calendar::{CalendarActor, CalendarSettings, SubscribePhase};
 use actors::clock::{SharedClock, SystemClock};
 use actors::feed::Feed;
 use actors::secrets::KeyCipher;
+use actors::supervisor::SupervisorActor;
 use anyhow::Context as _;
 use rand::Rng;
 use sea_orm::DatabaseConnection;
@@ -77,8 +77,13 @@ impl Application {
             crash_loop_max_restarts: settings.supervision.crash_loop_max_restarts,
             crash_loop_window: Duration::from_secs(settings.supervision.crash_loop_window_s),
         };
-        // Until the SupervisorActor consumes feed-account decisions, they are only logged.
-        let feed_decisions = FeedAccountLog.start().recipient();
+        let feed = Feed::start(settings.feed_settings(), None);
+        let supervisor = {
+            let feed = feed.clone();
+            actix::Supervisor::start(move |_| SupervisorActor::new(feed))
+        };
+        calendar.do_send(SubscribePhase(supervisor.clone().recipient()));
+        let feed_decisions = supervisor.clone().recipient();
         let accounts = {
             let (db, cipher) = (db.clone(), cipher.clone());
             actix::Supervisor::start(move |_| {
@@ -87,12 +92,12 @@ impl Application {
         };
 
         let body_limit = settings.server.body_limit_bytes;
-        let feed = Feed::start(settings.feed_settings(), None);
         let state = web::Data::new(AppState {
             db,
             admin_token: admin_token.clone(),
             body_limit,
             feed,
+            supervisor,
             clock,
             calendar,
             cipher,
@@ -165,25 +170,6 @@ async fn check_encryption_key(
 }
 
 /// Receives the AccountMonitorActor's feed-account decisions and logs them.
-struct FeedAccountLog;
-
-impl Actor for FeedAccountLog {
-    type Context = Context<Self>;
-}
-
-impl Handler<FeedAccountChanged> for FeedAccountLog {
-    type Result = ();
-
-    fn handle(&mut self, msg: FeedAccountChanged, _ctx: &mut Context<Self>) {
-        tracing::debug!(
-            account = msg.target.as_ref().map(|t| t.account_name.as_str()).unwrap_or("none"),
-            reachable = msg.reachable,
-            reason = %msg.reason,
-            "feed account"
-        );
-    }
-}
-
 fn request_logger() -> actix_web::middleware::Logger {
     // Never log query strings: WebSocket clients may pass the token there.
     actix_web::middleware::Logger::new("%{request}xi %s %Dms")

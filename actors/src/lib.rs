@@ -9,3 +9,4 @@ pub mod openalgo;
 pub mod secrets;
 pub mod status;
 mod supervised;
+pub mod supervisor;

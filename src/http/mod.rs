@@ -17,6 +17,7 @@ use actors::calendar::CalendarActor;
 use actors::clock::SharedClock;
 use actors::feed::Feed;
 use actors::secrets::KeyCipher;
+use actors::supervisor::SupervisorActor;
 use sea_orm::DatabaseConnection;
 
 use error::ApiError;
@@ -27,6 +28,7 @@ pub struct AppState {
     pub admin_token: String,
     pub body_limit: usize,
     pub feed: Feed,
+    pub supervisor: Addr<SupervisorActor>,
     /// The time source of the service (a manual clock in tests).
     pub clock: SharedClock,
     pub calendar: Addr<CalendarActor>,
@@ -44,6 +46,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route(
             "/api/v1/connection/reconnect",
             web::post().to(feed::reconnect),
+        )
+        .route(
+            "/api/v1/service/{action}",
+            web::post().to(state::service_control),
         )
         .service(web::scope("/api/v1/calendar").configure(calendar::routes));
     accounts::routes(cfg);

@@ -1,7 +1,11 @@
-//! `GET /api/v1/state`: every actor's status, built only from their `Status` answers.
+//! `GET /api/v1/state` (every actor's status, built only from their `Status` answers) and
+//! `POST /api/v1/service/{start|stop}`.
 
 use actix_web::{HttpResponse, web};
+use actors::accounts::GetAccountsStatus;
+use actors::calendar::GetCalendarStatus;
 use actors::feed::{GetConnectionStatus, GetRegistryStatus};
+use actors::supervisor::{GetSupervisorStatus, ServiceControl};
 use serde_json::json;
 
 use super::AppState;
@@ -12,20 +16,39 @@ fn no_answer(actor: &'static str) -> impl Fn(actix::MailboxError) -> ApiError {
 }
 
 pub async fn state(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let connection = state
-        .feed
-        .connection
-        .send(GetConnectionStatus)
-        .await
-        .map_err(no_answer("connection actor"))?;
-    let registry = state
-        .feed
-        .registry
-        .send(GetRegistryStatus)
-        .await
-        .map_err(no_answer("subscription registry"))?;
+    let (supervisor, calendar, accounts, connection, registry) = futures_util::join!(
+        state.supervisor.send(GetSupervisorStatus),
+        state.calendar.send(GetCalendarStatus),
+        state.accounts.send(GetAccountsStatus),
+        state.feed.connection.send(GetConnectionStatus),
+        state.feed.registry.send(GetRegistryStatus),
+    );
     Ok(HttpResponse::Ok().json(json!({
-        "connection": connection,
-        "registry": registry,
+        "supervisor": supervisor.map_err(no_answer("supervisor"))?,
+        "calendar": calendar.map_err(no_answer("calendar actor"))?,
+        "accounts": accounts.map_err(no_answer("account monitor"))?,
+        "connection": connection.map_err(no_answer("connection actor"))?,
+        "registry": registry.map_err(no_answer("subscription registry"))?,
     })))
+}
+
+pub async fn service_control(
+    state: web::Data<AppState>,
+    action: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let control = match action.as_str() {
+        "start" => ServiceControl::Start,
+        "stop" => ServiceControl::Stop,
+        other => {
+            return Err(ApiError::not_found(format!(
+                "unknown service action '{other}': use start or stop"
+            )));
+        }
+    };
+    let status = state
+        .supervisor
+        .send(control)
+        .await
+        .map_err(no_answer("supervisor"))?;
+    Ok(HttpResponse::Ok().json(status))
 }

@@ -172,3 +172,54 @@ fn database_name_is_replaced() {
     );
     assert_eq!(replace_database_name("postgres://h", "x"), "postgres://h/x");
 }
+
+/// A 32-byte AEAD key (base64) for tests that store accounts.
+pub const TEST_ENCRYPTION_KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+
+impl TestApp {
+    pub fn delete(&self, path: &str) -> awc::ClientRequest {
+        self.client.delete(self.url(path)).bearer_auth(&self.token)
+    }
+
+    /// POSTs JSON and returns (status, body).
+    pub async fn post_json(
+        &self,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> (u16, serde_json::Value) {
+        let mut resp = self.post(path).send_json(body).await.expect("request");
+        let status = resp.status().as_u16();
+        let bytes = resp.body().await.expect("body");
+        let value = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
+        (status, value)
+    }
+
+    /// GETs JSON (asserting 200).
+    pub async fn get_json(&self, path: &str) -> serde_json::Value {
+        let mut resp = self.get(path).send().await.expect("request");
+        assert_eq!(resp.status(), 200, "GET {path}");
+        json_body(&mut resp).await
+    }
+
+    /// Registers an account on a gateway (simulator) and returns its id.
+    pub async fn add_account(
+        &self,
+        name: &str,
+        rest_url: &str,
+        ws_url: &str,
+        api_key: &str,
+        primary: bool,
+    ) -> i64 {
+        let (status, body) = self
+            .post_json(
+                "/api/v1/accounts",
+                &serde_json::json!({
+                    "name": name, "broker": "sim", "rest_url": rest_url, "ws_url": ws_url,
+                    "api_key": api_key, "is_primary": primary,
+                }),
+            )
+            .await;
+        assert_eq!(status, 201, "create account: {body}");
+        body["id"].as_i64().expect("account id")
+    }
+}

@@ -6,4 +6,5 @@ mod config;
 mod feed;
 mod foundation;
 mod helpers;
+mod lifecycle;
 mod migrations;
