@@ -11,7 +11,7 @@ use super::state::{Frame, Push, Shared};
 
 /// Ticks queued for a session beyond this many batches are dropped (and counted) rather
 /// than buffered without bound for a client that does not read.
-const MAILBOX_CAPACITY: usize = 4096;
+const MAILBOX_CAPACITY: usize = 512;
 /// Largest client frame accepted (a batch subscribe of a few thousand symbols).
 const MAX_FRAME_BYTES: usize = 4 * 1024 * 1024;
 

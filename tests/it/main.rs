@@ -8,3 +8,4 @@ mod foundation;
 mod helpers;
 mod lifecycle;
 mod migrations;
+mod sim;

@@ -1,0 +1,6 @@
+//! Conformance tests of the gateway simulator (`cargo test --test it sim`).
+
+pub mod client;
+mod control;
+mod feed;
+mod rest;
