@@ -3,10 +3,14 @@ SHELL := /bin/bash
 CARGO ?= cargo
 PG_URL ?= postgres://postgres@127.0.0.1:5432/test
 
-.PHONY: run test test-sqlite test-postgres lint fmt
+.PHONY: run serve test test-sqlite test-postgres lint fmt
 
-## Build, migrate the SQLite database and start the service.
+## Build, then run the gateway simulator and the service with demo data (fresh SQLite database).
 run:
+	$(CARGO) run --bin supervisor -- demo
+
+## Run the service alone (settings/local.toml; SQLite at data/supervisor.db by default).
+serve:
 	$(CARGO) run --bin supervisor -- serve
 
 ## All tests: on SQLite, then on PostgreSQL when it is reachable

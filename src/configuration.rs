@@ -167,7 +167,12 @@ impl Settings {
     /// Loads settings from `./settings`, `APP_ENVIRONMENT` and the process environment.
     pub fn load() -> Result<Settings, SettingsError> {
         let environment = std::env::var("APP_ENVIRONMENT").unwrap_or_else(|_| "local".into());
-        Self::load_from(Path::new("settings"), &environment, std::env::vars())
+        Self::load_for(&environment)
+    }
+
+    /// Loads settings for a given environment from `./settings` and the process environment.
+    pub fn load_for(environment: &str) -> Result<Settings, SettingsError> {
+        Self::load_from(Path::new("settings"), environment, std::env::vars())
     }
 
     /// Loads settings from `dir/{environment}.toml` over the embedded defaults, then the given

@@ -3,6 +3,7 @@
 
 pub mod configuration;
 pub mod database;
+pub mod demo;
 pub mod http;
 pub mod sim;
 pub mod startup;

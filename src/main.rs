@@ -3,7 +3,7 @@ use clap::{Parser, Subcommand};
 
 use trading_supervisor::configuration::Settings;
 use trading_supervisor::startup::Application;
-use trading_supervisor::{database, sim, telemetry};
+use trading_supervisor::{database, demo, sim, telemetry};
 
 /// Trading supervisor: one market-data feed per API key, live P&L and risk exits for OpenAlgo.
 #[derive(Parser)]
@@ -21,12 +21,18 @@ enum Command {
     Migrate,
     /// Run the OpenAlgo-compatible gateway simulator.
     Sim(sim::SimArgs),
+    /// Run the simulator and the service together with demo data (fresh SQLite database).
+    Demo,
 }
 
 #[actix_web::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let settings = Settings::load().context("loading settings")?;
+    let settings = match cli.command {
+        Command::Demo => Settings::load_for("demo"),
+        _ => Settings::load(),
+    }
+    .context("loading settings")?;
     telemetry::init(&settings.telemetry);
     match cli.command {
         Command::Serve => serve(settings).await,
@@ -40,6 +46,7 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Sim(args) => sim::run(args).await,
+        Command::Demo => demo::run(settings).await,
     }
 }
 
