@@ -1,5 +1,6 @@
 //! The supervisor's actor tree, the OpenAlgo wire types and client, and pure domain logic.
 
+pub mod chain;
 pub mod domain;
 pub mod feed;
 pub mod openalgo;
