@@ -1,12 +1,15 @@
 //! HTTP surface: routes, authentication, error bodies.
 
 pub mod auth;
+mod chains;
 pub mod error;
 mod feed;
 mod health;
 mod state;
 
+use actix::Addr;
 use actix_web::web;
+use actors::chain::ChainDirectoryActor;
 use actors::feed::Feed;
 use sea_orm::DatabaseConnection;
 
@@ -18,6 +21,7 @@ pub struct AppState {
     pub admin_token: String,
     pub body_limit: usize,
     pub feed: Feed,
+    pub chains: Addr<ChainDirectoryActor>,
 }
 
 /// Registers every route.
@@ -27,7 +31,22 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route(
             "/api/v1/connection/reconnect",
             web::post().to(feed::reconnect),
-        );
+        )
+        .route("/api/v1/chain-sessions", web::post().to(chains::create))
+        .route("/api/v1/chain-sessions", web::get().to(chains::list))
+        .route(
+            "/api/v1/chain-sessions/{id}",
+            web::get().to(chains::snapshot),
+        )
+        .route(
+            "/api/v1/chain-sessions/{id}",
+            web::delete().to(chains::delete),
+        )
+        .route(
+            "/api/v1/chain-sessions/{id}/heartbeat",
+            web::post().to(chains::heartbeat),
+        )
+        .route("/ws/chain/{id}", web::get().to(chains::stream));
 }
 
 /// Unknown routes answer with the JSON error body.

@@ -1,5 +1,6 @@
 //! Integration tests of the whole service: one test binary, one module per capability.
 
+mod chain;
 mod config;
 mod feed;
 mod foundation;
