@@ -417,7 +417,7 @@ async fn a_hundred_viewers_share_each_symbol_and_only_the_last_one_out_unsubscri
 
 #[actix_web::test]
 async fn a_viewer_that_stops_heartbeating_is_gone_after_the_timeout() {
-    let c = &chain_app(|s| s.option_chain.session_timeout_s = 1).await;
+    let c = &chain_app(|s| s.option_chain.session_timeout_s = 2).await;
     let body = json!({"underlying": "NIFTY", "exchange": "NSE_INDEX", "strikes": 1});
     let by_http = c.open(body.clone()).await;
     let by_ws = c.open(body).await;
@@ -434,8 +434,8 @@ async fn a_viewer_that_stops_heartbeating_is_gone_after_the_timeout() {
         .unwrap();
     next_text(&mut conn).await;
 
-    // 2.5 lease lengths of heartbeats (HTTP) and plain messages (WebSocket).
-    let until = Instant::now() + Duration::from_millis(2500);
+    // Two lease lengths of heartbeats (HTTP) and plain messages (WebSocket).
+    let until = Instant::now() + Duration::from_secs(4);
     while Instant::now() < until {
         assert_eq!(c.heartbeat(&http_id).await, StatusCode::NO_CONTENT);
         conn.send(Message::Text(r#"{"action":"heartbeat"}"#.into()))
@@ -455,12 +455,15 @@ async fn a_viewer_that_stops_heartbeating_is_gone_after_the_timeout() {
     // Silence: both leases run out.
     let gone_by = Instant::now();
     for id in [&http_id, &ws_id] {
-        poll_until(Duration::from_secs(5), "session gone", || async move {
+        poll_until(Duration::from_secs(8), "session gone", || async move {
             (c.snapshot(id).await.0 == StatusCode::NOT_FOUND).then_some(())
         })
         .await;
     }
-    assert!(gone_by.elapsed() < Duration::from_secs(3));
+    assert!(
+        gone_by.elapsed() < Duration::from_secs(5),
+        "gone about one lease after the last heartbeat"
+    );
     let close = next_close(&mut conn, Duration::from_secs(5)).await;
     assert_eq!(close.code, CloseCode::Normal);
     assert_eq!(
@@ -649,9 +652,10 @@ async fn a_websocket_viewer_sees_price_changes_at_most_max_push_hz() {
         }
     }
 
-    // A price change every 10 ms for 2 s: the viewer gets coalesced snapshots.
+    // 200 price changes, one every 10 ms: the viewer gets coalesced snapshots.
     let sim_url = c.sim.rest_url();
     let symbol = atm_ce.clone();
+    let start = Instant::now();
     let writer = actix_rt::spawn(async move {
         let client = awc::Client::default();
         for i in 0..200 {
@@ -663,53 +667,43 @@ async fn a_websocket_viewer_sees_price_changes_at_most_max_push_hz() {
             actix_rt::time::sleep(Duration::from_millis(10)).await;
         }
     });
-    let mut arrivals = Vec::new();
+    let mut received = 0;
     let mut last_ltp = 0.0;
-    let until = Instant::now() + Duration::from_millis(2500);
-    while Instant::now() < until {
-        let left = until.saturating_duration_since(Instant::now());
-        let Ok(Some(frame)) = actix_rt::time::timeout(left, conn.next()).await else {
-            break;
-        };
-        match frame.unwrap() {
-            Frame::Text(bytes) => {
-                let snap: Value = serde_json::from_slice(&bytes).unwrap();
-                last_ltp = snap["rows"][1]["ce"]["ltp"].as_f64().unwrap();
-                arrivals.push(Instant::now());
-            }
-            Frame::Ping(p) => conn.send(Message::Pong(p)).await.unwrap(),
-            other => panic!("unexpected frame {other:?}"),
+    let mut deadline = None;
+    loop {
+        if deadline.is_none() && writer.is_finished() {
+            // Drain what the last changes produce.
+            deadline = Some(Instant::now() + Duration::from_millis(500));
+        }
+        let wait = deadline.map_or(Duration::from_millis(50), |d| {
+            d.saturating_duration_since(Instant::now())
+        });
+        match actix_rt::time::timeout(wait, conn.next()).await {
+            Ok(Some(frame)) => match frame.unwrap() {
+                Frame::Text(bytes) => {
+                    let snap: Value = serde_json::from_slice(&bytes).unwrap();
+                    last_ltp = snap["rows"][1]["ce"]["ltp"].as_f64().unwrap();
+                    received += 1;
+                }
+                Frame::Ping(p) => conn.send(Message::Pong(p)).await.unwrap(),
+                other => panic!("unexpected frame {other:?}"),
+            },
+            Ok(None) => panic!("the socket closed"),
+            Err(_) if deadline.is_some_and(|d| Instant::now() >= d) => break,
+            Err(_) => {}
         }
     }
-    writer.await.unwrap();
+    let elapsed = start.elapsed().as_secs_f64();
+    // Snapshots leave at least 1/5 s apart: at most one at the start and five a second.
+    let most = (elapsed * 5.0).floor() as usize + 1;
     assert!(
-        arrivals.len() >= 5,
-        "snapshots keep coming: {}",
-        arrivals.len()
+        received <= most,
+        "{received} snapshots in {elapsed:.2} s (max_push_hz = 5, at most {most})"
     );
-    for (at, t) in arrivals.iter().enumerate() {
-        let in_window = arrivals[at..]
-            .iter()
-            .take_while(|u| u.duration_since(*t) < Duration::from_secs(1))
-            .count();
-        // 5 per second; one more allowed for network jitter at the window's edges.
-        assert!(
-            in_window <= 6,
-            "{in_window} snapshots within one second (max_push_hz = 5)"
-        );
-    }
-    let min_gap = arrivals
-        .windows(2)
-        .map(|w| w[1].duration_since(w[0]))
-        .min()
-        .unwrap();
+    assert!(received >= 5, "snapshots keep coming: {received}");
     assert!(
-        min_gap >= Duration::from_millis(100),
-        "coalesced, not one frame per tick: {min_gap:?}"
-    );
-    assert!(
-        last_ltp >= 500.0,
-        "the snapshots follow the price: {last_ltp}"
+        (last_ltp - 509.95).abs() < 0.01,
+        "the last snapshot has the last price: {last_ltp}"
     );
 }
 

@@ -1,6 +1,7 @@
 //! `ChainSessionActor`: one viewer's option chain. Not supervised: it lives while its lease
 //! is renewed and releases its registry keys when it stops, however it stops.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -139,7 +140,8 @@ pub struct ChainSessionActor {
     pushes: u64,
     pushes_skipped: u64,
     recentres: u64,
-    rejected: Vec<String>,
+    /// Keys of the window the gateway refused, with its reason.
+    rejected: BTreeMap<Key, String>,
     last_error: Option<String>,
 }
 
@@ -192,7 +194,7 @@ impl ChainSessionActor {
             pushes: 0,
             pushes_skipped: 0,
             recentres: 0,
-            rejected: Vec::new(),
+            rejected: BTreeMap::new(),
             last_error: None,
         }
     }
@@ -308,7 +310,11 @@ impl ChainSessionActor {
                 .as_millis() as u64,
             created_at: self.created_at,
             last_heartbeat_at: self.last_heartbeat_at,
-            rejected: self.rejected.clone(),
+            rejected: self
+                .rejected
+                .iter()
+                .map(|(key, message)| format!("{key}: {message}"))
+                .collect(),
             last_error: self.last_error.clone(),
         }
     }
@@ -496,6 +502,9 @@ impl ChainSessionActor {
                 Ok(()) => {
                     tracing::debug!(session = %act.id, from = act.window.centre(), to = centre, "chain window re-centred");
                     act.window = next;
+                    let (window, underlying) = (&act.window, &act.plan.underlying_key);
+                    act.rejected
+                        .retain(|key, _| key == underlying || window.contains(&key.symbol));
                     act.failed_centre = None;
                     act.last_error = None;
                     act.recentres += 1;
@@ -640,7 +649,7 @@ impl Handler<FeedEvent> for ChainSessionActor {
             FeedEvent::Tick(tick) => self.on_tick(&tick, ctx),
             FeedEvent::Rejected { key, message } => {
                 tracing::warn!(session = %self.id, key = %key, reason = %message, "gateway refused a chain symbol");
-                self.rejected.push(format!("{key}: {message}"));
+                self.rejected.insert(key, message);
             }
         }
     }
