@@ -4,15 +4,17 @@ use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::Duration;
 
+use actix::Addr;
 use actix_web::dev::Server;
 use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
 use actors::accounts::{AccountMonitorActor, AccountMonitorSettings};
 use actors::calendar::{CalendarActor, CalendarSettings, SubscribePhase};
+use actors::chain::{ChainDirectoryActor, ChainSettings, CloseAllChainSessions};
 use actors::clock::{SharedClock, SystemClock};
 use actors::feed::Feed;
 use actors::secrets::KeyCipher;
-use actors::supervisor::SupervisorActor;
+use actors::supervisor::{FollowGateway, SupervisorActor};
 use anyhow::Context as _;
 use rand::Rng;
 use sea_orm::DatabaseConnection;
@@ -26,6 +28,8 @@ pub struct Application {
     server: Server,
     admin_token: String,
     token_generated: bool,
+    feed: Feed,
+    chains: Addr<ChainDirectoryActor>,
 }
 
 impl Application {
@@ -92,17 +96,24 @@ impl Application {
         };
 
         let body_limit = settings.server.body_limit_bytes;
+        let chains = ChainDirectoryActor::start_supervised(
+            chain_settings(&settings)?,
+            db.clone(),
+            feed.registry.clone(),
+        );
+        supervisor.do_send(FollowGateway(chains.clone().recipient()));
         let state = web::Data::new(AppState {
             db,
             admin_token: admin_token.clone(),
             body_limit,
-            feed,
+            feed: feed.clone(),
             supervisor,
             clock,
             calendar,
             cipher,
             accounts,
             rest_timeout,
+            chains: chains.clone(),
         });
         let server = HttpServer::new(move || {
             App::new()
@@ -130,6 +141,8 @@ impl Application {
             server,
             admin_token,
             token_generated,
+            feed,
+            chains,
         })
     }
 
@@ -146,10 +159,44 @@ impl Application {
         self.token_generated
     }
 
-    /// Serves until the server stops (SIGINT/SIGTERM trigger a graceful shutdown).
-    pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.server.await
+    /// The market-data feed (its connection starts idle, without a target).
+    pub fn feed(&self) -> &Feed {
+        &self.feed
     }
+
+    /// The option-chain directory (it serves chains once given a gateway).
+    pub fn chains(&self) -> &Addr<ChainDirectoryActor> {
+        &self.chains
+    }
+
+    /// Serves until the server stops (SIGINT/SIGTERM trigger a graceful shutdown), then ends
+    /// the chain sessions (their keys released, their rows closed as `shutdown`).
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let served = self.server.await;
+        if let Err(e) = self.chains.send(CloseAllChainSessions).await {
+            tracing::warn!(error = %e, "could not close the chain sessions at shutdown");
+        }
+        served
+    }
+}
+
+fn chain_settings(settings: &Settings) -> anyhow::Result<ChainSettings> {
+    let o = &settings.option_chain;
+    Ok(ChainSettings {
+        enabled: o.on_demand,
+        default_strikes: o.default_strikes,
+        default_expiries: o.default_expiries,
+        session_timeout: Duration::from_secs(o.session_timeout_s),
+        max_push_hz: o.max_push_hz,
+        rest_timeout: Duration::from_millis(settings.connection.rest_timeout_ms),
+        timezone: settings
+            .calendar
+            .timezone
+            .parse()
+            .map_err(|e| anyhow::anyhow!("calendar.timezone: {e}"))?,
+        crash_loop_max_restarts: settings.supervision.crash_loop_max_restarts,
+        crash_loop_window: Duration::from_secs(settings.supervision.crash_loop_window_s),
+    })
 }
 
 /// Refuses to start when account API keys are stored and the configured encryption key is

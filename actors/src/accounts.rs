@@ -85,6 +85,7 @@ impl Account {
             account_id: self.id,
             account_name: self.name.clone(),
             ws_url: self.ws_url.clone(),
+            rest_url: self.rest_url.clone(),
             api_key: self.api_key.clone(),
         }
     }

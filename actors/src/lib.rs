@@ -2,6 +2,7 @@
 
 pub mod accounts;
 pub mod calendar;
+pub mod chain;
 pub mod clock;
 pub mod domain;
 pub mod feed;

@@ -12,6 +12,7 @@ use serde::Serialize;
 
 use crate::accounts::FeedAccountChanged;
 use crate::calendar::PhaseChanged;
+use crate::chain::SetChainGateway;
 use crate::domain::calendar::Phase;
 use crate::feed::{Feed, FeedTarget, SetTarget, StartFeed, StopFeed};
 use crate::status::Lifecycle;
@@ -27,6 +28,12 @@ pub struct MarketHours(pub bool);
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct AddMember(pub Recipient<MarketHours>);
+
+/// Keeps a follower told which gateway carries the feed (the option-chain directory reads
+/// chains from it). The current one is sent at once.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct FollowGateway(pub Recipient<SetChainGateway>);
 
 /// `POST /api/v1/service/{start|stop}`: a manual stop holds the subtree down until a start.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Message)]
@@ -74,6 +81,7 @@ pub struct FeedAccountView {
 pub struct SupervisorActor {
     feed: Feed,
     members: Vec<Recipient<MarketHours>>,
+    gateway_followers: Vec<Recipient<SetChainGateway>>,
     phase: Option<Phase>,
     next_change: Option<(DateTime<Utc>, Phase)>,
     target: Option<FeedTarget>,
@@ -92,6 +100,7 @@ impl SupervisorActor {
         Self {
             feed,
             members: Vec::new(),
+            gateway_followers: Vec::new(),
             phase: None,
             next_change: None,
             target: None,
@@ -169,6 +178,15 @@ impl SupervisorActor {
         }
     }
 
+    fn tell_gateway(&self, follower: &Recipient<SetChainGateway>) {
+        if let Some(t) = &self.target {
+            follower.do_send(SetChainGateway {
+                rest_url: t.rest_url.clone(),
+                api_key: t.api_key.clone(),
+            });
+        }
+    }
+
     fn status(&self) -> SupervisorStatus {
         SupervisorStatus {
             state: if self.running {
@@ -223,6 +241,9 @@ impl Handler<FeedAccountChanged> for SupervisorActor {
             // Failover (or the first decision): the connection closes the old socket first.
             self.feed.connection.do_send(SetTarget(msg.target.clone()));
             self.target = msg.target;
+            for f in &self.gateway_followers {
+                self.tell_gateway(f);
+            }
         }
         self.reachable = msg.reachable;
         self.account_reason = msg.reason;
@@ -236,6 +257,15 @@ impl Handler<AddMember> for SupervisorActor {
     fn handle(&mut self, msg: AddMember, _ctx: &mut Context<Self>) {
         msg.0.do_send(MarketHours(self.running));
         self.members.push(msg.0);
+    }
+}
+
+impl Handler<FollowGateway> for SupervisorActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: FollowGateway, _ctx: &mut Context<Self>) {
+        self.tell_gateway(&msg.0);
+        self.gateway_followers.push(msg.0);
     }
 }
 

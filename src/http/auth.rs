@@ -4,7 +4,7 @@ use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header;
 use actix_web::middleware::Next;
-use actix_web::web;
+use actix_web::{HttpMessage, HttpRequest, web};
 use subtle::ConstantTimeEq;
 
 use super::AppState;
@@ -13,6 +13,27 @@ use super::error::ApiError;
 /// Constant-time comparison of a presented token with the admin token.
 pub fn token_matches(presented: &str, expected: &str) -> bool {
     presented.as_bytes().ct_eq(expected.as_bytes()).into()
+}
+
+/// Marks a request whose admin token the guard verified.
+#[derive(Debug, Clone, Copy)]
+struct TokenVerified;
+
+/// True when the guard verified the request's admin token. A WebSocket upgrade on `/ws/*`
+/// that presents no token is let through unverified: its handler must then take the token
+/// from the first message (`{"action":"authenticate","token":…}`) before serving anything.
+pub fn token_verified(req: &HttpRequest) -> bool {
+    req.extensions().contains::<TokenVerified>()
+}
+
+/// A WebSocket upgrade request on `/ws/*`.
+fn websocket_upgrade(req: &ServiceRequest) -> bool {
+    req.path().starts_with("/ws/")
+        && req
+            .headers()
+            .get(header::UPGRADE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.trim().eq_ignore_ascii_case("websocket"))
 }
 
 fn protected(path: &str) -> bool {
@@ -50,6 +71,8 @@ pub async fn guard(
         .ok_or_else(|| ApiError::internal("application state missing", "no AppState"))?;
     if protected(req.path()) {
         match presented_token(&req) {
+            // Browsers cannot set headers on upgrades; the handler authenticates the socket.
+            None if websocket_upgrade(&req) => {}
             None => {
                 return Err(ApiError::unauthorized(
                     "missing credentials: send Authorization: Bearer <admin token>",
@@ -59,7 +82,9 @@ pub async fn guard(
             Some(t) if !token_matches(&t, &state.admin_token) => {
                 return Err(ApiError::unauthorized("invalid admin token").into());
             }
-            Some(_) => {}
+            Some(_) => {
+                req.extensions_mut().insert(TokenVerified);
+            }
         }
     }
     let declared = req
@@ -83,6 +108,23 @@ mod tests {
         assert!(!token_matches("abcdef0123456788", "abcdef0123456789"));
         assert!(!token_matches("abc", "abcdef0123456789"));
         assert!(!token_matches("", "abcdef0123456789"));
+    }
+
+    #[test]
+    fn websocket_upgrades_are_recognised() {
+        use actix_web::test::TestRequest;
+        let upgrade = |path: &str, value: Option<&str>| {
+            let mut req = TestRequest::get().uri(path);
+            if let Some(v) = value {
+                req = req.insert_header((header::UPGRADE, v));
+            }
+            websocket_upgrade(&req.to_srv_request())
+        };
+        assert!(upgrade("/ws/chain/abc", Some("websocket")));
+        assert!(upgrade("/ws/chain/abc", Some("WebSocket")));
+        assert!(!upgrade("/ws/chain/abc", None));
+        assert!(!upgrade("/ws/chain/abc", Some("h2c")));
+        assert!(!upgrade("/api/v1/state", Some("websocket")));
     }
 
     #[test]

@@ -3,6 +3,7 @@
 mod accounts;
 pub mod auth;
 mod calendar;
+mod chains;
 pub mod error;
 mod feed;
 mod health;
@@ -14,6 +15,7 @@ use actix::Addr;
 use actix_web::web;
 use actors::accounts::AccountMonitorActor;
 use actors::calendar::CalendarActor;
+use actors::chain::ChainDirectoryActor;
 use actors::clock::SharedClock;
 use actors::feed::Feed;
 use actors::secrets::KeyCipher;
@@ -37,6 +39,7 @@ pub struct AppState {
     pub accounts: Addr<AccountMonitorActor>,
     /// Timeout of one REST call to a gateway.
     pub rest_timeout: Duration,
+    pub chains: Addr<ChainDirectoryActor>,
 }
 
 /// Registers every route.
@@ -51,6 +54,21 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             "/api/v1/service/{action}",
             web::post().to(state::service_control),
         )
+        .route("/api/v1/chain-sessions", web::post().to(chains::create))
+        .route("/api/v1/chain-sessions", web::get().to(chains::list))
+        .route(
+            "/api/v1/chain-sessions/{id}",
+            web::get().to(chains::snapshot),
+        )
+        .route(
+            "/api/v1/chain-sessions/{id}",
+            web::delete().to(chains::delete),
+        )
+        .route(
+            "/api/v1/chain-sessions/{id}/heartbeat",
+            web::post().to(chains::heartbeat),
+        )
+        .route("/ws/chain/{id}", web::get().to(chains::stream))
         .service(web::scope("/api/v1/calendar").configure(calendar::routes));
     accounts::routes(cfg);
 }

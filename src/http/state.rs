@@ -4,6 +4,7 @@
 use actix_web::{HttpResponse, web};
 use actors::accounts::GetAccountsStatus;
 use actors::calendar::GetCalendarStatus;
+use actors::chain::GetChainDirectoryStatus;
 use actors::feed::{GetConnectionStatus, GetRegistryStatus};
 use actors::supervisor::{GetSupervisorStatus, ServiceControl};
 use serde_json::json;
@@ -16,12 +17,13 @@ fn no_answer(actor: &'static str) -> impl Fn(actix::MailboxError) -> ApiError {
 }
 
 pub async fn state(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let (supervisor, calendar, accounts, connection, registry) = futures_util::join!(
+    let (supervisor, calendar, accounts, connection, registry, chains) = futures_util::join!(
         state.supervisor.send(GetSupervisorStatus),
         state.calendar.send(GetCalendarStatus),
         state.accounts.send(GetAccountsStatus),
         state.feed.connection.send(GetConnectionStatus),
         state.feed.registry.send(GetRegistryStatus),
+        state.chains.send(GetChainDirectoryStatus),
     );
     Ok(HttpResponse::Ok().json(json!({
         "supervisor": supervisor.map_err(no_answer("supervisor"))?,
@@ -29,6 +31,7 @@ pub async fn state(state: web::Data<AppState>) -> Result<HttpResponse, ApiError>
         "accounts": accounts.map_err(no_answer("account monitor"))?,
         "connection": connection.map_err(no_answer("connection actor"))?,
         "registry": registry.map_err(no_answer("subscription registry"))?,
+        "chains": chains.map_err(no_answer("chain directory"))?,
     })))
 }
 

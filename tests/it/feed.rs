@@ -56,6 +56,7 @@ pub fn target(sim: &Simulator) -> FeedTarget {
         account_id: 1,
         account_name: "primary".into(),
         ws_url: sim.ws_url(),
+        rest_url: sim.rest_url(),
         api_key: FEED_KEY.into(),
     }
 }

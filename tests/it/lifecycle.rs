@@ -129,6 +129,20 @@ async fn service_stop_and_start_through_the_api() {
         .await;
     wait_running(&app, true, "running (always open)").await;
 
+    // The chain directory follows the feed account's gateway without further setup.
+    let (status, chain) = app
+        .post_json(
+            "/api/v1/chain-sessions",
+            &json!({"underlying": "NIFTY", "exchange": "NSE_INDEX", "strikes": 2}),
+        )
+        .await;
+    assert_eq!(status, 201, "{chain}");
+    assert_eq!(
+        chain["symbols"].as_array().unwrap().len(),
+        2 * 5,
+        "CE and PE of 5 strikes"
+    );
+
     let (status, body) = app.post_json("/api/v1/service/stop", &json!({})).await;
     assert_eq!(status, 200);
     assert_eq!(body["running"], false);

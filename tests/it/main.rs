@@ -2,6 +2,7 @@
 
 mod accounts;
 mod calendar;
+mod chain;
 mod config;
 mod feed;
 mod foundation;

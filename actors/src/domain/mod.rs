@@ -5,6 +5,7 @@
 
 pub mod backoff;
 pub mod calendar;
+pub mod chain;
 pub mod exits;
 pub mod mask;
 pub mod options;

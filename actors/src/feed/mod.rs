@@ -28,6 +28,8 @@ pub struct FeedTarget {
     pub account_id: i32,
     pub account_name: String,
     pub ws_url: String,
+    /// The same gateway's REST base URL (option chains, quotes).
+    pub rest_url: String,
     pub api_key: String,
 }
 
@@ -37,6 +39,7 @@ impl std::fmt::Debug for FeedTarget {
             .field("account_id", &self.account_id)
             .field("account_name", &self.account_name)
             .field("ws_url", &self.ws_url)
+            .field("rest_url", &self.rest_url)
             .field("api_key", &mask_secret(&self.api_key))
             .finish()
     }

@@ -1,0 +1,317 @@
+//! Option chain sessions (ARCHITECTURE §8.2): `POST/GET /api/v1/chain-sessions`,
+//! `GET/DELETE /api/v1/chain-sessions/{id}`, `POST /api/v1/chain-sessions/{id}/heartbeat` and
+//! the snapshot stream `GET /ws/chain/{id}`.
+
+use std::time::{Duration, Instant};
+
+use ::actors::chain::{
+    ChainDirectoryActor, ChainError, ChainHeartbeat, ChainPush, ChainRequest, ChainSessionActor,
+    CloseChainSession, CloseReason, CreateChainSession, FindChainSession, GetChainDirectoryStatus,
+    GetChainSnapshot, WatchChain,
+};
+use ::actors::feed::Mode;
+use actix::prelude::*;
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web_actors::ws;
+use serde::Deserialize;
+
+use super::AppState;
+use super::auth::{token_matches, token_verified};
+use super::error::ApiError;
+
+/// A viewer that connected without `?token=` must authenticate within this long.
+const AUTH_TIMEOUT: Duration = Duration::from_secs(10);
+/// Protocol ping to the browser; a client silent for `SILENT_MAX` is gone.
+const PING_EVERY: Duration = Duration::from_secs(20);
+const SILENT_MAX: Duration = Duration::from_secs(60);
+/// Snapshots queued for one socket. A browser that reads slowly stalls its socket actor; the
+/// session then finds this mailbox full and skips to a later snapshot instead of queueing.
+const VIEWER_MAILBOX: usize = 2;
+const CLOSE_UNAUTHORIZED: u16 = 4401;
+const CLOSE_NOT_FOUND: u16 = 4404;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateBody {
+    underlying: String,
+    exchange: String,
+    #[serde(default)]
+    expiry: Option<String>,
+    #[serde(default)]
+    strikes: Option<i64>,
+    #[serde(default)]
+    mode: Option<Mode>,
+}
+
+fn api_error(e: ChainError) -> ApiError {
+    let message = e.to_string();
+    match e {
+        ChainError::Disabled | ChainError::NoGateway | ChainError::Subscription(_) => {
+            ApiError::conflict(message)
+        }
+        ChainError::UnknownUnderlying { .. } | ChainError::NotFound(_) => {
+            ApiError::not_found(message)
+        }
+        ChainError::UnknownExpiry { .. } | ChainError::Invalid(_) => {
+            ApiError::unprocessable(message)
+        }
+        ChainError::Gateway(_) => ApiError::new(StatusCode::BAD_GATEWAY, "bad_gateway", message),
+        ChainError::Internal(detail) => ApiError::internal("the chain session failed", detail),
+    }
+}
+
+fn directory_gone(e: actix::MailboxError) -> ApiError {
+    ApiError::internal("the chain directory did not answer", e)
+}
+
+fn not_found(id: &str) -> ApiError {
+    api_error(ChainError::NotFound(id.to_owned()))
+}
+
+async fn find(state: &AppState, id: &str) -> Result<Addr<ChainSessionActor>, ApiError> {
+    state
+        .chains
+        .send(FindChainSession { id: id.to_owned() })
+        .await
+        .map_err(directory_gone)?
+        .ok_or_else(|| not_found(id))
+}
+
+pub async fn create(
+    state: web::Data<AppState>,
+    body: web::Json<CreateBody>,
+) -> Result<HttpResponse, ApiError> {
+    let body = body.into_inner();
+    let created = state
+        .chains
+        .send(CreateChainSession(ChainRequest {
+            underlying: body.underlying,
+            exchange: body.exchange,
+            expiry: body.expiry,
+            strikes: body.strikes,
+            mode: body.mode,
+        }))
+        .await
+        .map_err(directory_gone)?
+        .map_err(api_error)?;
+    Ok(HttpResponse::Created().json(created))
+}
+
+pub async fn list(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let status = state
+        .chains
+        .send(GetChainDirectoryStatus)
+        .await
+        .map_err(directory_gone)?;
+    Ok(HttpResponse::Ok().json(status))
+}
+
+pub async fn snapshot(
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let snapshot = find(&state, &id)
+        .await?
+        .send(GetChainSnapshot)
+        .await
+        .map_err(|_| not_found(&id))?
+        .map_err(api_error)?;
+    Ok(HttpResponse::Ok().json(snapshot))
+}
+
+pub async fn heartbeat(
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    find(&state, &id)
+        .await?
+        .send(ChainHeartbeat)
+        .await
+        .map_err(|_| not_found(&id))?
+        .map_err(api_error)?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+pub async fn delete(
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    find(&state, &id)
+        .await?
+        .send(CloseChainSession {
+            reason: CloseReason::Deleted,
+        })
+        .await
+        .map_err(|_| not_found(&id))?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// `GET /ws/chain/{id}`: streams the session's snapshots. With `?token=` (checked by the
+/// guard) an unknown session is a 404 before the upgrade; without, the first message must be
+/// `{"action":"authenticate","token":…}` within 10 s, else the socket closes with 4401.
+pub async fn stream(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, actix_web::Error> {
+    let id = id.into_inner();
+    let authenticated = token_verified(&req);
+    if authenticated {
+        find(&state, &id).await?;
+    }
+    let viewer = ChainViewer {
+        id,
+        directory: state.chains.clone(),
+        admin_token: state.admin_token.clone(),
+        authenticated,
+        session: None,
+        last_heard: Instant::now(),
+    };
+    ws::start(viewer, &req, payload)
+}
+
+/// One browser socket watching one chain session.
+struct ChainViewer {
+    id: String,
+    directory: Addr<ChainDirectoryActor>,
+    admin_token: String,
+    authenticated: bool,
+    session: Option<Addr<ChainSessionActor>>,
+    last_heard: Instant,
+}
+
+#[derive(Deserialize)]
+struct Authenticate {
+    action: String,
+    token: String,
+}
+
+impl ChainViewer {
+    fn close(ctx: &mut ws::WebsocketContext<Self>, code: u16, description: &str) {
+        ctx.close(Some(ws::CloseReason {
+            code: ws::CloseCode::from(code),
+            description: Some(description.to_owned()),
+        }));
+        ctx.stop();
+    }
+
+    /// Registers with the session; closes with 4404 when it is gone.
+    fn attach(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
+        let directory = self.directory.clone();
+        let id = self.id.clone();
+        let me = ctx.address().recipient();
+        let watch = async move {
+            let session = directory.send(FindChainSession { id }).await.ok()??;
+            session.send(WatchChain { viewer: me }).await.ok()?.ok()?;
+            Some(session)
+        };
+        ctx.wait(
+            watch
+                .into_actor(self)
+                .map(|session, act, ctx| match session {
+                    Some(session) => act.session = Some(session),
+                    None => Self::close(ctx, CLOSE_NOT_FOUND, "chain session not found"),
+                }),
+        );
+    }
+
+    fn authenticate(&mut self, text: &str, ctx: &mut ws::WebsocketContext<Self>) {
+        let accepted = serde_json::from_str::<Authenticate>(text).is_ok_and(|m| {
+            m.action == "authenticate" && token_matches(&m.token, &self.admin_token)
+        });
+        if accepted {
+            self.authenticated = true;
+            self.attach(ctx);
+        } else {
+            Self::close(
+                ctx,
+                CLOSE_UNAUTHORIZED,
+                "authentication failed: send {\"action\":\"authenticate\",\"token\":…} first",
+            );
+        }
+    }
+
+    /// Any client message extends the session's lease.
+    fn heard_from_client(&self) {
+        if let Some(session) = &self.session {
+            session.do_send(ChainHeartbeat);
+        }
+    }
+}
+
+impl Actor for ChainViewer {
+    type Context = ws::WebsocketContext<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(VIEWER_MAILBOX);
+        if self.authenticated {
+            self.attach(ctx);
+        } else {
+            ctx.run_later(AUTH_TIMEOUT, |act, ctx| {
+                if !act.authenticated {
+                    Self::close(ctx, CLOSE_UNAUTHORIZED, "authentication timeout");
+                }
+            });
+        }
+        ctx.run_interval(PING_EVERY, |act, ctx| {
+            if act.last_heard.elapsed() > SILENT_MAX {
+                tracing::debug!(session = %act.id, "chain viewer silent; closing its socket");
+                ctx.stop();
+            } else {
+                ctx.ping(b"");
+            }
+        });
+    }
+}
+
+impl Handler<ChainPush> for ChainViewer {
+    type Result = ();
+
+    fn handle(&mut self, msg: ChainPush, ctx: &mut Self::Context) {
+        match msg {
+            ChainPush::Snapshot(json) => ctx.text(&*json),
+            ChainPush::Closed(reason) => {
+                self.session = None;
+                ctx.close(Some(ws::CloseReason {
+                    code: ws::CloseCode::Normal,
+                    description: Some(format!("chain session closed: {reason}")),
+                }));
+                ctx.stop();
+            }
+        }
+    }
+}
+
+impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for ChainViewer {
+    fn handle(&mut self, msg: Result<ws::Message, ws::ProtocolError>, ctx: &mut Self::Context) {
+        let msg = match msg {
+            Ok(msg) => msg,
+            Err(e) => {
+                tracing::debug!(session = %self.id, error = %e, "chain viewer protocol error");
+                ctx.stop();
+                return;
+            }
+        };
+        self.last_heard = Instant::now();
+        match msg {
+            ws::Message::Text(text) if !self.authenticated => self.authenticate(&text, ctx),
+            ws::Message::Binary(_) if !self.authenticated => {
+                Self::close(ctx, CLOSE_UNAUTHORIZED, "authenticate first");
+            }
+            ws::Message::Text(_) | ws::Message::Binary(_) | ws::Message::Continuation(_) => {
+                self.heard_from_client();
+            }
+            ws::Message::Ping(bytes) => {
+                ctx.pong(&bytes);
+                self.heard_from_client();
+            }
+            ws::Message::Pong(_) | ws::Message::Nop => {}
+            ws::Message::Close(reason) => {
+                ctx.close(reason);
+                ctx.stop();
+            }
+        }
+    }
+}
