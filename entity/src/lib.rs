@@ -107,8 +107,31 @@ impl fmt::Display for UnknownValue {
 
 impl std::error::Error for UnknownValue {}
 
+/// Implements `ActiveModelBehavior` for a table with `created_at` and `updated_at`: both are
+/// filled on insert and `updated_at` on every save, unless the caller set them explicitly.
+#[macro_export]
+macro_rules! timestamped_active_model {
+    () => {
+        #[async_trait::async_trait]
+        impl ActiveModelBehavior for ActiveModel {
+            async fn before_save<C>(mut self, _db: &C, insert: bool) -> Result<Self, DbErr>
+            where
+                C: ConnectionTrait,
+            {
+                let now = chrono::Utc::now();
+                if insert {
+                    $crate::stamp(&mut self.created_at, now);
+                }
+                $crate::stamp(&mut self.updated_at, now);
+                Ok(self)
+            }
+        }
+    };
+}
+
 /// Sets a timestamp column to `now` unless the caller set it explicitly.
-fn stamp(
+#[doc(hidden)]
+pub fn stamp(
     column: &mut sea_orm::ActiveValue<chrono::DateTime<chrono::Utc>>,
     now: chrono::DateTime<chrono::Utc>,
 ) {

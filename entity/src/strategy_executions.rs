@@ -133,17 +133,4 @@ impl Related<super::exit_requests::Entity> for Entity {
     }
 }
 
-#[async_trait::async_trait]
-impl ActiveModelBehavior for ActiveModel {
-    async fn before_save<C>(mut self, _db: &C, insert: bool) -> Result<Self, DbErr>
-    where
-        C: ConnectionTrait,
-    {
-        let now = chrono::Utc::now();
-        if insert {
-            crate::stamp(&mut self.created_at, now);
-        }
-        crate::stamp(&mut self.updated_at, now);
-        Ok(self)
-    }
-}
+crate::timestamped_active_model!();

@@ -1,31 +1,16 @@
-//! Migrations go up, down and up again on the test database; seed data is present; the
-//! `supervisor migrate` and `serve` commands work as a user runs them.
+//! The `supervisor migrate` and `serve` commands work as a user runs them. (Migrations up, down
+//! and up again, and the seed data, are tested in `migration/tests/database.rs` on both
+//! databases.)
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use migration::{Migrator, MigratorTrait};
 use sea_orm::{ConnectionTrait, DatabaseConnection, Statement};
-use sea_orm_migration::SchemaManager;
 use trading_supervisor::configuration::DatabaseSettings;
 use trading_supervisor::database;
 
 use crate::helpers::{fresh_database, poll_until};
-
-const TABLES: [&str; 11] = [
-    "trading_accounts",
-    "strategies",
-    "strategy_executions",
-    "exit_requests",
-    "risk_events",
-    "trading_hours_templates",
-    "trading_sessions",
-    "market_holidays",
-    "special_trading_sessions",
-    "websocket_sessions",
-    "seaql_migrations",
-];
 
 async fn count(db: &DatabaseConnection, table: &str) -> i64 {
     let row = db
@@ -37,62 +22,6 @@ async fn count(db: &DatabaseConnection, table: &str) -> i64 {
         .unwrap()
         .unwrap();
     row.try_get::<i64>("", "n").unwrap()
-}
-
-async fn tables_present(db: &DatabaseConnection) -> Vec<&'static str> {
-    let manager = SchemaManager::new(db);
-    let mut present = Vec::new();
-    for t in TABLES {
-        if manager.has_table(t).await.unwrap() {
-            present.push(t);
-        }
-    }
-    present
-}
-
-#[actix_web::test]
-async fn migrations_go_up_down_and_up_again_with_seed_data() {
-    let test_db = fresh_database().await;
-    let db = database::connect(&DatabaseSettings {
-        url: test_db.url.clone(),
-        max_connections: 2,
-    })
-    .await
-    .unwrap();
-
-    Migrator::up(&db, None).await.unwrap();
-    assert_eq!(tables_present(&db).await, TABLES.to_vec());
-    assert_eq!(count(&db, "trading_hours_templates").await, 1);
-    assert_eq!(count(&db, "trading_sessions").await, 10);
-    assert_eq!(count(&db, "market_holidays").await, 15);
-    let row = db
-        .query_one_raw(Statement::from_string(
-            db.get_database_backend(),
-            "SELECT name, timezone FROM trading_hours_templates".to_string(),
-        ))
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(row.try_get::<String>("", "name").unwrap(), "NSE Default");
-    assert_eq!(
-        row.try_get::<String>("", "timezone").unwrap(),
-        "Asia/Kolkata"
-    );
-
-    Migrator::down(&db, None).await.unwrap();
-    assert_eq!(tables_present(&db).await, vec!["seaql_migrations"]);
-    assert_eq!(count(&db, "seaql_migrations").await, 0);
-
-    Migrator::up(&db, None).await.unwrap();
-    assert_eq!(tables_present(&db).await, TABLES.to_vec());
-    assert_eq!(
-        count(&db, "market_holidays").await,
-        15,
-        "seeded once, not twice"
-    );
-    // Applying again is a no-op.
-    Migrator::up(&db, None).await.unwrap();
-    assert_eq!(count(&db, "trading_sessions").await, 10);
 }
 
 #[actix_web::test]
