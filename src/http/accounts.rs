@@ -22,7 +22,7 @@ use sea_orm::{
 use serde::{Deserialize, Serialize};
 
 use super::AppState;
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
 
 const NAME_MAX: usize = 100;
 const BROKER_MAX: usize = 64;
@@ -45,16 +45,19 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 }
 
 /// An account as the API shows it: never the key, only its hint.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct AccountView {
     id: i32,
     name: String,
     broker: String,
     rest_url: String,
     ws_url: String,
+    /// The API key's first 4 characters and "…".
     api_key_hint: String,
     is_primary: bool,
     is_active: bool,
+    /// `unknown`, `connected` or `failed`: the result of the last ping.
+    #[schema(value_type = String, example = "connected")]
     connection_status: ConnectionStatus,
     last_ping_at: Option<DateTime<Utc>>,
     last_error: Option<String>,
@@ -86,22 +89,30 @@ fn yes() -> bool {
     true
 }
 
-#[derive(Debug, Deserialize)]
+/// A new trading account. Unknown fields are refused.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct CreateAccount {
+    /// Unique, at most 100 characters.
     name: String,
+    /// At most 64 characters.
     broker: String,
+    /// The gateway's base URL, `http(s)://`.
     rest_url: String,
+    /// The gateway's market-data WebSocket, `ws(s)://`.
     ws_url: String,
+    /// Encrypted at rest, never shown again.
     api_key: String,
+    /// Making an account primary demotes the previous primary.
     #[serde(default)]
     is_primary: bool,
     #[serde(default = "yes")]
+    #[schema(default = true)]
     is_active: bool,
 }
 
 /// Every field optional; `api_key` rotates the key.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct UpdateAccount {
     name: Option<String>,
@@ -248,6 +259,17 @@ async fn reload(state: &AppState) {
     }
 }
 
+/// Every trading account, by id.
+#[utoipa::path(
+    get,
+    path = "/api/v1/accounts",
+    operation_id = "list_accounts",
+    tag = "accounts",
+    responses(
+        (status = 200, description = "the accounts", body = [AccountView]),
+        (status = 401, description = "missing or wrong admin token", body = ErrorBody),
+    )
+)]
 async fn list(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let accounts = TradingAccounts::find()
         .order_by_asc(trading_accounts::Column::Id)
@@ -258,11 +280,42 @@ async fn list(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     Ok(HttpResponse::Ok().json(views))
 }
 
+/// One account.
+#[utoipa::path(
+    get,
+    path = "/api/v1/accounts/{id}",
+    operation_id = "get_account",
+    tag = "accounts",
+    params(("id" = i32, Path, description = "the account id")),
+    responses(
+        (status = 200, description = "the account", body = AccountView),
+        (status = 400, description = "the id is not a number", body = ErrorBody),
+        (status = 401, description = "missing or wrong admin token", body = ErrorBody),
+        (status = 404, description = "no such account", body = ErrorBody),
+    )
+)]
 async fn get(state: web::Data<AppState>, id: web::Path<i32>) -> Result<HttpResponse, ApiError> {
     let model = find(&state, id.into_inner()).await?;
     Ok(HttpResponse::Ok().json(AccountView::from(model)))
 }
 
+/// Creates an account; its API key is encrypted before it is stored.
+#[utoipa::path(
+    post,
+    path = "/api/v1/accounts",
+    operation_id = "create_account",
+    tag = "accounts",
+    request_body = CreateAccount,
+    responses(
+        (status = 201, description = "created", body = AccountView),
+        (status = 400, description = "malformed JSON", body = ErrorBody),
+        (status = 401, description = "missing or wrong admin token", body = ErrorBody),
+        (status = 409, description = "the name is taken, or no encryption key is configured",
+            body = ErrorBody),
+        (status = 413, description = "body above `server.body_limit_bytes`", body = ErrorBody),
+        (status = 422, description = "an invalid or unknown field", body = ErrorBody),
+    )
+)]
 async fn create(
     state: web::Data<AppState>,
     body: web::Json<CreateAccount>,
@@ -314,6 +367,24 @@ async fn create(
     Ok(HttpResponse::Created().json(AccountView::from(model)))
 }
 
+/// Partial update; `api_key` rotates the key.
+#[utoipa::path(
+    put,
+    path = "/api/v1/accounts/{id}",
+    operation_id = "update_account",
+    tag = "accounts",
+    params(("id" = i32, Path, description = "the account id")),
+    request_body = UpdateAccount,
+    responses(
+        (status = 200, description = "updated", body = AccountView),
+        (status = 400, description = "malformed JSON or id", body = ErrorBody),
+        (status = 401, description = "missing or wrong admin token", body = ErrorBody),
+        (status = 404, description = "no such account", body = ErrorBody),
+        (status = 409, description = "the name is taken, or no encryption key is configured",
+            body = ErrorBody),
+        (status = 422, description = "an invalid or unknown field", body = ErrorBody),
+    )
+)]
 async fn update(
     state: web::Data<AppState>,
     id: web::Path<i32>,
@@ -400,6 +471,22 @@ async fn update(
     Ok(HttpResponse::Ok().json(AccountView::from(model)))
 }
 
+/// Deletes an account that never had executions (otherwise deactivate it: history is kept).
+#[utoipa::path(
+    delete,
+    path = "/api/v1/accounts/{id}",
+    operation_id = "delete_account",
+    tag = "accounts",
+    params(("id" = i32, Path, description = "the account id")),
+    responses(
+        (status = 204, description = "deleted"),
+        (status = 400, description = "the id is not a number", body = ErrorBody),
+        (status = 401, description = "missing or wrong admin token", body = ErrorBody),
+        (status = 404, description = "no such account", body = ErrorBody),
+        (status = 409, description = "the account has open executions, or closed ones whose \
+            history must be kept", body = ErrorBody),
+    )
+)]
 async fn delete(state: web::Data<AppState>, id: web::Path<i32>) -> Result<HttpResponse, ApiError> {
     let id = id.into_inner();
     let account = find(&state, id).await?;
@@ -451,6 +538,24 @@ fn history_kept(name: &str, executions: u64) -> ApiError {
     ))
 }
 
+/// Pings the account's gateway and records the result.
+#[utoipa::path(
+    post,
+    path = "/api/v1/accounts/{id}/ping",
+    operation_id = "ping_account",
+    tag = "accounts",
+    params(("id" = i32, Path, description = "the account id")),
+    responses(
+        (status = 200, description = "the ping's outcome (also when the gateway failed)",
+            body = Object, example = json!({"ok": true, "latency_ms": 3, "broker": "sim",
+                "error": null})),
+        (status = 400, description = "the id is not a number", body = ErrorBody),
+        (status = 401, description = "missing or wrong admin token", body = ErrorBody),
+        (status = 404, description = "no such account", body = ErrorBody),
+        (status = 409, description = "no encryption key, or the stored key cannot be decrypted",
+            body = ErrorBody),
+    )
+)]
 async fn ping(state: web::Data<AppState>, id: web::Path<i32>) -> Result<HttpResponse, ApiError> {
     let id = id.into_inner();
     let model = find(&state, id).await?;

@@ -1,10 +1,13 @@
 //! Bearer-token authentication for `/api/*` and `/ws/*`, and the request size guard.
 
+use std::time::Duration;
+
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header;
 use actix_web::middleware::Next;
 use actix_web::{HttpMessage, HttpRequest, web};
+use serde::Deserialize;
 use subtle::ConstantTimeEq;
 
 use super::AppState;
@@ -13,6 +16,24 @@ use super::error::ApiError;
 /// Constant-time comparison of a presented token with the admin token.
 pub fn token_matches(presented: &str, expected: &str) -> bool {
     presented.as_bytes().ct_eq(expected.as_bytes()).into()
+}
+
+/// A WebSocket opened without `?token=` must send its authentication message within this long.
+pub const WS_AUTH_TIMEOUT: Duration = Duration::from_secs(10);
+/// Close code of a WebSocket whose authentication failed or timed out.
+pub const WS_CLOSE_UNAUTHORIZED: u16 = 4401;
+
+#[derive(Deserialize)]
+struct Authenticate {
+    action: String,
+    token: String,
+}
+
+/// True when a WebSocket's first message, `{"action":"authenticate","token":…}`, carries the
+/// admin token.
+pub fn authenticates(text: &str, admin_token: &str) -> bool {
+    serde_json::from_str::<Authenticate>(text)
+        .is_ok_and(|m| m.action == "authenticate" && token_matches(&m.token, admin_token))
 }
 
 /// Marks a request whose admin token the guard verified.
@@ -108,6 +129,25 @@ mod tests {
         assert!(!token_matches("abcdef0123456788", "abcdef0123456789"));
         assert!(!token_matches("abc", "abcdef0123456789"));
         assert!(!token_matches("", "abcdef0123456789"));
+    }
+
+    #[test]
+    fn first_message_authentication() {
+        let token = "abcdef0123456789";
+        assert!(authenticates(
+            r#"{"action":"authenticate","token":"abcdef0123456789"}"#,
+            token
+        ));
+        assert!(!authenticates(
+            r#"{"action":"authenticate","token":"abcdef0123456788"}"#,
+            token
+        ));
+        assert!(!authenticates(
+            r#"{"action":"subscribe","token":"abcdef0123456789"}"#,
+            token
+        ));
+        assert!(!authenticates("abcdef0123456789", token));
+        assert!(!authenticates(r#"{"action":"authenticate"}"#, token));
     }
 
     #[test]

@@ -23,7 +23,7 @@ use serde::Deserialize;
 use actors::calendar::{GetCalendarStatus, ReloadCalendar};
 
 use super::AppState;
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
 
 /// Longest accepted name or description line.
 const MAX_NAME_LEN: usize = 200;
@@ -51,6 +51,17 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 
 // ---- status ----
 
+/// The calendar actor's status: phase, next change, templates, today's holiday and special sessions.
+#[utoipa::path(
+    get,
+    path = "/api/v1/calendar",
+    operation_id = "calendar_status",
+    tag = "calendar",
+    responses(
+        (status = 200, description = "`phase` (PreOpen, Open, Closed), `since`, `next_change_at`, `next_phase`, `seconds_to_next_change`, `always_open`, `templates`, `holiday_today`, `special_today`, `loaded_at`, `last_error`, `state`, `restarts`", body = Object),
+        (status = 401, description = "missing or wrong admin token", body = ErrorBody),
+    )
+)]
 async fn status(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let status = state
         .calendar
@@ -165,13 +176,19 @@ fn read_error(context: &'static str) -> impl FnOnce(DbErr) -> ApiError {
 
 // ---- templates ----
 
-#[derive(Debug, Deserialize)]
+/// A trading-hours template. Unknown fields are refused.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"name": "NSE Default", "exchange": "NSE", "timezone": "Asia/Kolkata"}))]
 struct TemplateBody {
+    /// Unique.
     name: String,
+    /// Stored in upper case.
     exchange: String,
+    /// An IANA timezone, e.g. Asia/Kolkata.
     timezone: String,
     #[serde(default = "yes")]
+    #[schema(default = true)]
     is_active: bool,
     #[serde(default)]
     description: Option<String>,
@@ -214,6 +231,16 @@ async fn find_template(
         .ok_or_else(|| template_not_found(id))
 }
 
+/// Every trading-hours template.
+#[utoipa::path(
+    get,
+    path = "/api/v1/calendar/templates",
+    tag = "calendar",
+    responses(
+        (status = 200, description = "templates: `id`, `name`, `exchange`, `timezone`, `is_active`, `description`, `created_at`, `updated_at`", body = [Object]),
+        (status = 401, description = "missing or wrong admin token", body = ErrorBody),
+    )
+)]
 async fn list_templates(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let rows = TradingHoursTemplates::find()
         .order_by_asc(trading_hours_templates::Column::Id)
@@ -223,6 +250,19 @@ async fn list_templates(state: web::Data<AppState>) -> Result<HttpResponse, ApiE
     Ok(HttpResponse::Ok().json(rows))
 }
 
+/// One template.
+#[utoipa::path(
+    get,
+    path = "/api/v1/calendar/templates/{id}",
+    tag = "calendar",
+    params(("id" = i32, Path, description = "the row id")),
+    responses(
+        (status = 200, description = "the template", body = Object),
+        (status = 401, description = "missing or wrong admin token", body = ErrorBody),
+        (status = 400, description = "the id is not a number", body = ErrorBody),
+        (status = 404, description = "no such template", body = ErrorBody),
+    )
+)]
 async fn get_template(
     state: web::Data<AppState>,
     id: web::Path<i32>,
@@ -230,6 +270,23 @@ async fn get_template(
     Ok(HttpResponse::Ok().json(find_template(&state, id.into_inner()).await?))
 }
 
+/// Creates a template; answers once the calendar reloaded.
+#[utoipa::path(
+    post,
+    path = "/api/v1/calendar/templates",
+    tag = "calendar",
+    request_body = TemplateBody,
+    responses(
+        (status = 201, description = "the template", body = Object),
+        (status = 401, description = "missing or wrong admin token", body = ErrorBody),
+        (status = 400, description = "malformed JSON", body = ErrorBody),
+        (status = 422, description = "an invalid or unknown field, named as `<field>: <reason>`",
+            body = ErrorBody),
+        (status = 503, description = "saved, but the calendar could not reload it",
+            body = ErrorBody),
+        (status = 409, description = "the name is taken", body = ErrorBody),
+    )
+)]
 async fn create_template(
     state: web::Data<AppState>,
     body: web::Json<TemplateBody>,
@@ -245,6 +302,25 @@ async fn create_template(
     Ok(HttpResponse::Created().json(row))
 }
 
+/// Replaces a template; answers once the calendar reloaded.
+#[utoipa::path(
+    put,
+    path = "/api/v1/calendar/templates/{id}",
+    tag = "calendar",
+    params(("id" = i32, Path, description = "the row id")),
+    request_body = TemplateBody,
+    responses(
+        (status = 200, description = "the template", body = Object),
+        (status = 401, description = "missing or wrong admin token", body = ErrorBody),
+        (status = 400, description = "malformed JSON", body = ErrorBody),
+        (status = 422, description = "an invalid or unknown field, named as `<field>: <reason>`",
+            body = ErrorBody),
+        (status = 503, description = "saved, but the calendar could not reload it",
+            body = ErrorBody),
+        (status = 404, description = "no such template", body = ErrorBody),
+        (status = 409, description = "the name is taken", body = ErrorBody),
+    )
+)]
 async fn update_template(
     state: web::Data<AppState>,
     id: web::Path<i32>,
@@ -264,7 +340,20 @@ async fn update_template(
     Ok(HttpResponse::Ok().json(row))
 }
 
-/// Deletes the template and its sessions.
+/// Deletes the template and its sessions; answers once the calendar reloaded.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/calendar/templates/{id}",
+    tag = "calendar",
+    params(("id" = i32, Path, description = "the row id")),
+    responses(
+        (status = 204, description = "deleted"),
+        (status = 401, description = "missing or wrong admin token", body = ErrorBody),
+        (status = 400, description = "the id is not a number", body = ErrorBody),
+        (status = 404, description = "no such template", body = ErrorBody),
+        (status = 503, description = "deleted, but the calendar could not reload", body = ErrorBody),
+    )
+)]
 async fn delete_template(
     state: web::Data<AppState>,
     id: web::Path<i32>,
@@ -297,15 +386,24 @@ async fn delete_template(
 
 // ---- weekly sessions ----
 
-#[derive(Debug, Deserialize)]
+/// A weekly session of a template. Unknown fields are refused.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"template_id": 1, "weekday": 0, "start_time": "09:15",
+    "end_time": "15:30", "session_type": "normal"}))]
 struct SessionBody {
     template_id: i32,
+    /// 0 = Monday … 6 = Sunday.
+    #[schema(minimum = 0, maximum = 6)]
     weekday: i32,
+    /// `HH:MM` or `HH:MM:SS`.
     start_time: String,
+    /// `HH:MM` or `HH:MM:SS`, after `start_time` on the same day.
     end_time: String,
+    /// `normal` or `pre_open`.
     session_type: String,
     #[serde(default = "yes")]
+    #[schema(default = true)]
     is_active: bool,
 }
 
@@ -341,9 +439,11 @@ impl SessionBody {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct SessionQuery {
+    /// Only this template's sessions.
     template_id: Option<i32>,
 }
 
@@ -351,6 +451,18 @@ fn session_not_found(id: i32) -> ApiError {
     ApiError::not_found(format!("session {id} not found"))
 }
 
+/// Weekly sessions, optionally of one template.
+#[utoipa::path(
+    get,
+    path = "/api/v1/calendar/sessions",
+    tag = "calendar",
+    params(SessionQuery),
+    responses(
+        (status = 200, description = "sessions: `id`, `template_id`, `weekday`, `start_time`, `end_time`, `session_type`, `is_active`", body = [Object]),
+        (status = 401, description = "missing or wrong admin token", body = ErrorBody),
+        (status = 400, description = "an invalid or unknown query parameter", body = ErrorBody),
+    )
+)]
 async fn list_sessions(
     state: web::Data<AppState>,
     query: web::Query<SessionQuery>,
@@ -370,6 +482,22 @@ async fn list_sessions(
     Ok(HttpResponse::Ok().json(rows))
 }
 
+/// Creates a weekly session; answers once the calendar reloaded.
+#[utoipa::path(
+    post,
+    path = "/api/v1/calendar/sessions",
+    tag = "calendar",
+    request_body = SessionBody,
+    responses(
+        (status = 201, description = "the session", body = Object),
+        (status = 401, description = "missing or wrong admin token", body = ErrorBody),
+        (status = 400, description = "malformed JSON", body = ErrorBody),
+        (status = 422, description = "an invalid or unknown field, named as `<field>: <reason>`",
+            body = ErrorBody),
+        (status = 503, description = "saved, but the calendar could not reload it",
+            body = ErrorBody),
+    )
+)]
 async fn create_session(
     state: web::Data<AppState>,
     body: web::Json<SessionBody>,
@@ -383,6 +511,24 @@ async fn create_session(
     Ok(HttpResponse::Created().json(row))
 }
 
+/// Replaces a weekly session; answers once the calendar reloaded.
+#[utoipa::path(
+    put,
+    path = "/api/v1/calendar/sessions/{id}",
+    tag = "calendar",
+    params(("id" = i32, Path, description = "the row id")),
+    request_body = SessionBody,
+    responses(
+        (status = 200, description = "the session", body = Object),
+        (status = 401, description = "missing or wrong admin token", body = ErrorBody),
+        (status = 400, description = "malformed JSON", body = ErrorBody),
+        (status = 422, description = "an invalid or unknown field, named as `<field>: <reason>`",
+            body = ErrorBody),
+        (status = 503, description = "saved, but the calendar could not reload it",
+            body = ErrorBody),
+        (status = 404, description = "no such session", body = ErrorBody),
+    )
+)]
 async fn update_session(
     state: web::Data<AppState>,
     id: web::Path<i32>,
@@ -404,6 +550,20 @@ async fn update_session(
     Ok(HttpResponse::Ok().json(row))
 }
 
+/// Deletes a weekly session; answers once the calendar reloaded.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/calendar/sessions/{id}",
+    tag = "calendar",
+    params(("id" = i32, Path, description = "the row id")),
+    responses(
+        (status = 204, description = "deleted"),
+        (status = 401, description = "missing or wrong admin token", body = ErrorBody),
+        (status = 400, description = "the id is not a number", body = ErrorBody),
+        (status = 404, description = "no such session", body = ErrorBody),
+        (status = 503, description = "deleted, but the calendar could not reload", body = ErrorBody),
+    )
+)]
 async fn delete_session(
     state: web::Data<AppState>,
     id: web::Path<i32>,
@@ -422,13 +582,18 @@ async fn delete_session(
 
 // ---- holidays ----
 
-#[derive(Debug, Deserialize)]
+/// A market holiday; one per date and exchange. Unknown fields are refused.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"date": "2026-11-24", "name": "Guru Nanak Jayanti", "exchange": "NSE"}))]
 struct HolidayBody {
+    /// `YYYY-MM-DD`.
     date: String,
     name: String,
+    /// Stored in upper case.
     exchange: String,
     #[serde(default = "yes")]
+    #[schema(default = true)]
     is_active: bool,
 }
 
@@ -444,10 +609,13 @@ impl HolidayBody {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct HolidayQuery {
+    /// Only holidays of this year.
     year: Option<i32>,
+    /// Only holidays of this exchange.
     exchange: Option<String>,
 }
 
@@ -465,6 +633,18 @@ fn holiday_conflict(body: &HolidayBody) -> impl FnOnce() -> String + '_ {
     }
 }
 
+/// Holidays, optionally of one year and exchange.
+#[utoipa::path(
+    get,
+    path = "/api/v1/calendar/holidays",
+    tag = "calendar",
+    params(HolidayQuery),
+    responses(
+        (status = 200, description = "holidays: `id`, `date`, `name`, `exchange`, `is_active`", body = [Object]),
+        (status = 401, description = "missing or wrong admin token", body = ErrorBody),
+        (status = 400, description = "an invalid or unknown query parameter, or a year out of range", body = ErrorBody),
+    )
+)]
 async fn list_holidays(
     state: web::Data<AppState>,
     query: web::Query<HolidayQuery>,
@@ -492,6 +672,23 @@ async fn list_holidays(
     Ok(HttpResponse::Ok().json(rows))
 }
 
+/// Creates a holiday; answers once the calendar reloaded.
+#[utoipa::path(
+    post,
+    path = "/api/v1/calendar/holidays",
+    tag = "calendar",
+    request_body = HolidayBody,
+    responses(
+        (status = 201, description = "the holiday", body = Object),
+        (status = 401, description = "missing or wrong admin token", body = ErrorBody),
+        (status = 400, description = "malformed JSON", body = ErrorBody),
+        (status = 422, description = "an invalid or unknown field, named as `<field>: <reason>`",
+            body = ErrorBody),
+        (status = 503, description = "saved, but the calendar could not reload it",
+            body = ErrorBody),
+        (status = 409, description = "the exchange already has a holiday on that date", body = ErrorBody),
+    )
+)]
 async fn create_holiday(
     state: web::Data<AppState>,
     body: web::Json<HolidayBody>,
@@ -505,6 +702,25 @@ async fn create_holiday(
     Ok(HttpResponse::Created().json(row))
 }
 
+/// Replaces a holiday; answers once the calendar reloaded.
+#[utoipa::path(
+    put,
+    path = "/api/v1/calendar/holidays/{id}",
+    tag = "calendar",
+    params(("id" = i32, Path, description = "the row id")),
+    request_body = HolidayBody,
+    responses(
+        (status = 200, description = "the holiday", body = Object),
+        (status = 401, description = "missing or wrong admin token", body = ErrorBody),
+        (status = 400, description = "malformed JSON", body = ErrorBody),
+        (status = 422, description = "an invalid or unknown field, named as `<field>: <reason>`",
+            body = ErrorBody),
+        (status = 503, description = "saved, but the calendar could not reload it",
+            body = ErrorBody),
+        (status = 404, description = "no such holiday", body = ErrorBody),
+        (status = 409, description = "the exchange already has a holiday on that date", body = ErrorBody),
+    )
+)]
 async fn update_holiday(
     state: web::Data<AppState>,
     id: web::Path<i32>,
@@ -526,6 +742,20 @@ async fn update_holiday(
     Ok(HttpResponse::Ok().json(row))
 }
 
+/// Deletes a holiday; answers once the calendar reloaded.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/calendar/holidays/{id}",
+    tag = "calendar",
+    params(("id" = i32, Path, description = "the row id")),
+    responses(
+        (status = 204, description = "deleted"),
+        (status = 401, description = "missing or wrong admin token", body = ErrorBody),
+        (status = 400, description = "the id is not a number", body = ErrorBody),
+        (status = 404, description = "no such holiday", body = ErrorBody),
+        (status = 503, description = "deleted, but the calendar could not reload", body = ErrorBody),
+    )
+)]
 async fn delete_holiday(
     state: web::Data<AppState>,
     id: web::Path<i32>,
@@ -544,15 +774,23 @@ async fn delete_holiday(
 
 // ---- special sessions ----
 
-#[derive(Debug, Deserialize)]
+/// A special session (e.g. Muhurat trading); open even on a holiday. Unknown fields are refused.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"date": "2026-11-08", "name": "Muhurat trading",
+    "start_time": "18:00", "end_time": "19:15", "exchange": "NSE"}))]
 struct SpecialBody {
+    /// `YYYY-MM-DD`.
     date: String,
     name: String,
+    /// `HH:MM` or `HH:MM:SS`.
     start_time: String,
+    /// `HH:MM` or `HH:MM:SS`, after `start_time` on the same day.
     end_time: String,
+    /// Stored in upper case.
     exchange: String,
     #[serde(default = "yes")]
+    #[schema(default = true)]
     is_active: bool,
 }
 
@@ -577,6 +815,16 @@ fn special_not_found(id: i32) -> ApiError {
     ApiError::not_found(format!("special session {id} not found"))
 }
 
+/// Every special session.
+#[utoipa::path(
+    get,
+    path = "/api/v1/calendar/special-sessions",
+    tag = "calendar",
+    responses(
+        (status = 200, description = "special sessions: `id`, `date`, `name`, `start_time`, `end_time`, `exchange`, `is_active`", body = [Object]),
+        (status = 401, description = "missing or wrong admin token", body = ErrorBody),
+    )
+)]
 async fn list_specials(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let rows = SpecialTradingSessions::find()
         .order_by_asc(special_trading_sessions::Column::Date)
@@ -588,6 +836,22 @@ async fn list_specials(state: web::Data<AppState>) -> Result<HttpResponse, ApiEr
     Ok(HttpResponse::Ok().json(rows))
 }
 
+/// Creates a special session; answers once the calendar reloaded.
+#[utoipa::path(
+    post,
+    path = "/api/v1/calendar/special-sessions",
+    tag = "calendar",
+    request_body = SpecialBody,
+    responses(
+        (status = 201, description = "the special session", body = Object),
+        (status = 401, description = "missing or wrong admin token", body = ErrorBody),
+        (status = 400, description = "malformed JSON", body = ErrorBody),
+        (status = 422, description = "an invalid or unknown field, named as `<field>: <reason>`",
+            body = ErrorBody),
+        (status = 503, description = "saved, but the calendar could not reload it",
+            body = ErrorBody),
+    )
+)]
 async fn create_special(
     state: web::Data<AppState>,
     body: web::Json<SpecialBody>,
@@ -602,6 +866,24 @@ async fn create_special(
     Ok(HttpResponse::Created().json(row))
 }
 
+/// Replaces a special session; answers once the calendar reloaded.
+#[utoipa::path(
+    put,
+    path = "/api/v1/calendar/special-sessions/{id}",
+    tag = "calendar",
+    params(("id" = i32, Path, description = "the row id")),
+    request_body = SpecialBody,
+    responses(
+        (status = 200, description = "the special session", body = Object),
+        (status = 401, description = "missing or wrong admin token", body = ErrorBody),
+        (status = 400, description = "malformed JSON", body = ErrorBody),
+        (status = 422, description = "an invalid or unknown field, named as `<field>: <reason>`",
+            body = ErrorBody),
+        (status = 503, description = "saved, but the calendar could not reload it",
+            body = ErrorBody),
+        (status = 404, description = "no such special session", body = ErrorBody),
+    )
+)]
 async fn update_special(
     state: web::Data<AppState>,
     id: web::Path<i32>,
@@ -623,6 +905,20 @@ async fn update_special(
     Ok(HttpResponse::Ok().json(row))
 }
 
+/// Deletes a special session; answers once the calendar reloaded.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/calendar/special-sessions/{id}",
+    tag = "calendar",
+    params(("id" = i32, Path, description = "the row id")),
+    responses(
+        (status = 204, description = "deleted"),
+        (status = 401, description = "missing or wrong admin token", body = ErrorBody),
+        (status = 400, description = "the id is not a number", body = ErrorBody),
+        (status = 404, description = "no such special session", body = ErrorBody),
+        (status = 503, description = "deleted, but the calendar could not reload", body = ErrorBody),
+    )
+)]
 async fn delete_special(
     state: web::Data<AppState>,
     id: web::Path<i32>,

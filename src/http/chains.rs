@@ -17,30 +17,36 @@ use actix_web_actors::ws;
 use serde::Deserialize;
 
 use super::AppState;
-use super::auth::{token_matches, token_verified};
-use super::error::ApiError;
+use super::auth::{WS_AUTH_TIMEOUT, WS_CLOSE_UNAUTHORIZED, authenticates, token_verified};
+use super::error::{ApiError, ErrorBody};
 
-/// A viewer that connected without `?token=` must authenticate within this long.
-const AUTH_TIMEOUT: Duration = Duration::from_secs(10);
 /// Protocol ping to the browser; a client silent for `SILENT_MAX` is gone.
 const PING_EVERY: Duration = Duration::from_secs(20);
 const SILENT_MAX: Duration = Duration::from_secs(60);
 /// Snapshots queued for one socket. A browser that reads slowly stalls its socket actor; the
 /// session then finds this mailbox full and skips to a later snapshot instead of queueing.
 const VIEWER_MAILBOX: usize = 2;
-const CLOSE_UNAUTHORIZED: u16 = 4401;
 const CLOSE_NOT_FOUND: u16 = 4404;
 
-#[derive(Debug, Deserialize)]
+/// A viewer's request for an option chain.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = ChainSessionRequest, example = json!({"underlying": "NIFTY", "exchange": "NSE_INDEX", "strikes": 10}))]
 pub struct CreateBody {
+    /// e.g. NIFTY, BANKNIFTY, SENSEX.
     underlying: String,
+    /// The underlying's exchange, e.g. NSE_INDEX (the options trade on NFO).
     exchange: String,
+    /// `DD-MMM-YY` or `DDMMMYY`; the nearest listed expiry when absent.
     #[serde(default)]
     expiry: Option<String>,
+    /// Strikes on each side of ATM, 1–50; `option_chain.default_strikes` when absent.
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 50)]
     strikes: Option<i64>,
+    /// 1, 2, 3 or "LTP", "Quote", "Depth"; Quote when absent.
     #[serde(default)]
+    #[schema(value_type = Option<Value>, example = 2)]
     mode: Option<Mode>,
 }
 
@@ -78,6 +84,26 @@ async fn find(state: &AppState, id: &str) -> Result<Addr<ChainSessionActor>, Api
         .ok_or_else(|| not_found(id))
 }
 
+/// Opens an option chain for one viewer: subscribes the strike window and the underlying.
+#[utoipa::path(
+    post,
+    path = "/api/v1/chain-sessions",
+    operation_id = "create_chain_session",
+    tag = "option chains",
+    request_body = CreateBody,
+    responses(
+        (status = 201, description = "the session: `id`, `underlying`, `exchange`, \
+            `underlying_exchange`, `underlying_symbol`, `expiry`, `expiries`, `atm_strike`, \
+            `strike_step`, `strikes`, `mode`, `symbols`", body = Object),
+        (status = 401, description = "missing or wrong admin token", body = ErrorBody),
+        (status = 404, description = "unknown underlying", body = ErrorBody),
+        (status = 409, description = "chains disabled, no feed account yet, or the symbol cap \
+            would be exceeded", body = ErrorBody),
+        (status = 422, description = "unlisted expiry (the available ones are named), bad \
+            strikes or mode, or unknown fields", body = ErrorBody),
+        (status = 502, description = "the gateway failed", body = ErrorBody),
+    )
+)]
 pub async fn create(
     state: web::Data<AppState>,
     body: web::Json<CreateBody>,
@@ -98,6 +124,17 @@ pub async fn create(
     Ok(HttpResponse::Created().json(created))
 }
 
+/// The chain directory's status: every session with its state, window, viewers and lease.
+#[utoipa::path(
+    get,
+    path = "/api/v1/chain-sessions",
+    operation_id = "list_chain_sessions",
+    tag = "option chains",
+    responses(
+        (status = 200, description = "the chain directory's status", body = Object),
+        (status = 401, description = "missing or wrong admin token", body = ErrorBody),
+    )
+)]
 pub async fn list(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let status = state
         .chains
@@ -107,6 +144,22 @@ pub async fn list(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> 
     Ok(HttpResponse::Ok().json(status))
 }
 
+/// The session's current snapshot.
+#[utoipa::path(
+    get,
+    path = "/api/v1/chain-sessions/{id}",
+    operation_id = "get_chain_snapshot",
+    tag = "option chains",
+    params(("id" = String, Path, description = "the session id")),
+    responses(
+        (status = 200, description = "`{\"id\",\"underlying\",\"exchange\",\"expiry\",\
+            \"atm_strike\",\"underlying_ltp\",\"strike_step\",\"updated_at\",\"rows\":[{\"strike\",\
+            \"ce\":{\"symbol\",\"ltp\",\"bid\",\"ask\",\"volume\",\"oi\"},\"pe\":{…}}]}`, null where \
+            the feed has nothing yet", body = Object),
+        (status = 401, description = "missing or wrong admin token", body = ErrorBody),
+        (status = 404, description = "no such session", body = ErrorBody),
+    )
+)]
 pub async fn snapshot(
     state: web::Data<AppState>,
     id: web::Path<String>,
@@ -120,6 +173,19 @@ pub async fn snapshot(
     Ok(HttpResponse::Ok().json(snapshot))
 }
 
+/// Extends the session's lease by `option_chain.session_timeout_s`.
+#[utoipa::path(
+    post,
+    path = "/api/v1/chain-sessions/{id}/heartbeat",
+    operation_id = "chain_session_heartbeat",
+    tag = "option chains",
+    params(("id" = String, Path, description = "the session id")),
+    responses(
+        (status = 204, description = "lease extended"),
+        (status = 401, description = "missing or wrong admin token", body = ErrorBody),
+        (status = 404, description = "no such session", body = ErrorBody),
+    )
+)]
 pub async fn heartbeat(
     state: web::Data<AppState>,
     id: web::Path<String>,
@@ -133,6 +199,19 @@ pub async fn heartbeat(
     Ok(HttpResponse::NoContent().finish())
 }
 
+/// Ends the session and releases its subscriptions.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/chain-sessions/{id}",
+    operation_id = "delete_chain_session",
+    tag = "option chains",
+    params(("id" = String, Path, description = "the session id")),
+    responses(
+        (status = 204, description = "ended"),
+        (status = 401, description = "missing or wrong admin token", body = ErrorBody),
+        (status = 404, description = "no such session", body = ErrorBody),
+    )
+)]
 pub async fn delete(
     state: web::Data<AppState>,
     id: web::Path<String>,
@@ -150,6 +229,27 @@ pub async fn delete(
 /// `GET /ws/chain/{id}`: streams the session's snapshots. With `?token=` (checked by the
 /// guard) an unknown session is a 404 before the upgrade; without, the first message must be
 /// `{"action":"authenticate","token":…}` within 10 s, else the socket closes with 4401.
+#[utoipa::path(
+    get,
+    path = "/ws/chain/{id}",
+    operation_id = "chain_stream",
+    tag = "option chains",
+    params(
+        ("id" = String, Path, description = "the session id"),
+        ("token" = Option<String>, Query, description = "the admin token; prefer sending \
+            `{\"action\":\"authenticate\",\"token\":…}` as the first message, which keeps it out of URLs"),
+    ),
+    responses(
+        (status = 101, description = "WebSocket: the snapshot (as `GET /api/v1/chain-sessions/{id}`) \
+            at once, then on every change at most `option_chain.max_push_hz` a second. Any client \
+            message extends the lease. Closed with 4401 when authentication fails or times out \
+            (10 s), 4404 when the session is gone, 1000 when it ends."),
+        (status = 400, description = "not a WebSocket upgrade", body = ErrorBody),
+        (status = 401, description = "wrong admin token in `?token=`", body = ErrorBody),
+        (status = 404, description = "no such session (checked before the upgrade when the \
+            token is in the URL)", body = ErrorBody),
+    )
+)]
 pub async fn stream(
     req: HttpRequest,
     payload: web::Payload,
@@ -182,12 +282,6 @@ struct ChainViewer {
     last_heard: Instant,
 }
 
-#[derive(Deserialize)]
-struct Authenticate {
-    action: String,
-    token: String,
-}
-
 impl ChainViewer {
     fn close(ctx: &mut ws::WebsocketContext<Self>, code: u16, description: &str) {
         ctx.close(Some(ws::CloseReason {
@@ -218,16 +312,13 @@ impl ChainViewer {
     }
 
     fn authenticate(&mut self, text: &str, ctx: &mut ws::WebsocketContext<Self>) {
-        let accepted = serde_json::from_str::<Authenticate>(text).is_ok_and(|m| {
-            m.action == "authenticate" && token_matches(&m.token, &self.admin_token)
-        });
-        if accepted {
+        if authenticates(text, &self.admin_token) {
             self.authenticated = true;
             self.attach(ctx);
         } else {
             Self::close(
                 ctx,
-                CLOSE_UNAUTHORIZED,
+                WS_CLOSE_UNAUTHORIZED,
                 "authentication failed: send {\"action\":\"authenticate\",\"token\":…} first",
             );
         }
@@ -249,9 +340,9 @@ impl Actor for ChainViewer {
         if self.authenticated {
             self.attach(ctx);
         } else {
-            ctx.run_later(AUTH_TIMEOUT, |act, ctx| {
+            ctx.run_later(WS_AUTH_TIMEOUT, |act, ctx| {
                 if !act.authenticated {
-                    Self::close(ctx, CLOSE_UNAUTHORIZED, "authentication timeout");
+                    Self::close(ctx, WS_CLOSE_UNAUTHORIZED, "authentication timeout");
                 }
             });
         }
@@ -298,7 +389,7 @@ impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for ChainViewer {
         match msg {
             ws::Message::Text(text) if !self.authenticated => self.authenticate(&text, ctx),
             ws::Message::Binary(_) if !self.authenticated => {
-                Self::close(ctx, CLOSE_UNAUTHORIZED, "authenticate first");
+                Self::close(ctx, WS_CLOSE_UNAUTHORIZED, "authenticate first");
             }
             ws::Message::Text(_) | ws::Message::Binary(_) | ws::Message::Continuation(_) => {
                 self.heard_from_client();

@@ -3,6 +3,7 @@
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
+use utoipa::ToSchema;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiError {
@@ -11,14 +12,19 @@ pub struct ApiError {
     pub message: String,
 }
 
-#[derive(Serialize)]
-struct Body<'a> {
-    error: Inner<'a>,
+/// The body of every error answer.
+#[derive(Serialize, ToSchema)]
+#[schema(example = json!({"error": {"code": "not_found", "message": "no account with id 7"}}))]
+pub struct ErrorBody<'a> {
+    error: ErrorDetail<'a>,
 }
 
-#[derive(Serialize)]
-struct Inner<'a> {
+#[derive(Serialize, ToSchema)]
+pub struct ErrorDetail<'a> {
+    /// bad_request, unauthorized, not_found, conflict, payload_too_large,
+    /// unsupported_media_type, unprocessable, unavailable, bad_gateway or internal.
     code: &'a str,
+    /// What went wrong, for a person; never contains a secret.
     message: &'a str,
 }
 
@@ -77,8 +83,8 @@ impl ResponseError for ApiError {
         self.status
     }
     fn error_response(&self) -> HttpResponse {
-        HttpResponse::build(self.status).json(Body {
-            error: Inner {
+        HttpResponse::build(self.status).json(ErrorBody {
+            error: ErrorDetail {
                 code: self.code,
                 message: &self.message,
             },

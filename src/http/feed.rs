@@ -5,8 +5,24 @@ use actors::feed::Reconnect;
 use serde_json::json;
 
 use super::AppState;
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
 
+/// Drops the feed socket and reconnects after the initial backoff delay.
+#[utoipa::path(
+    post,
+    path = "/api/v1/connection/reconnect",
+    operation_id = "reconnect_feed",
+    tag = "feed",
+    responses(
+        (status = 202, description = "the socket was closed; it reconnects shortly", body = Object,
+            example = json!({"status": "reconnecting", "message": "the feed socket was closed \
+                and reconnects after the initial backoff delay"})),
+        (status = 401, description = "missing or wrong admin token", body = ErrorBody),
+        (status = 409, description = "the feed is stopped, Faulted, or backing off after an \
+            authentication or connection-limit error (reconnecting then gets keys banned)",
+            body = ErrorBody),
+    )
+)]
 pub async fn reconnect(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     state
         .feed

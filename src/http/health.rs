@@ -5,6 +5,23 @@ use serde_json::json;
 
 use super::AppState;
 
+/// Liveness and database reachability; open, no token needed.
+#[utoipa::path(
+    get,
+    path = "/health",
+    operation_id = "health",
+    tag = "health",
+    security(()),
+    responses(
+        (status = 200, description = "healthy", body = Object,
+            example = json!({"status": "ok", "version": "0.1.0",
+                "database": {"backend": "sqlite", "reachable": true, "error": null}})),
+        (status = 503, description = "the database does not answer", body = Object,
+            example = json!({"status": "degraded", "version": "0.1.0",
+                "database": {"backend": "postgres", "reachable": false,
+                    "error": "database did not answer"}})),
+    )
+)]
 pub async fn health(state: web::Data<AppState>) -> HttpResponse {
     let backend = match state.db.get_database_backend() {
         sea_orm::DatabaseBackend::Sqlite => "sqlite",

@@ -1,12 +1,15 @@
 //! HTTP surface: routes, authentication, error bodies.
 
 mod accounts;
+mod admin;
 pub mod auth;
 mod calendar;
 mod chains;
 pub mod error;
 mod feed;
 mod health;
+mod metrics;
+pub mod openapi;
 mod state;
 
 use std::time::Duration;
@@ -45,6 +48,11 @@ pub struct AppState {
 /// Registers every route.
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/health", web::get().to(health::health))
+        .route("/metrics", web::get().to(metrics::metrics))
+        .route("/api/openapi.json", web::get().to(openapi::document))
+        .route("/", web::get().to(admin::index))
+        .route("/static/{file}", web::get().to(admin::asset))
+        .route("/ws/admin", web::get().to(admin::stream))
         .route("/api/v1/state", web::get().to(state::state))
         .route(
             "/api/v1/connection/reconnect",

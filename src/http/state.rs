@@ -1,22 +1,54 @@
 //! `GET /api/v1/state` (every actor's status, built only from their `Status` answers) and
-//! `POST /api/v1/service/{start|stop}`.
+//! `POST /api/v1/service/{start|stop}`. The admin socket and `/metrics` use [`collect`] too.
 
 use actix_web::{HttpResponse, web};
-use actors::accounts::GetAccountsStatus;
-use actors::calendar::GetCalendarStatus;
-use actors::chain::GetChainDirectoryStatus;
-use actors::feed::{GetConnectionStatus, GetRegistryStatus};
-use actors::supervisor::{GetSupervisorStatus, ServiceControl};
-use serde_json::json;
+use actors::accounts::{AccountsStatus, GetAccountsStatus};
+use actors::calendar::{CalendarStatus, GetCalendarStatus};
+use actors::chain::{ChainDirectoryStatus, GetChainDirectoryStatus};
+use actors::feed::{ConnectionStatus, GetConnectionStatus, GetRegistryStatus, RegistryStatus};
+use actors::supervisor::{GetSupervisorStatus, ServiceControl, SupervisorStatus};
+use serde::Serialize;
+use utoipa::ToSchema;
 
 use super::AppState;
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
+
+/// Every actor's status, as each actor answered its `Get*Status` message. Each part carries
+/// `state` (or `lifecycle`: Starting, Running, Degraded, BackingOff, Stopped, Faulted) and
+/// `restarts`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ServiceState {
+    /// SupervisorActor: whether the market-hours subtree runs and why, the feed account, the
+    /// calendar phase it follows, recent start/stop transitions.
+    #[schema(value_type = Object)]
+    pub supervisor: SupervisorStatus,
+    /// CalendarActor: `phase`, `since`, `next_change_at`, `next_phase`,
+    /// `seconds_to_next_change`, templates, today's holiday and special sessions.
+    #[schema(value_type = Object)]
+    pub calendar: CalendarStatus,
+    /// AccountMonitorActor: the feed account, reachability and every account's ping health.
+    #[schema(value_type = Object)]
+    pub accounts: AccountsStatus,
+    /// ConnectionActor: `state` (Idle, Connecting, Authenticating, Live, BackingOff, Stopped,
+    /// Faulted), attempt, next retry, last error, messages/s, last tick age, reconnects and
+    /// recent connection events.
+    #[schema(value_type = Object)]
+    pub connection: ConnectionStatus,
+    /// SubscriptionRegistryActor: subscriptions with mode and holders, consumers with delivered
+    /// and dropped ticks, tick counters.
+    #[schema(value_type = Object)]
+    pub registry: RegistryStatus,
+    /// ChainDirectoryActor: every option-chain session with its window, viewers and lease.
+    #[schema(value_type = Object)]
+    pub chains: ChainDirectoryStatus,
+}
 
 fn no_answer(actor: &'static str) -> impl Fn(actix::MailboxError) -> ApiError {
     move |e| ApiError::internal(&format!("the {actor} did not answer"), e)
 }
 
-pub async fn state(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+/// Asks every actor for its status, concurrently.
+pub async fn collect(state: &AppState) -> Result<ServiceState, ApiError> {
     let (supervisor, calendar, accounts, connection, registry, chains) = futures_util::join!(
         state.supervisor.send(GetSupervisorStatus),
         state.calendar.send(GetCalendarStatus),
@@ -25,16 +57,47 @@ pub async fn state(state: web::Data<AppState>) -> Result<HttpResponse, ApiError>
         state.feed.registry.send(GetRegistryStatus),
         state.chains.send(GetChainDirectoryStatus),
     );
-    Ok(HttpResponse::Ok().json(json!({
-        "supervisor": supervisor.map_err(no_answer("supervisor"))?,
-        "calendar": calendar.map_err(no_answer("calendar actor"))?,
-        "accounts": accounts.map_err(no_answer("account monitor"))?,
-        "connection": connection.map_err(no_answer("connection actor"))?,
-        "registry": registry.map_err(no_answer("subscription registry"))?,
-        "chains": chains.map_err(no_answer("chain directory"))?,
-    })))
+    Ok(ServiceState {
+        supervisor: supervisor.map_err(no_answer("supervisor"))?,
+        calendar: calendar.map_err(no_answer("calendar actor"))?,
+        accounts: accounts.map_err(no_answer("account monitor"))?,
+        connection: connection.map_err(no_answer("connection actor"))?,
+        registry: registry.map_err(no_answer("subscription registry"))?,
+        chains: chains.map_err(no_answer("chain directory"))?,
+    })
 }
 
+/// Every actor's status.
+#[utoipa::path(
+    get,
+    path = "/api/v1/state",
+    operation_id = "state",
+    tag = "state",
+    responses(
+        (status = 200, description = "every actor's status", body = ServiceState),
+        (status = 401, description = "missing or wrong admin token", body = ErrorBody),
+        (status = 500, description = "an actor did not answer", body = ErrorBody),
+    )
+)]
+pub async fn state(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok().json(collect(&state).await?))
+}
+
+/// Starts or stops the market-hours subtree. A stop holds it down until a start, whatever the
+/// calendar says; exits already handed to the order gateway are not interrupted.
+#[utoipa::path(
+    post,
+    path = "/api/v1/service/{action}",
+    operation_id = "service_control",
+    tag = "state",
+    params(("action" = String, Path, description = "`start` or `stop`")),
+    responses(
+        (status = 200, description = "the supervisor's status after the change",
+            body = Object),
+        (status = 401, description = "missing or wrong admin token", body = ErrorBody),
+        (status = 404, description = "an action other than start or stop", body = ErrorBody),
+    )
+)]
 pub async fn service_control(
     state: web::Data<AppState>,
     action: web::Path<String>,

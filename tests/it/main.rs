@@ -1,6 +1,8 @@
 //! Integration tests of the whole service: one test binary, one module per capability.
 
 mod accounts;
+mod admin;
+mod admin_openapi;
 mod calendar;
 mod chain;
 mod config;

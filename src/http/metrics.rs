@@ -1,0 +1,334 @@
+//! `GET /metrics`: the actors' figures in the Prometheus text format (version 0.0.4), built from
+//! the same status answers as `GET /api/v1/state`.
+
+use std::fmt::Write as _;
+
+use actix_web::{HttpResponse, web};
+use actors::domain::calendar::Phase;
+use actors::feed::ConnectionState;
+use actors::status::Lifecycle;
+
+use super::AppState;
+use super::error::{ApiError, ErrorBody};
+use super::state::{ServiceState, collect};
+
+const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+const LIFECYCLES: [Lifecycle; 6] = [
+    Lifecycle::Starting,
+    Lifecycle::Running,
+    Lifecycle::Degraded,
+    Lifecycle::BackingOff,
+    Lifecycle::Stopped,
+    Lifecycle::Faulted,
+];
+
+const CONNECTION_STATES: [ConnectionState; 7] = [
+    ConnectionState::Idle,
+    ConnectionState::Connecting,
+    ConnectionState::Authenticating,
+    ConnectionState::Live,
+    ConnectionState::BackingOff,
+    ConnectionState::Stopped,
+    ConnectionState::Faulted,
+];
+
+/// Every metric, in the Prometheus text format.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    operation_id = "metrics",
+    tag = "metrics",
+    security(()),
+    responses(
+        (status = 200, description = "Prometheus text format 0.0.4: ticks in, fanned out and \
+            dropped, feed connection state and reconnects, subscriptions, chain sessions, \
+            calendar phase, every actor's lifecycle state and restarts",
+            content_type = "text/plain; version=0.0.4", body = String),
+        (status = 500, description = "an actor did not answer", body = ErrorBody),
+    )
+)]
+pub async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let snapshot = collect(&state).await?;
+    Ok(HttpResponse::Ok()
+        .content_type(CONTENT_TYPE)
+        .body(render(&snapshot)))
+}
+
+/// Writes metric families: `# HELP`, `# TYPE` and their samples.
+#[derive(Default)]
+struct Exposition {
+    out: String,
+}
+
+impl Exposition {
+    fn family(&mut self, name: &str, kind: &str, help: &str) -> &mut Self {
+        let _ = writeln!(self.out, "# HELP {name} {help}");
+        let _ = writeln!(self.out, "# TYPE {name} {kind}");
+        self
+    }
+
+    fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: f64) -> &mut Self {
+        self.out.push_str(name);
+        if !labels.is_empty() {
+            self.out.push('{');
+            for (i, (key, val)) in labels.iter().enumerate() {
+                if i > 0 {
+                    self.out.push(',');
+                }
+                let _ = write!(self.out, "{key}=\"{}\"", escape_label(val));
+            }
+            self.out.push('}');
+        }
+        let _ = writeln!(self.out, " {}", number(value));
+        self
+    }
+
+    /// A family with one unlabelled sample.
+    fn single(&mut self, name: &str, kind: &str, help: &str, value: f64) -> &mut Self {
+        self.family(name, kind, help).sample(name, &[], value)
+    }
+}
+
+fn escape_label(value: &str) -> String {
+    value
+        .replace('\\', r"\\")
+        .replace('"', "\\\"")
+        .replace('\n', r"\n")
+}
+
+fn number(value: f64) -> String {
+    if value.is_nan() {
+        "NaN".into()
+    } else if value.is_infinite() {
+        if value > 0.0 { "+Inf" } else { "-Inf" }.into()
+    } else {
+        value.to_string()
+    }
+}
+
+fn flag(on: bool) -> f64 {
+    if on { 1.0 } else { 0.0 }
+}
+
+fn name_of(value: impl std::fmt::Debug) -> String {
+    format!("{value:?}")
+}
+
+fn render(s: &ServiceState) -> String {
+    let mut m = Exposition::default();
+    let (conn, reg) = (&s.connection, &s.registry);
+
+    m.single(
+        "supervisor_ticks_in_total",
+        "counter",
+        "market_data frames the registry received from the feed connection",
+        reg.ticks_in as f64,
+    )
+    .single(
+        "supervisor_ticks_fanned_out_total",
+        "counter",
+        "ticks delivered to subscribers (one per subscriber and tick)",
+        reg.ticks_delivered as f64,
+    )
+    .single(
+        "supervisor_ticks_dropped_total",
+        "counter",
+        "ticks a slow subscriber never saw: replaced by a newer tick of the same key",
+        reg.ticks_dropped as f64,
+    )
+    .single(
+        "supervisor_ticks_unrouted_total",
+        "counter",
+        "ticks for keys nobody holds",
+        reg.ticks_unrouted as f64,
+    )
+    .single(
+        "supervisor_feed_malformed_total",
+        "counter",
+        "feed frames that could not be parsed",
+        (reg.malformed + conn.malformed) as f64,
+    )
+    .single(
+        "supervisor_feed_messages_total",
+        "counter",
+        "market_data frames received on the feed connection",
+        conn.messages_received as f64,
+    )
+    .single(
+        "supervisor_feed_messages_per_second",
+        "gauge",
+        "market_data frames per second over the last second",
+        conn.messages_per_s,
+    )
+    .single(
+        "supervisor_feed_frames_sent_total",
+        "counter",
+        "subscribe and unsubscribe frames sent upstream",
+        reg.frames_sent as f64,
+    );
+
+    m.family(
+        "supervisor_feed_connection_state",
+        "gauge",
+        "the feed connection's state: 1 for the current state, 0 for the others",
+    );
+    for st in CONNECTION_STATES {
+        m.sample(
+            "supervisor_feed_connection_state",
+            &[("state", &name_of(st))],
+            flag(conn.state == st),
+        );
+    }
+    m.single(
+        "supervisor_feed_reconnects_total",
+        "counter",
+        "times the feed went live again after having been live",
+        conn.reconnects as f64,
+    )
+    .single(
+        "supervisor_feed_connect_attempt",
+        "gauge",
+        "the current connection attempt number of the backoff (0 when live)",
+        f64::from(conn.attempt),
+    );
+    if let Some(age) = conn.last_tick_age_ms {
+        m.single(
+            "supervisor_feed_last_tick_age_seconds",
+            "gauge",
+            "seconds since the last market_data frame",
+            age as f64 / 1000.0,
+        );
+    }
+
+    m.single(
+        "supervisor_subscriptions",
+        "gauge",
+        "keys (exchange, symbol) subscribed upstream",
+        reg.symbols as f64,
+    )
+    .single(
+        "supervisor_subscriptions_max",
+        "gauge",
+        "the symbol cap of the feed connection",
+        reg.max_symbols as f64,
+    )
+    .single(
+        "supervisor_subscriptions_rejected",
+        "gauge",
+        "subscribed keys the gateway refused",
+        reg.rejected as f64,
+    )
+    .single(
+        "supervisor_subscribers",
+        "gauge",
+        "consumers holding at least one key",
+        reg.consumers.len() as f64,
+    );
+
+    let chains = &s.chains;
+    m.single(
+        "supervisor_chain_sessions",
+        "gauge",
+        "option-chain sessions running",
+        chains.sessions.len() as f64,
+    )
+    .single(
+        "supervisor_chain_sessions_opened_total",
+        "counter",
+        "option-chain sessions opened",
+        chains.opened_total as f64,
+    )
+    .single(
+        "supervisor_chain_sessions_ended_total",
+        "counter",
+        "option-chain sessions ended",
+        chains.ended_total as f64,
+    );
+
+    m.single(
+        "supervisor_market_hours_running",
+        "gauge",
+        "1 while the market-hours subtree (feed, position monitor) runs",
+        flag(s.supervisor.running),
+    );
+    m.family(
+        "supervisor_calendar_phase",
+        "gauge",
+        "the calendar phase: 1 for the current phase, 0 for the others",
+    );
+    for phase in [Phase::PreOpen, Phase::Open, Phase::Closed] {
+        m.sample(
+            "supervisor_calendar_phase",
+            &[("phase", &name_of(phase))],
+            flag(s.calendar.phase == phase),
+        );
+    }
+    if let Some(secs) = s.calendar.seconds_to_next_change {
+        m.single(
+            "supervisor_calendar_seconds_to_next_change",
+            "gauge",
+            "seconds until the calendar phase changes",
+            secs as f64,
+        );
+    }
+
+    let actors: [(&str, Lifecycle, u64); 6] = [
+        ("supervisor", s.supervisor.state, s.supervisor.restarts),
+        ("calendar", s.calendar.state, s.calendar.restarts),
+        ("accounts", s.accounts.lifecycle, s.accounts.restarts),
+        ("connection", conn.lifecycle, conn.restarts),
+        ("registry", reg.state, reg.restarts),
+        ("chain_directory", chains.state, chains.restarts),
+    ];
+    m.family(
+        "supervisor_actor_state",
+        "gauge",
+        "each long-lived actor's lifecycle state: 1 for the current state, 0 for the others",
+    );
+    for (actor, lifecycle, _) in &actors {
+        for st in LIFECYCLES {
+            m.sample(
+                "supervisor_actor_state",
+                &[("actor", actor), ("state", &name_of(st))],
+                flag(*lifecycle == st),
+            );
+        }
+    }
+    m.family(
+        "supervisor_actor_restarts_total",
+        "counter",
+        "supervised restarts of each long-lived actor",
+    );
+    for (actor, _, restarts) in &actors {
+        m.sample(
+            "supervisor_actor_restarts_total",
+            &[("actor", actor)],
+            *restarts as f64,
+        );
+    }
+    m.out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_and_labels_follow_the_text_format() {
+        assert_eq!(number(3.0), "3");
+        assert_eq!(number(0.25), "0.25");
+        assert_eq!(number(f64::INFINITY), "+Inf");
+        assert_eq!(number(f64::NEG_INFINITY), "-Inf");
+        assert_eq!(number(f64::NAN), "NaN");
+        assert_eq!(escape_label("a\"b\\c\nd"), r#"a\"b\\c\nd"#);
+        let mut m = Exposition::default();
+        m.family("x_total", "counter", "help text")
+            .sample("x_total", &[("k", "v"), ("q", "\"")], 2.0)
+            .sample("x_total", &[], 1.5);
+        assert_eq!(
+            m.out,
+            "# HELP x_total help text\n# TYPE x_total counter\nx_total{k=\"v\",q=\"\\\"\"} 2\nx_total 1.5\n"
+        );
+    }
+}

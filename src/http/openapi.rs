@@ -1,0 +1,112 @@
+//! `GET /api/openapi.json`: the OpenAPI 3 document of the whole HTTP API, generated from the
+//! handlers' annotations (a test checks that every registered route is in it).
+
+use actix_web::HttpResponse;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+use super::error::ErrorBody;
+use super::{accounts, admin, calendar, chains, feed, health, metrics, state};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "trading-supervisor",
+        description = "One supervised market-data feed per API key, live P&L and exactly-once \
+            risk exits next to an OpenAlgo gateway. Every `/api/*` and `/ws/*` route needs \
+            `Authorization: Bearer <admin token>` (WebSockets may instead pass `?token=` or send \
+            `{\"action\":\"authenticate\",\"token\":…}` as their first message within 10 s). \
+            Errors are `{\"error\":{\"code\",\"message\"}}`; bodies with unknown fields are \
+            refused with 422 and change nothing."
+    ),
+    paths(
+        health::health,
+        metrics::metrics,
+        document,
+        admin::index,
+        admin::asset,
+        admin::stream,
+        state::state,
+        state::service_control,
+        feed::reconnect,
+        accounts::list,
+        accounts::create,
+        accounts::get,
+        accounts::update,
+        accounts::delete,
+        accounts::ping,
+        calendar::status,
+        calendar::list_templates,
+        calendar::create_template,
+        calendar::get_template,
+        calendar::update_template,
+        calendar::delete_template,
+        calendar::list_sessions,
+        calendar::create_session,
+        calendar::update_session,
+        calendar::delete_session,
+        calendar::list_holidays,
+        calendar::create_holiday,
+        calendar::update_holiday,
+        calendar::delete_holiday,
+        calendar::list_specials,
+        calendar::create_special,
+        calendar::update_special,
+        calendar::delete_special,
+        chains::create,
+        chains::list,
+        chains::snapshot,
+        chains::heartbeat,
+        chains::delete,
+        chains::stream,
+    ),
+    components(schemas(ErrorBody)),
+    modifiers(&AdminToken),
+    security(("admin_token" = [])),
+    tags(
+        (name = "state", description = "every actor's status, live, and the service controls"),
+        (name = "feed", description = "the upstream market-data connection"),
+        (name = "accounts", description = "trading accounts and their gateways"),
+        (name = "calendar", description = "trading hours, holidays and special sessions"),
+        (name = "option chains", description = "on-demand option chains, one session per viewer"),
+        (name = "metrics", description = "Prometheus metrics"),
+        (name = "health", description = "liveness"),
+        (name = "admin page", description = "the admin web page, embedded in the binary"),
+    )
+)]
+pub struct ApiDoc;
+
+/// Declares the bearer token every protected route requires.
+struct AdminToken;
+
+impl Modify for AdminToken {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "admin_token",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "the admin token (settings `security.admin_token`, or printed at start)",
+                    ))
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// This document.
+#[utoipa::path(
+    get,
+    path = "/api/openapi.json",
+    operation_id = "openapi_document",
+    tag = "state",
+    responses(
+        (status = 200, description = "the OpenAPI 3 document of this API", body = Object),
+        (status = 401, description = "missing or wrong admin token", body = ErrorBody),
+    )
+)]
+pub async fn document() -> HttpResponse {
+    HttpResponse::Ok().json(ApiDoc::openapi())
+}
