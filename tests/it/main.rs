@@ -3,6 +3,7 @@
 mod accounts;
 mod admin;
 mod admin_openapi;
+mod browser;
 mod calendar;
 mod chain;
 mod config;
