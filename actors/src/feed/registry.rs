@@ -500,8 +500,10 @@ impl Actor for SubscriptionRegistryActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        // The connection forwards every tick here: never make it wait.
-        ctx.set_mailbox_capacity(usize::MAX);
+        // The connection forwards every tick here: never make it wait. Not usize::MAX: actix
+        // counts the address's senders against (its maximum − capacity), so usize::MAX leaves
+        // no room and cloning the address after start overflows (a panic in debug builds).
+        ctx.set_mailbox_capacity(usize::MAX >> 2);
         ctx.run_interval(SWEEP_EVERY, |act, _| act.sweep());
     }
 }
