@@ -3,5 +3,8 @@
 pub mod domain;
 pub mod feed;
 pub mod openalgo;
+pub mod orders;
+pub mod positions;
+pub mod risk;
 pub mod status;
 mod supervised;
