@@ -6,8 +6,12 @@ use actix_web::dev::Server;
 use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
 use actors::feed::Feed;
+use actors::orders::{GatewaySettings, OrderGatewayActor};
+use actors::positions::{MonitorSettings, PositionMonitorActor};
+use actors::risk::RiskSettings;
 use anyhow::Context;
 use rand::Rng;
+use std::time::Duration;
 
 use crate::configuration::Settings;
 use crate::database;
@@ -44,11 +48,21 @@ impl Application {
 
         let body_limit = settings.server.body_limit_bytes;
         let feed = Feed::start(settings.feed_settings(), None);
+        let gateway = OrderGatewayActor::start_supervised(db.clone(), gateway_settings(&settings));
+        let monitor = PositionMonitorActor::start_supervised(
+            db.clone(),
+            monitor_settings(&settings),
+            risk_settings(&settings),
+            feed.registry.clone(),
+            gateway.clone(),
+        );
         let state = web::Data::new(AppState {
             db,
             admin_token: admin_token.clone(),
             body_limit,
             feed,
+            monitor,
+            gateway,
         });
         let server = HttpServer::new(move || {
             App::new()
@@ -95,6 +109,45 @@ impl Application {
     /// Serves until the server stops (SIGINT/SIGTERM trigger a graceful shutdown).
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         self.server.await
+    }
+}
+
+/// The order gateway's settings (`risk` section).
+pub fn gateway_settings(s: &Settings) -> GatewaySettings {
+    GatewaySettings {
+        max_exit_attempts: s.risk.max_exit_attempts,
+        retry_initial: Duration::from_millis(s.risk.exit_retry_initial_ms),
+        order_rate_per_s: s.risk.order_rate_per_s,
+        rest_timeout: Duration::from_millis(s.connection.rest_timeout_ms),
+        crash_loop_max_restarts: s.supervision.crash_loop_max_restarts,
+        crash_loop_window: Duration::from_secs(s.supervision.crash_loop_window_s),
+    }
+}
+
+/// The position monitor's settings (`position_monitor` section).
+pub fn monitor_settings(s: &Settings) -> MonitorSettings {
+    let p = &s.position_monitor;
+    MonitorSettings {
+        enabled: p.enabled,
+        stale_after: Duration::from_secs(p.stale_after_s),
+        reconcile_interval: (p.reconcile_interval_s > 0)
+            .then(|| Duration::from_secs(p.reconcile_interval_s)),
+        quote_fallback_per_s: p.quote_fallback_per_s,
+        rest_timeout: Duration::from_millis(s.connection.rest_timeout_ms),
+        crash_loop_max_restarts: s.supervision.crash_loop_max_restarts,
+        crash_loop_window: Duration::from_secs(s.supervision.crash_loop_window_s),
+    }
+}
+
+/// The risk actors' settings (`risk` section).
+pub fn risk_settings(s: &Settings) -> RiskSettings {
+    RiskSettings {
+        enabled: s.risk.enabled,
+        auto_exit_on_max_loss: s.risk.auto_exit_on_max_loss,
+        auto_exit_on_max_profit: s.risk.auto_exit_on_max_profit,
+        default_confirm: Duration::from_millis(s.risk.exit_confirm_ms),
+        crash_loop_max_restarts: s.supervision.crash_loop_max_restarts,
+        crash_loop_window: Duration::from_secs(s.supervision.crash_loop_window_s),
     }
 }
 
