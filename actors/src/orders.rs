@@ -304,8 +304,10 @@ struct LegExit {
     /// Legs queued by the same request share it (shorts of a request go first).
     seq: u64,
     remaining: i64,
-    /// Orders tried for the current chunk.
+    /// Orders tried for the current chunk in this exit (bounded by `max_exit_attempts`).
     attempt: u32,
+    /// Number of the latest exit request of the leg (persisted as `attempt`, never reused).
+    request_no: u32,
     /// Verifications that could not be made (gateway unreachable).
     checks_failed: u32,
     step: Step,
@@ -341,6 +343,8 @@ pub struct OrderGatewayActor {
     settings: GatewaySettings,
     lanes: HashMap<i32, Lane>,
     legs: HashMap<i32, LegExit>,
+    /// Legs accepted before the first SetAccounts, in order, waiting for their lanes.
+    parked: Vec<i32>,
     listener: Option<Recipient<ExitReport>>,
     recovered_accounts: HashSet<i32>,
     accounts_set: bool,
@@ -366,6 +370,7 @@ impl OrderGatewayActor {
             settings,
             lanes: HashMap::new(),
             legs: HashMap::new(),
+            parked: Vec::new(),
             listener: None,
             recovered_accounts: HashSet::new(),
             accounts_set: false,
@@ -413,25 +418,10 @@ impl OrderGatewayActor {
                 }
                 continue;
             }
-            if !self.lanes.contains_key(&leg.account_id) {
-                let message = format!(
-                    "no gateway endpoint is configured for account {}; the leg cannot be exited",
-                    leg.account_id
-                );
-                tracing::error!(
-                    execution_id = leg.id,
-                    strategy_id = leg.strategy_id,
-                    "{message}"
-                );
-                self.legs_failed += 1;
-                self.last_error = Some(message.clone());
+            // Before the first SetAccounts the legs wait for their endpoints (start-up).
+            if self.accounts_set && !self.lanes.contains_key(&leg.account_id) {
+                self.unroutable(&leg);
                 ticket.failed.push(leg.id);
-                self.report(ExitReport::LegFailed {
-                    execution_id: leg.id,
-                    strategy_id: leg.strategy_id,
-                    run_id: leg.run_id,
-                    message,
-                });
                 continue;
             }
             let exit = self.leg_exit(leg, &requests, reason, last_prices, session, seq);
@@ -475,9 +465,7 @@ impl OrderGatewayActor {
                     })
                 )
             });
-            let Some(lane) = self.lanes.get_mut(&account_id) else {
-                continue;
-            };
+            let has_lane = self.lanes.contains_key(&account_id);
             for id in order {
                 let Some(exit) = exits.remove(&id) else {
                     continue;
@@ -505,12 +493,38 @@ impl OrderGatewayActor {
                     reason = %exit.reason,
                     "exit queued"
                 );
-                lane.queue.push(id);
+                match self.lanes.get_mut(&account_id) {
+                    Some(lane) => lane.queue.push(id),
+                    None => self.parked.push(id),
+                }
                 self.legs.insert(id, exit);
             }
-            self.pump(account_id, ctx);
+            if has_lane {
+                self.pump(account_id, ctx);
+            }
         }
         ticket
+    }
+
+    /// Reports a leg whose account has no endpoint: it cannot be exited.
+    fn unroutable(&mut self, leg: &Leg) {
+        let message = format!(
+            "no gateway endpoint is configured for account {}; the leg cannot be exited",
+            leg.account_id
+        );
+        tracing::error!(
+            execution_id = leg.id,
+            strategy_id = leg.strategy_id,
+            "{message}"
+        );
+        self.legs_failed += 1;
+        self.last_error = Some(message.clone());
+        self.report(ExitReport::LegFailed {
+            execution_id: leg.id,
+            strategy_id: leg.strategy_id,
+            run_id: leg.run_id,
+            message,
+        });
     }
 
     fn leg_exit(
@@ -564,11 +578,17 @@ impl OrderGatewayActor {
             None => (Step::Send, 0),
         };
         let reason = reason.or(leg.exit_reason).unwrap_or(ExitReason::Manual);
+        let request_no = requests
+            .iter()
+            .map(|r| u32::try_from(r.attempt).unwrap_or(0))
+            .max()
+            .unwrap_or(0);
         LegExit {
             reason,
             seq,
             remaining: progress.remaining,
             attempt,
+            request_no,
             checks_failed: 0,
             step,
             ready_at: None,
@@ -685,13 +705,14 @@ impl OrderGatewayActor {
             return;
         };
         exit.attempt += 1;
+        exit.request_no += 1;
         let first_pending = exit.pending_since.is_none();
         let since = *exit.pending_since.get_or_insert_with(Utc::now);
         let chunk = next_chunk(exit.remaining, exit.leg.freeze_qty, exit.leg.lot_size);
         let job = SendJob {
             leg: exit.leg.clone(),
             reason: exit.reason,
-            attempt: exit.attempt,
+            attempt: exit.request_no,
             chunk,
             pending_since: first_pending.then_some(since),
         };
@@ -1166,6 +1187,7 @@ impl actix::Supervised for OrderGatewayActor {
             );
         }
         self.legs.clear();
+        self.parked.clear();
         self.recovered_accounts.clear();
         for lane in self.lanes.values_mut() {
             lane.queue.clear();
@@ -1213,6 +1235,19 @@ impl Handler<SetAccounts> for OrderGatewayActor {
             }
         }
         self.accounts_set = true;
+        for id in std::mem::take(&mut self.parked) {
+            let Some(account_id) = self.legs.get(&id).map(|e| e.leg.account_id) else {
+                continue;
+            };
+            match self.lanes.get_mut(&account_id) {
+                Some(lane) => lane.queue.push(id),
+                None => {
+                    if let Some(exit) = self.legs.remove(&id) {
+                        self.unroutable(&exit.leg);
+                    }
+                }
+            }
+        }
         let fresh: Vec<i32> = listed
             .into_iter()
             .filter(|id| self.recovered_accounts.insert(*id))

@@ -28,7 +28,7 @@ use serde::Serialize;
 use crate::domain::exits::{RequestFate, exit_progress};
 use crate::domain::pnl::{RunPnl, Side, accept_price, is_stale, leg_pnl};
 use crate::domain::rate_limit::RateLimiter;
-use crate::domain::reconcile::{self, Action, BrokerPosition, TrackedPosition};
+use crate::domain::reconcile::{self, Action, BrokerPosition, Confirmations, TrackedPosition};
 use crate::feed::{
     FeedEvent, Key, Mode, ReleaseAll, Subscribe, SubscriberId, SubscriptionRegistryActor, Tick,
     Unsubscribe, next_subscriber_id,
@@ -223,6 +223,8 @@ struct LegBook {
     model: strategy_executions::Model,
     key: Key,
     side: Side,
+    /// When the monitor began tracking the leg.
+    tracked_since: Instant,
     last_feed_at: Option<Instant>,
     source: Option<PriceSource>,
 }
@@ -241,6 +243,8 @@ struct AccountRest {
     client: RestClient,
     limiter: RateLimiter,
     reconciling: bool,
+    /// Differences found by the previous reconciliation pass (taken while one runs).
+    confirmations: Confirmations,
 }
 
 pub struct PositionMonitorActor {
@@ -446,6 +450,7 @@ impl PositionMonitorActor {
         let mut leg = LegBook {
             key: key.clone(),
             side,
+            tracked_since: Instant::now(),
             last_feed_at: None,
             source: None,
             model,
@@ -569,20 +574,18 @@ impl PositionMonitorActor {
         );
     }
 
+    /// No feed price for `stale_after` (counted from when monitoring of the leg began).
     fn feed_stale(&self, leg: &LegBook, now: Instant) -> bool {
-        match leg.last_feed_at {
-            Some(at) => is_stale(at, now, self.settings.stale_after),
-            None => self
-                .monitoring_since
-                .is_some_and(|since| is_stale(since, now, self.settings.stale_after)),
-        }
+        let Some(since) = self.monitoring_since else {
+            return false;
+        };
+        let start = since.max(leg.tracked_since);
+        let reference = leg.last_feed_at.map_or(start, |at| at.max(start));
+        is_stale(reference, now, self.settings.stale_after)
     }
 
-    /// Sends the run's P&L to the strategy's risk actor.
+    /// Sends the run's P&L to the strategy's risk actor (it evaluates only while monitoring).
     fn push_pnl(&mut self, strategy_id: i32, received_at: Option<Instant>, sent_us: Option<u64>) {
-        if !self.monitoring {
-            return;
-        }
         let now = Instant::now();
         let stale_after = self.settings.stale_after;
         let Some(book) = self.strategies.get(&strategy_id) else {
@@ -760,6 +763,7 @@ impl PositionMonitorActor {
             return;
         }
         account.reconciling = true;
+        let confirmations = std::mem::take(&mut account.confirmations);
         let client = account.client.clone();
         let account_name = account.endpoint.name.clone();
         let db = self.db.clone();
@@ -767,12 +771,24 @@ impl PositionMonitorActor {
         let prices: HashMap<i32, f64> = self.last_prices(None);
         ctx.spawn(
             async move {
-                reconcile_account(&db, &client, &gateway, account_id, &account_name, &prices).await
+                let mut confirmations = confirmations;
+                let result = reconcile_account(
+                    &db,
+                    &client,
+                    &gateway,
+                    account_id,
+                    &account_name,
+                    &prices,
+                    &mut confirmations,
+                )
+                .await;
+                (result, confirmations)
             }
             .into_actor(self)
-            .map(move |result, act, ctx| {
+            .map(move |(result, confirmations), act, ctx| {
                 if let Some(a) = act.accounts.get_mut(&account_id) {
                     a.reconciling = false;
+                    a.confirmations = confirmations;
                 }
                 act.reconciliations += 1;
                 match result {
@@ -967,6 +983,7 @@ impl Handler<SetAccounts> for PositionMonitorActor {
                 ),
                 limiter: RateLimiter::new(per_s, Duration::from_secs(1)),
                 reconciling: false,
+                confirmations: Confirmations::default(),
                 endpoint,
             });
             next.insert(account.endpoint.id, account);
@@ -1504,6 +1521,7 @@ async fn reconcile_account(
     account_id: i32,
     account_name: &str,
     prices: &HashMap<i32, f64>,
+    confirmations: &mut Confirmations,
 ) -> Result<Reconciled, String> {
     use strategy_executions::Column as C;
     let book = client.position_book().await.map_err(|e| e.to_string())?;
@@ -1582,7 +1600,7 @@ async fn reconcile_account(
         closed: Vec::new(),
         mismatches: 0,
     };
-    for action in reconcile::reconcile(&broker, &tracked) {
+    for action in confirmations.confirmed(reconcile::reconcile(&broker, &tracked)) {
         match action {
             Action::Adopt {
                 key,
@@ -1625,7 +1643,7 @@ async fn reconcile_account(
                     }
                 }
             }
-            Action::ClosedExternally { key } => {
+            Action::ClosedExternally { key, .. } => {
                 let ltp = broker_ltp(&key);
                 for l in legs.iter().filter(|l| {
                     l.exchange == key.0 && l.symbol == key.1 && norm(l.product.as_str()) == key.2

@@ -25,7 +25,7 @@ use serde_json::{Value, json};
 
 use super::AppState;
 use super::error::ApiError;
-use super::positions::monitor_error;
+use super::positions::{monitor_error, parse_body};
 
 /// Longest accepted confirmation window.
 const MAX_CONFIRM_MS: i64 = 3_600_000;
@@ -240,9 +240,9 @@ pub struct CreateStrategy {
 /// `POST /api/v1/strategies`
 pub async fn create(
     state: web::Data<AppState>,
-    body: web::Json<CreateStrategy>,
+    body: web::Json<Value>,
 ) -> Result<HttpResponse, ApiError> {
-    let body = body.into_inner();
+    let body: CreateStrategy = parse_body(body.into_inner())?;
     let name = checked_name(&body.name)?;
     let limits = Limits {
         max_loss: body.max_loss,
@@ -291,10 +291,10 @@ pub struct UpdateStrategy {
 pub async fn update(
     state: web::Data<AppState>,
     path: web::Path<i32>,
-    body: web::Json<UpdateStrategy>,
+    body: web::Json<Value>,
 ) -> Result<HttpResponse, ApiError> {
     let id = path.into_inner();
-    let body = body.into_inner();
+    let body: UpdateStrategy = parse_body(body.into_inner())?;
     let name = body.name.as_deref().map(checked_name).transpose()?;
     let current = find(&state, id).await?;
     let mut row = strategies::ActiveModel {
@@ -401,10 +401,10 @@ pub struct RiskBody {
 pub async fn set_risk(
     state: web::Data<AppState>,
     path: web::Path<i32>,
-    body: web::Json<RiskBody>,
+    body: web::Json<Value>,
 ) -> Result<HttpResponse, ApiError> {
     let id = path.into_inner();
-    let body = body.into_inner();
+    let body: RiskBody = parse_body(body.into_inner())?;
     let current = find(&state, id).await?;
     let mut limits = Limits::of(&current);
     if let Some(v) = body.max_loss {

@@ -5,3 +5,4 @@ mod feed;
 mod foundation;
 mod helpers;
 mod migrations;
+mod risk;

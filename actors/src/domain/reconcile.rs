@@ -1,8 +1,10 @@
 //! Reconciliation of an account's broker positions with the legs the supervisor tracks
 //! (ARCHITECTURE §6.1): a broker position nobody tracks is adopted, a tracked position the
 //! broker no longer has was closed outside the supervisor. Anything else is only reported.
+//! A difference is acted on only when two consecutive passes find it the same way: a fill is
+//! often registered just after its order reached the broker, and books can lag.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 /// An instrument position on one account: (exchange, symbol, product).
 pub type PositionKey = (String, String, String);
@@ -45,6 +47,8 @@ pub enum Action {
     ClosedExternally {
         /// The instrument.
         key: PositionKey,
+        /// The tracked legs' net quantity.
+        expected_net: i64,
     },
     /// Both sides hold something but not the same: reported, nothing is changed.
     Mismatch {
@@ -84,7 +88,10 @@ pub fn reconcile(broker: &[BrokerPosition], tracked: &[TrackedPosition]) -> Vec<
                     average_price,
                 }
             } else if broker_net == 0 {
-                Action::ClosedExternally { key: key.clone() }
+                Action::ClosedExternally {
+                    key: key.clone(),
+                    expected_net,
+                }
             } else {
                 Action::Mismatch {
                     key: key.clone(),
@@ -94,6 +101,39 @@ pub fn reconcile(broker: &[BrokerPosition], tracked: &[TrackedPosition]) -> Vec<
             })
         })
         .collect()
+}
+
+/// Remembers the differences of the previous pass of one account.
+#[derive(Debug, Clone, Default)]
+pub struct Confirmations {
+    previous: HashSet<(PositionKey, i64, i64)>,
+}
+
+impl Confirmations {
+    /// The adoptions and closures that the previous pass found identically (same instrument,
+    /// same broker and tracked quantities); the others wait for the next pass. Mismatches are
+    /// reported at once.
+    pub fn confirmed(&mut self, actions: Vec<Action>) -> Vec<Action> {
+        let mut seen = HashSet::new();
+        let mut out = Vec::new();
+        for action in actions {
+            let signature = match &action {
+                Action::Adopt { key, net, .. } => (key.clone(), *net, 0),
+                Action::ClosedExternally { key, expected_net } => (key.clone(), 0, *expected_net),
+                Action::Mismatch { .. } => {
+                    out.push(action);
+                    continue;
+                }
+            };
+            if self.previous.contains(&signature) {
+                out.push(action);
+            } else {
+                seen.insert(signature);
+            }
+        }
+        self.previous = seen;
+        out
+    }
 }
 
 #[cfg(test)]
@@ -157,8 +197,14 @@ mod tests {
         assert_eq!(
             reconcile(&b, &t),
             [
-                Action::ClosedExternally { key: key("INFY") },
-                Action::ClosedExternally { key: key("TCS") },
+                Action::ClosedExternally {
+                    key: key("INFY"),
+                    expected_net: 10
+                },
+                Action::ClosedExternally {
+                    key: key("TCS"),
+                    expected_net: -3
+                },
             ]
         );
     }
@@ -185,7 +231,10 @@ mod tests {
         assert_eq!(
             reconcile(&[nrml.clone()], &t),
             [
-                Action::ClosedExternally { key: key("INFY") },
+                Action::ClosedExternally {
+                    key: key("INFY"),
+                    expected_net: 10
+                },
                 Action::Adopt {
                     key: nrml.key.clone(),
                     net: 10,
@@ -193,5 +242,39 @@ mod tests {
                 },
             ]
         );
+    }
+
+    #[test]
+    fn only_differences_seen_twice_in_a_row_are_acted_on() {
+        let mut c = Confirmations::default();
+        let adopt = |net| Action::Adopt {
+            key: key("INFY"),
+            net,
+            average_price: Some(1500.0),
+        };
+        let closed = Action::ClosedExternally {
+            key: key("TCS"),
+            expected_net: 5,
+        };
+        let mismatch = Action::Mismatch {
+            key: key("SBIN"),
+            broker_net: 1,
+            expected_net: 2,
+        };
+        // First sighting: only the mismatch (report only) goes through.
+        assert_eq!(
+            c.confirmed(vec![adopt(10), closed.clone(), mismatch.clone()]),
+            [mismatch]
+        );
+        // The same again: acted on.
+        assert_eq!(
+            c.confirmed(vec![adopt(10), closed.clone()]),
+            [adopt(10), closed.clone()]
+        );
+        // A changed quantity starts over; a difference that went away is forgotten.
+        assert_eq!(c.confirmed(vec![adopt(15)]), []);
+        assert_eq!(c.confirmed(vec![]), []);
+        assert_eq!(c.confirmed(vec![adopt(15)]), []);
+        assert_eq!(c.confirmed(vec![adopt(15)]), [adopt(15)]);
     }
 }
