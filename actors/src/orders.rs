@@ -551,9 +551,12 @@ impl OrderGatewayActor {
                 price: None,
             })
             .collect();
-        let (step, attempt) = match progress.unresolved {
-            Some((at, chunk)) => {
-                let request = &requests[at];
+        let unresolved = progress
+            .unresolved
+            .and_then(|(at, chunk)| requests.get(at).map(|r| (r, chunk)));
+        let (step, attempt) = match unresolved {
+            Some((request, chunk)) => {
+                // A restart keeps the attempts already made; a new request starts afresh.
                 let attempt = match session {
                     Session::Recovery => u32::try_from(request.attempt).unwrap_or(0),
                     Session::Fresh => 0,

@@ -269,3 +269,49 @@ async fn a_breach_shorter_than_the_confirmation_window_does_not_exit() {
         .expect("max_loss event");
     assert!(close(trigger["pnl"].as_f64().unwrap(), -550.0), "{trigger}");
 }
+
+#[actix_web::test]
+async fn a_rule_without_automatic_exit_alerts_once_and_leaves_the_others_working() {
+    let mut opts = Options::default();
+    opts.risk.auto_exit_on_max_loss = false;
+    let h = Harness::start(opts).await;
+    let id = h
+        .strategy(
+            "alert-only",
+            json!({"max_loss": 200.0, "trailing_sl_type": "amount", "trailing_sl_value": 300.0}),
+        )
+        .await;
+    let leg = h
+        .open(LegSpec::equity(id, "MARUTI", "BUY", 10, 100.0))
+        .await;
+    h.price("NSE", "MARUTI", 80.0).await;
+    h.wait_pnl(id, -200.0).await;
+    h.price("NSE", "MARUTI", 75.0).await;
+    let s = h.wait_pnl(id, -250.0).await;
+    assert_eq!(s["state"], "monitoring");
+    assert_eq!(s["live"]["max_loss_latched"], true, "{s}");
+    assert!(
+        h.orders_of("alert-only").await.is_empty(),
+        "an alert sends nothing"
+    );
+    let events = h.events(id).await;
+    let alerts: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["event_type"] == "max_loss")
+        .collect();
+    assert_eq!(
+        alerts.len(),
+        1,
+        "alerted once, not on every tick: {events:?}"
+    );
+    assert!(alerts[0]["action"].as_str().unwrap().contains("alert only"));
+    // The trailing stop (peak 0, stop −300) still exits.
+    h.price("NSE", "MARUTI", 70.0).await;
+    h.wait_exited(leg).await;
+    let exited = h.leg(leg).await;
+    assert_eq!(
+        exited.exit_reason.map(|r| r.as_str()),
+        Some("trailing_stop")
+    );
+    assert_eq!(h.orders_of("alert-only").await.len(), 1);
+}
