@@ -682,9 +682,11 @@ impl OrderGatewayActor {
         }
     }
 
+    /// Records the next exit request (the leg `exit_pending`, a pending `exit_requests` row),
+    /// then sends the order.
     fn send(&mut self, account_id: i32, id: i32, ctx: &mut Context<Self>) {
         let max = self.settings.max_exit_attempts;
-        let Some(exit) = self.legs.get(&id) else {
+        let Some(exit) = self.legs.get_mut(&id) else {
             return;
         };
         if exit.attempt >= max {
@@ -695,18 +697,6 @@ impl OrderGatewayActor {
             self.fail(account_id, id, message);
             return;
         }
-        let Some(lane) = self.lanes.get_mut(&account_id) else {
-            return;
-        };
-        if let Err(wait) = lane.limiter.try_acquire(Instant::now()) {
-            self.wake_at(account_id, Instant::now() + wait, ctx);
-            return;
-        }
-        lane.busy = true;
-        let client = lane.client.clone();
-        let Some(exit) = self.legs.get_mut(&id) else {
-            return;
-        };
         exit.attempt += 1;
         exit.request_no += 1;
         let first_pending = exit.pending_since.is_none();
@@ -719,9 +709,90 @@ impl OrderGatewayActor {
             chunk,
             pending_since: first_pending.then_some(since),
         };
+        let Some(lane) = self.lanes.get_mut(&account_id) else {
+            return;
+        };
+        lane.busy = true;
         let db = self.db.clone();
         ctx.spawn(
-            send_chunk(db, client, job)
+            async move { record_request(&db, &job).await }
+                .into_actor(self)
+                .map(move |recorded, act, ctx| {
+                    act.on_recorded(account_id, id, chunk, recorded, ctx)
+                }),
+        );
+    }
+
+    fn on_recorded(
+        &mut self,
+        account_id: i32,
+        id: i32,
+        chunk: i64,
+        recorded: Result<Option<i32>, String>,
+        ctx: &mut Context<Self>,
+    ) {
+        let retry_initial = self.settings.retry_initial;
+        match recorded {
+            Ok(Some(request_id)) => return self.place(account_id, id, request_id, chunk, ctx),
+            Ok(None) => {
+                tracing::warn!(
+                    execution_id = id,
+                    "the leg was closed elsewhere before its exit order; nothing was sent"
+                );
+                self.remove(account_id, id);
+            }
+            Err(error) => {
+                // Nothing was sent: try again later (counts as an attempt).
+                let error = format!("recording the exit request of leg {id}: {error}");
+                tracing::error!(execution_id = id, error = %error, "nothing was sent");
+                if let Some(exit) = self.legs.get_mut(&id) {
+                    exit.last_error = Some(error.clone());
+                    exit.ready_at =
+                        Some(Instant::now() + retry_delay(retry_initial, exit.attempt, RETRY_MAX));
+                }
+                self.last_error = Some(error);
+            }
+        }
+        if let Some(lane) = self.lanes.get_mut(&account_id) {
+            lane.busy = false;
+        }
+        self.pump(account_id, ctx);
+    }
+
+    /// Sends a recorded exit order as soon as the account's order rate allows.
+    fn place(
+        &mut self,
+        account_id: i32,
+        id: i32,
+        request_id: i32,
+        chunk: i64,
+        ctx: &mut Context<Self>,
+    ) {
+        let Some(exit) = self.legs.get(&id) else {
+            if let Some(lane) = self.lanes.get_mut(&account_id) {
+                lane.busy = false;
+            }
+            self.pump(account_id, ctx);
+            return;
+        };
+        let Some(lane) = self.lanes.get_mut(&account_id) else {
+            return;
+        };
+        if let Err(wait) = lane.limiter.try_acquire(Instant::now()) {
+            ctx.run_later(wait, move |act, ctx| {
+                act.place(account_id, id, request_id, chunk, ctx)
+            });
+            return;
+        }
+        let job = PlaceJob {
+            leg: exit.leg.clone(),
+            request_id,
+            chunk,
+        };
+        let client = lane.client.clone();
+        let db = self.db.clone();
+        ctx.spawn(
+            place_chunk(db, client, job)
                 .into_actor(self)
                 .map(move |result, act, ctx| act.on_sent(account_id, id, chunk, result, ctx)),
         );
@@ -738,27 +809,11 @@ impl OrderGatewayActor {
         if let Some(lane) = self.lanes.get_mut(&account_id) {
             lane.busy = false;
         }
-        let retry_initial = self.settings.retry_initial;
         let Some(exit) = self.legs.get_mut(&id) else {
             self.pump(account_id, ctx);
             return;
         };
         match result {
-            SendResult::NotOpen => {
-                tracing::warn!(
-                    execution_id = id,
-                    "the leg was closed elsewhere before its exit order; nothing was sent"
-                );
-                self.remove(account_id, id);
-            }
-            SendResult::NotRecorded(error) => {
-                // Nothing was sent: try again later (counts as an attempt).
-                tracing::error!(execution_id = id, error = %error, "could not record the exit request; nothing was sent");
-                exit.last_error = Some(error.clone());
-                exit.ready_at =
-                    Some(Instant::now() + retry_delay(retry_initial, exit.attempt, RETRY_MAX));
-                self.last_error = Some(error);
-            }
             SendResult::Placed {
                 request_id,
                 order_id,
@@ -1451,10 +1506,6 @@ struct SendJob {
 }
 
 enum SendResult {
-    /// The idempotency record could not be written: nothing was sent.
-    NotRecorded(String),
-    /// The leg was closed elsewhere meanwhile (e.g. found closed at the broker): nothing sent.
-    NotOpen,
     Placed {
         request_id: i32,
         order_id: String,
@@ -1506,17 +1557,15 @@ async fn record_request(db: &DatabaseConnection, job: &SendJob) -> Result<Option
     Ok(Some(request.id))
 }
 
-async fn send_chunk(db: DatabaseConnection, client: RestClient, job: SendJob) -> SendResult {
-    let request_id = match record_request(&db, &job).await {
-        Ok(Some(id)) => id,
-        Ok(None) => return SendResult::NotOpen,
-        Err(e) => {
-            return SendResult::NotRecorded(format!(
-                "recording the exit request of leg {}: {e}",
-                job.leg.id
-            ));
-        }
-    };
+struct PlaceJob {
+    leg: Leg,
+    request_id: i32,
+    chunk: i64,
+}
+
+/// Sends a recorded exit order and records what the gateway answered.
+async fn place_chunk(db: DatabaseConnection, client: RestClient, job: PlaceJob) -> SendResult {
+    let request_id = job.request_id;
     let order = OrderRequest {
         strategy: job.leg.strategy_name.clone(),
         exchange: job.leg.exchange.clone(),

@@ -320,6 +320,8 @@ pub struct RiskActor {
     stale_legs: usize,
     fresh: bool,
     distance: Option<f64>,
+    /// Why the run is being exited (set when the exit is requested).
+    exiting_for: Option<ExitReason>,
     writes: VecDeque<Write>,
     writing: bool,
     persisted: (Option<f64>, Option<f64>),
@@ -399,6 +401,7 @@ impl RiskActor {
             stale_legs: 0,
             fresh: false,
             distance: None,
+            exiting_for: None,
             writes: VecDeque::new(),
             writing: false,
             persisted: (strategy.peak, strategy.stop),
@@ -666,6 +669,7 @@ impl RiskActor {
         reply: Option<oneshot::Sender<Result<ExitTicket, String>>>,
         ctx: &mut Context<Self>,
     ) {
+        self.exiting_for = Some(reason);
         let request = ExitRun {
             strategy_id: self.strategy_id,
             run_id: self.run_id,
@@ -818,6 +822,7 @@ impl Handler<PnlUpdate> for RiskActor {
     type Result = ();
 
     fn handle(&mut self, u: PnlUpdate, ctx: &mut Context<Self>) {
+        let joined = self.updates > 0 && u.open_legs > self.open_legs;
         self.updates += 1;
         self.pnl = u.pnl;
         self.realized = u.realized;
@@ -826,6 +831,17 @@ impl Handler<PnlUpdate> for RiskActor {
         self.net_premium = u.net_premium;
         self.stale_legs = u.stale_legs;
         self.fresh = u.fresh;
+        // A leg registered into a run that is being exited is exited with it.
+        if joined
+            && self.phase == RiskState::Exiting
+            && let Some(reason) = self.exiting_for
+        {
+            tracing::warn!(
+                strategy_id = self.strategy_id,
+                "a leg joined a run being exited; exiting it too"
+            );
+            self.request_exit(reason, None, ctx);
+        }
         if !(self.evaluating && self.settings.enabled && self.phase == RiskState::Monitoring) {
             return;
         }

@@ -588,6 +588,22 @@ impl Harness {
         v["events"].as_array().expect("events").clone()
     }
 
+    /// Waits until the strategy's risk events include one of type `event`; returns them all.
+    pub async fn wait_event(&self, strategy_id: i32, event: &str) -> Vec<Value> {
+        poll_until(
+            WAIT,
+            &format!("a {event} event of strategy {strategy_id}"),
+            || async {
+                let events = self.events(strategy_id).await;
+                events
+                    .iter()
+                    .any(|e| e["event_type"] == event)
+                    .then_some(events)
+            },
+        )
+        .await
+    }
+
     pub async fn leg(&self, id: i32) -> strategy_executions::Model {
         strategy_executions::Entity::find_by_id(id)
             .one(&self.db)

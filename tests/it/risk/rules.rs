@@ -294,7 +294,7 @@ async fn a_rule_without_automatic_exit_alerts_once_and_leaves_the_others_working
         h.orders_of("alert-only").await.is_empty(),
         "an alert sends nothing"
     );
-    let events = h.events(id).await;
+    let events = h.wait_event(id, "max_loss").await;
     let alerts: Vec<&Value> = events
         .iter()
         .filter(|e| e["event_type"] == "max_loss")
