@@ -7,7 +7,7 @@
 //! ([`leg_still_open`]) whether the quantity is still open (retry after backoff, at most
 //! `max_exit_attempts`), gone (done) or neither (exit failed, a human must look). On start,
 //! every `exit_pending` leg of a configured account goes through the same check before
-//! anything is sent.
+//! anything is sent; exits requested before the first [`SetAccounts`] wait for it.
 //!
 //! The gateway owns the `strategy_executions` exit columns and `exit_requests`; it reports each
 //! leg's outcome to the listener (the position monitor), which owns strategy state.

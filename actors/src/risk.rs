@@ -899,6 +899,12 @@ impl Handler<LegClosed> for RiskActor {
     type Result = ();
 
     fn handle(&mut self, msg: LegClosed, ctx: &mut Context<Self>) {
+        tracing::debug!(
+            strategy_id = self.strategy_id,
+            execution_id = msg.execution_id,
+            open_legs_left = msg.open_legs_left,
+            "leg closed"
+        );
         self.open_legs = msg.open_legs_left;
         if msg.open_legs_left > 0 {
             return;
