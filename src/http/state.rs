@@ -6,6 +6,8 @@ use actors::accounts::GetAccountsStatus;
 use actors::calendar::GetCalendarStatus;
 use actors::chain::GetChainDirectoryStatus;
 use actors::feed::{GetConnectionStatus, GetRegistryStatus};
+use actors::orders::GetGatewayStatus;
+use actors::positions::{GetMonitorStatus, GetRiskStatuses};
 use actors::supervisor::{GetSupervisorStatus, ServiceControl};
 use serde_json::json;
 
@@ -17,13 +19,16 @@ fn no_answer(actor: &'static str) -> impl Fn(actix::MailboxError) -> ApiError {
 }
 
 pub async fn state(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let (supervisor, calendar, accounts, connection, registry, chains) = futures_util::join!(
+    let (supervisor, calendar, accounts, connection, registry, chains, positions, risk, orders) = futures_util::join!(
         state.supervisor.send(GetSupervisorStatus),
         state.calendar.send(GetCalendarStatus),
         state.accounts.send(GetAccountsStatus),
         state.feed.connection.send(GetConnectionStatus),
         state.feed.registry.send(GetRegistryStatus),
         state.chains.send(GetChainDirectoryStatus),
+        state.monitor.send(GetMonitorStatus),
+        state.monitor.send(GetRiskStatuses),
+        state.gateway.send(GetGatewayStatus),
     );
     Ok(HttpResponse::Ok().json(json!({
         "supervisor": supervisor.map_err(no_answer("supervisor"))?,
@@ -32,6 +37,9 @@ pub async fn state(state: web::Data<AppState>) -> Result<HttpResponse, ApiError>
         "connection": connection.map_err(no_answer("connection actor"))?,
         "registry": registry.map_err(no_answer("subscription registry"))?,
         "chains": chains.map_err(no_answer("chain directory"))?,
+        "positions": positions.map_err(no_answer("position monitor"))?,
+        "strategies": risk.map_err(no_answer("position monitor"))?,
+        "orders": orders.map_err(no_answer("order gateway"))?,
     })))
 }
 
