@@ -8,13 +8,16 @@ use actix::Addr;
 use actix_web::dev::Server;
 use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
-use actors::accounts::{AccountMonitorActor, AccountMonitorSettings};
+use actors::accounts::{AccountMonitorActor, AccountMonitorSettings, FollowAccounts};
 use actors::calendar::{CalendarActor, CalendarSettings, SubscribePhase};
 use actors::chain::{ChainDirectoryActor, ChainSettings, CloseAllChainSessions};
 use actors::clock::{SharedClock, SystemClock};
 use actors::feed::Feed;
+use actors::orders::{GatewaySettings, OrderGatewayActor};
+use actors::positions::{MonitorSettings, PositionMonitorActor};
+use actors::risk::RiskSettings;
 use actors::secrets::KeyCipher;
-use actors::supervisor::{FollowGateway, SupervisorActor};
+use actors::supervisor::{AddMember, FollowGateway, SupervisorActor};
 use anyhow::Context as _;
 use rand::Rng;
 use sea_orm::DatabaseConnection;
@@ -30,6 +33,8 @@ pub struct Application {
     token_generated: bool,
     feed: Feed,
     chains: Addr<ChainDirectoryActor>,
+    monitor: Addr<PositionMonitorActor>,
+    gateway: Addr<OrderGatewayActor>,
 }
 
 impl Application {
@@ -74,7 +79,7 @@ impl Application {
             CalendarActor::new(calendar_db, calendar_clock, calendar_settings)
         });
         let rest_timeout = Duration::from_millis(settings.connection.rest_timeout_ms);
-        let monitor_settings = AccountMonitorSettings {
+        let account_monitor_settings = AccountMonitorSettings {
             ping_interval: Duration::from_secs(settings.accounts.ping_interval_s),
             rest_timeout,
             failover_after_failures: settings.accounts.failover_after_failures,
@@ -82,6 +87,14 @@ impl Application {
             crash_loop_window: Duration::from_secs(settings.supervision.crash_loop_window_s),
         };
         let feed = Feed::start(settings.feed_settings(), None);
+        let gateway = OrderGatewayActor::start_supervised(db.clone(), gateway_settings(&settings));
+        let monitor = PositionMonitorActor::start_supervised(
+            db.clone(),
+            monitor_settings(&settings),
+            risk_settings(&settings),
+            feed.registry.clone(),
+            gateway.clone(),
+        );
         let supervisor = {
             let feed = feed.clone();
             actix::Supervisor::start(move |_| SupervisorActor::new(feed))
@@ -91,7 +104,7 @@ impl Application {
         let accounts = {
             let (db, cipher) = (db.clone(), cipher.clone());
             actix::Supervisor::start(move |_| {
-                AccountMonitorActor::new(db, cipher, monitor_settings, feed_decisions)
+                AccountMonitorActor::new(db, cipher, account_monitor_settings, feed_decisions)
             })
         };
 
@@ -102,6 +115,9 @@ impl Application {
             feed.registry.clone(),
         );
         supervisor.do_send(FollowGateway(chains.clone().recipient()));
+        supervisor.do_send(AddMember(monitor.clone().recipient()));
+        accounts.do_send(FollowAccounts(gateway.clone().recipient()));
+        accounts.do_send(FollowAccounts(monitor.clone().recipient()));
         let state = web::Data::new(AppState {
             db,
             admin_token: admin_token.clone(),
@@ -114,6 +130,8 @@ impl Application {
             accounts,
             rest_timeout,
             chains: chains.clone(),
+            monitor: monitor.clone(),
+            gateway: gateway.clone(),
         });
         let server = HttpServer::new(move || {
             App::new()
@@ -143,7 +161,14 @@ impl Application {
             token_generated,
             feed,
             chains,
+            monitor,
+            gateway,
         })
+    }
+
+    /// Stops the HTTP server from elsewhere (tests).
+    pub fn server_handle(&self) -> actix_web::dev::ServerHandle {
+        self.server.handle()
     }
 
     pub fn port(&self) -> u16 {
@@ -167,6 +192,14 @@ impl Application {
     /// The option-chain directory (it serves chains once given a gateway).
     pub fn chains(&self) -> &Addr<ChainDirectoryActor> {
         &self.chains
+    }
+
+    pub fn monitor(&self) -> &Addr<PositionMonitorActor> {
+        &self.monitor
+    }
+
+    pub fn gateway(&self) -> &Addr<OrderGatewayActor> {
+        &self.gateway
     }
 
     /// Serves until the server stops (SIGINT/SIGTERM trigger a graceful shutdown), then ends
@@ -217,6 +250,45 @@ async fn check_encryption_key(
 }
 
 /// Receives the AccountMonitorActor's feed-account decisions and logs them.
+/// The order gateway's settings (`risk` section).
+pub fn gateway_settings(s: &Settings) -> GatewaySettings {
+    GatewaySettings {
+        max_exit_attempts: s.risk.max_exit_attempts,
+        retry_initial: Duration::from_millis(s.risk.exit_retry_initial_ms),
+        order_rate_per_s: s.risk.order_rate_per_s,
+        rest_timeout: Duration::from_millis(s.connection.rest_timeout_ms),
+        crash_loop_max_restarts: s.supervision.crash_loop_max_restarts,
+        crash_loop_window: Duration::from_secs(s.supervision.crash_loop_window_s),
+    }
+}
+
+/// The position monitor's settings (`position_monitor` section).
+pub fn monitor_settings(s: &Settings) -> MonitorSettings {
+    let p = &s.position_monitor;
+    MonitorSettings {
+        enabled: p.enabled,
+        stale_after: Duration::from_secs(p.stale_after_s),
+        reconcile_interval: (p.reconcile_interval_s > 0)
+            .then(|| Duration::from_secs(p.reconcile_interval_s)),
+        quote_fallback_per_s: p.quote_fallback_per_s,
+        rest_timeout: Duration::from_millis(s.connection.rest_timeout_ms),
+        crash_loop_max_restarts: s.supervision.crash_loop_max_restarts,
+        crash_loop_window: Duration::from_secs(s.supervision.crash_loop_window_s),
+    }
+}
+
+/// The risk actors' settings (`risk` section).
+pub fn risk_settings(s: &Settings) -> RiskSettings {
+    RiskSettings {
+        enabled: s.risk.enabled,
+        auto_exit_on_max_loss: s.risk.auto_exit_on_max_loss,
+        auto_exit_on_max_profit: s.risk.auto_exit_on_max_profit,
+        default_confirm: Duration::from_millis(s.risk.exit_confirm_ms),
+        crash_loop_max_restarts: s.supervision.crash_loop_max_restarts,
+        crash_loop_window: Duration::from_secs(s.supervision.crash_loop_window_s),
+    }
+}
+
 fn request_logger() -> actix_web::middleware::Logger {
     // Never log query strings: WebSocket clients may pass the token there.
     actix_web::middleware::Logger::new("%{request}xi %s %Dms")

@@ -23,6 +23,7 @@ use serde_json::json;
 use crate::domain::mask::mask_secret;
 use crate::feed::FeedTarget;
 use crate::openalgo::rest::RestClient;
+use crate::orders::{AccountEndpoint, SetAccounts};
 use crate::secrets::{DecryptError, KeyCipher};
 use crate::status::Lifecycle;
 use crate::supervised::RestartTracker;
@@ -85,6 +86,16 @@ impl Account {
             account_id: self.id,
             account_name: self.name.clone(),
             ws_url: self.ws_url.clone(),
+            rest_url: self.rest_url.clone(),
+            api_key: self.api_key.clone(),
+        }
+    }
+
+    /// Where exits and quotes for this account's legs go.
+    pub fn endpoint(&self) -> AccountEndpoint {
+        AccountEndpoint {
+            id: self.id,
+            name: self.name.clone(),
             rest_url: self.rest_url.clone(),
             api_key: self.api_key.clone(),
         }
@@ -239,6 +250,12 @@ pub struct FeedAccountChanged {
     pub reason: String,
 }
 
+/// Keeps a follower (the order gateway, the position monitor) given every account's endpoint
+/// after each load; the current view is sent at once when there is one.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct FollowAccounts(pub Recipient<SetAccounts>);
+
 /// Re-read the accounts table (after an edit); answers once the new view is in place.
 #[derive(Debug, Message)]
 #[rtype(result = "Result<(), String>")]
@@ -363,6 +380,9 @@ pub struct AccountMonitorActor {
     cipher: Option<KeyCipher>,
     settings: AccountMonitorSettings,
     recipient: Recipient<FeedAccountChanged>,
+    followers: Vec<Recipient<SetAccounts>>,
+    /// Every account's endpoint as last loaded (None before the first load).
+    endpoints: Option<Vec<AccountEndpoint>>,
     accounts: BTreeMap<i32, Monitored>,
     next_epoch: u64,
     /// Loads run concurrently; only a load newer than the last applied one is applied.
@@ -392,6 +412,8 @@ impl AccountMonitorActor {
             ),
             settings,
             recipient,
+            followers: Vec::new(),
+            endpoints: None,
             accounts: BTreeMap::new(),
             next_epoch: 0,
             load_seq: 0,
@@ -462,6 +484,14 @@ impl AccountMonitorActor {
             Ok(loaded) => {
                 self.applied_seq = seq;
                 self.load_error = None;
+                let endpoints: Vec<AccountEndpoint> =
+                    loaded.iter().map(Account::endpoint).collect();
+                if self.endpoints.as_ref() != Some(&endpoints) {
+                    for f in &self.followers {
+                        f.do_send(SetAccounts(endpoints.clone()));
+                    }
+                    self.endpoints = Some(endpoints);
+                }
                 self.apply(loaded, ctx);
                 Ok(())
             }
@@ -675,6 +705,17 @@ impl actix::Supervised for AccountMonitorActor {
             m.in_flight = false;
         }
         self.restarts.on_restart("AccountMonitorActor");
+    }
+}
+
+impl Handler<FollowAccounts> for AccountMonitorActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: FollowAccounts, _ctx: &mut Context<Self>) {
+        if let Some(endpoints) = &self.endpoints {
+            msg.0.do_send(SetAccounts(endpoints.clone()));
+        }
+        self.followers.push(msg.0);
     }
 }
 

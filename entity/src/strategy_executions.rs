@@ -83,6 +83,8 @@ pub struct Model {
     pub entered_at: DateTimeUtc,
     /// Largest quantity the exchange accepts in one order; exits above it are split.
     pub freeze_qty: Option<i64>,
+    /// The instrument's lot size (F&O): exit orders stay whole multiples of it.
+    pub lot_size: Option<i64>,
     pub exit_order_id: Option<String>,
     /// Exit attempts so far; 0 when left unset on insert.
     pub exit_attempts: i32,

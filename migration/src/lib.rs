@@ -11,6 +11,7 @@ mod m0002_executions_and_exits;
 mod m0003_calendar;
 mod m0004_websocket_sessions;
 mod m0005_seed_calendar;
+mod m0006_execution_lot_size;
 
 /// Applies and rolls back the migrations, in order.
 pub struct Migrator;
@@ -24,6 +25,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0003_calendar::Migration),
             Box::new(m0004_websocket_sessions::Migration),
             Box::new(m0005_seed_calendar::Migration),
+            Box::new(m0006_execution_lot_size::Migration),
         ]
     }
 }

@@ -10,7 +10,9 @@ mod feed;
 mod health;
 mod metrics;
 pub mod openapi;
+pub mod positions;
 mod state;
+pub mod strategies;
 
 use std::time::Duration;
 
@@ -21,6 +23,8 @@ use actors::calendar::CalendarActor;
 use actors::chain::ChainDirectoryActor;
 use actors::clock::SharedClock;
 use actors::feed::Feed;
+use actors::orders::OrderGatewayActor;
+use actors::positions::PositionMonitorActor;
 use actors::secrets::KeyCipher;
 use actors::supervisor::SupervisorActor;
 use sea_orm::DatabaseConnection;
@@ -43,6 +47,8 @@ pub struct AppState {
     /// Timeout of one REST call to a gateway.
     pub rest_timeout: Duration,
     pub chains: Addr<ChainDirectoryActor>,
+    pub monitor: Addr<PositionMonitorActor>,
+    pub gateway: Addr<OrderGatewayActor>,
 }
 
 /// Registers every route.
@@ -77,8 +83,36 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             web::post().to(chains::heartbeat),
         )
         .route("/ws/chain/{id}", web::get().to(chains::stream))
-        .service(web::scope("/api/v1/calendar").configure(calendar::routes));
+        .service(web::scope("/api/v1/calendar").configure(calendar::routes))
+        .configure(risk_routes);
     accounts::routes(cfg);
+}
+
+/// Strategies, executions, positions, risk events and the kill switch.
+fn risk_routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/api/v1/strategies", web::get().to(strategies::list))
+        .route("/api/v1/strategies", web::post().to(strategies::create))
+        .route("/api/v1/strategies/{id}", web::get().to(strategies::get))
+        .route("/api/v1/strategies/{id}", web::put().to(strategies::update))
+        .route(
+            "/api/v1/strategies/{id}",
+            web::delete().to(strategies::delete),
+        )
+        .route(
+            "/api/v1/strategies/{id}/risk",
+            web::put().to(strategies::set_risk),
+        )
+        .route(
+            "/api/v1/strategies/{id}/exit",
+            web::post().to(strategies::exit),
+        )
+        .route("/api/v1/executions", web::post().to(positions::register))
+        .route("/api/v1/positions", web::get().to(positions::positions))
+        .route("/api/v1/risk-events", web::get().to(positions::risk_events))
+        .route(
+            "/api/v1/kill-switch",
+            web::post().to(positions::kill_switch),
+        );
 }
 
 /// Unknown routes answer with the JSON error body.

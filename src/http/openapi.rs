@@ -6,7 +6,9 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use super::error::ErrorBody;
-use super::{accounts, admin, calendar, chains, feed, health, metrics, state};
+use super::{
+    accounts, admin, calendar, chains, feed, health, metrics, positions, state, strategies,
+};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -59,6 +61,17 @@ use super::{accounts, admin, calendar, chains, feed, health, metrics, state};
         chains::heartbeat,
         chains::delete,
         chains::stream,
+        strategies::list,
+        strategies::create,
+        strategies::get,
+        strategies::update,
+        strategies::delete,
+        strategies::set_risk,
+        strategies::exit,
+        positions::register,
+        positions::positions,
+        positions::risk_events,
+        positions::kill_switch,
     ),
     components(schemas(ErrorBody)),
     modifiers(&AdminToken),
@@ -68,6 +81,8 @@ use super::{accounts, admin, calendar, chains, feed, health, metrics, state};
         (name = "feed", description = "the upstream market-data connection"),
         (name = "accounts", description = "trading accounts and their gateways"),
         (name = "calendar", description = "trading hours, holidays and special sessions"),
+        (name = "strategies", description = "strategies, their risk limits and manual exits"),
+        (name = "positions", description = "fills, open positions, risk events and the kill switch"),
         (name = "option chains", description = "on-demand option chains, one session per viewer"),
         (name = "metrics", description = "Prometheus metrics"),
         (name = "health", description = "liveness"),

@@ -6,6 +6,11 @@ use actors::accounts::{AccountsStatus, GetAccountsStatus};
 use actors::calendar::{CalendarStatus, GetCalendarStatus};
 use actors::chain::{ChainDirectoryStatus, GetChainDirectoryStatus};
 use actors::feed::{ConnectionStatus, GetConnectionStatus, GetRegistryStatus, RegistryStatus};
+use actors::orders::{GatewayStatus, GetGatewayStatus};
+use actors::positions::{
+    GetMonitorStatus, GetPositions, GetRiskStatuses, MonitorStatus, PositionView,
+};
+use actors::risk::RiskStatus;
 use actors::supervisor::{GetSupervisorStatus, ServiceControl, SupervisorStatus};
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -41,6 +46,22 @@ pub struct ServiceState {
     /// ChainDirectoryActor: every option-chain session with its window, viewers and lease.
     #[schema(value_type = Object)]
     pub chains: ChainDirectoryStatus,
+    /// PositionMonitorActor: open legs, subscribed symbols, ticks, REST quote fallbacks,
+    /// reconciliation figures and a P&L summary per strategy.
+    #[schema(value_type = Object)]
+    pub monitor: MonitorStatus,
+    /// Every open leg with its price, P&L, price age and source (as `GET /api/v1/positions`,
+    /// without the account names).
+    #[schema(value_type = Vec<Object>)]
+    pub positions: Vec<PositionView>,
+    /// One RiskActor per strategy with a run: risk `state` (monitoring, triggered, exiting,
+    /// exited, exit_failed, paused), `lifecycle`, P&L, peak, stop, limits, latches, the last
+    /// trigger and the tick→decision latency.
+    #[schema(value_type = Vec<Object>)]
+    pub strategies: Vec<RiskStatus>,
+    /// OrderGatewayActor: per-account lanes, exits in flight, orders sent and failed.
+    #[schema(value_type = Object)]
+    pub orders: GatewayStatus,
 }
 
 fn no_answer(actor: &'static str) -> impl Fn(actix::MailboxError) -> ApiError {
@@ -49,13 +70,28 @@ fn no_answer(actor: &'static str) -> impl Fn(actix::MailboxError) -> ApiError {
 
 /// Asks every actor for its status, concurrently.
 pub async fn collect(state: &AppState) -> Result<ServiceState, ApiError> {
-    let (supervisor, calendar, accounts, connection, registry, chains) = futures_util::join!(
+    let (
+        supervisor,
+        calendar,
+        accounts,
+        connection,
+        registry,
+        chains,
+        monitor,
+        positions,
+        strategies,
+        orders,
+    ) = futures_util::join!(
         state.supervisor.send(GetSupervisorStatus),
         state.calendar.send(GetCalendarStatus),
         state.accounts.send(GetAccountsStatus),
         state.feed.connection.send(GetConnectionStatus),
         state.feed.registry.send(GetRegistryStatus),
         state.chains.send(GetChainDirectoryStatus),
+        state.monitor.send(GetMonitorStatus),
+        state.monitor.send(GetPositions),
+        state.monitor.send(GetRiskStatuses),
+        state.gateway.send(GetGatewayStatus),
     );
     Ok(ServiceState {
         supervisor: supervisor.map_err(no_answer("supervisor"))?,
@@ -64,6 +100,10 @@ pub async fn collect(state: &AppState) -> Result<ServiceState, ApiError> {
         connection: connection.map_err(no_answer("connection actor"))?,
         registry: registry.map_err(no_answer("subscription registry"))?,
         chains: chains.map_err(no_answer("chain directory"))?,
+        monitor: monitor.map_err(no_answer("position monitor"))?,
+        positions: positions.map_err(no_answer("position monitor"))?,
+        strategies: strategies.map_err(no_answer("position monitor"))?,
+        orders: orders.map_err(no_answer("order gateway"))?,
     })
 }
 

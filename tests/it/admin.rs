@@ -106,6 +106,8 @@ async fn state_reports_every_actor_with_its_lifecycle_restarts_and_figures() {
         "connection",
         "registry",
         "chains",
+        "monitor",
+        "orders",
     ] {
         let status = &state[part];
         let lifecycle = status
@@ -117,6 +119,7 @@ async fn state_reports_every_actor_with_its_lifecycle_restarts_and_figures() {
         assert!(LIFECYCLES.contains(&lifecycle), "{part}: {lifecycle}");
         assert!(status["restarts"].is_u64(), "{part} reports restarts");
     }
+    assert!(state["positions"].is_array() && state["strategies"].is_array());
     assert_eq!(state["supervisor"]["running"], true);
     assert_eq!(state["calendar"]["phase"], "Open");
     assert_eq!(state["accounts"]["feed_account"]["name"], "primary");

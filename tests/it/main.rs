@@ -12,4 +12,5 @@ mod foundation;
 mod helpers;
 mod lifecycle;
 mod migrations;
+mod risk;
 mod sim;

@@ -1,5 +1,7 @@
 //! Exit planning and the verification rule used before retrying an exit (ARCHITECTURE §6.4).
 
+use std::time::Duration;
+
 use crate::domain::pnl::Side;
 
 /// An open leg to be exited.
@@ -30,7 +32,7 @@ pub struct ExitOrder<Id> {
 
 /// Largest order size allowed for a leg: the freeze quantity, rounded down to whole lots
 /// when that leaves at least one lot. None means no limit.
-fn max_chunk(freeze_qty: Option<i64>, lot_size: Option<i64>) -> Option<i64> {
+pub fn max_chunk(freeze_qty: Option<i64>, lot_size: Option<i64>) -> Option<i64> {
     let freeze = freeze_qty.filter(|&f| f > 0)?;
     match lot_size.filter(|&l| l > 0) {
         Some(lot) if freeze >= lot => Some(freeze - freeze % lot),
@@ -58,6 +60,60 @@ pub fn plan_exits<Id: Clone>(legs: &[ExitLeg<Id>]) -> Vec<ExitOrder<Id>> {
         }
     }
     orders
+}
+
+/// Quantity of the next exit order of a leg with `remaining` units still open: at most its
+/// freeze quantity (in whole lots, see [`max_chunk`]).
+pub fn next_chunk(remaining: i64, freeze_qty: Option<i64>, lot_size: Option<i64>) -> i64 {
+    max_chunk(freeze_qty, lot_size).map_or(remaining, |chunk| remaining.min(chunk))
+}
+
+/// Wait before the next attempt after `failures` failed ones: `initial × 2^(failures − 1)`,
+/// at most `max` (no wait before the first attempt).
+pub fn retry_delay(initial: Duration, failures: u32, max: Duration) -> Duration {
+    if failures == 0 {
+        return Duration::ZERO;
+    }
+    let factor = 2u32.checked_pow(failures - 1).unwrap_or(u32::MAX);
+    initial.checked_mul(factor).map_or(max, |d| d.min(max))
+}
+
+/// What is known about one persisted exit order (an `exit_requests` row).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestFate {
+    /// The order reached the broker, or the broker shows its quantity closed.
+    Done,
+    /// Recorded but not known to have reached the broker (pending, timed out, rejected,
+    /// failed): the broker's books must be checked before anything else is sent.
+    Unresolved,
+}
+
+/// How far a leg's exit got, from its persisted requests in the order they were written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExitProgress {
+    /// Units not yet known to be closed (includes an unresolved order's quantity).
+    pub remaining: i64,
+    /// Index and quantity of the latest request when it is unresolved. Requests are sent one
+    /// at a time, so only the latest one can be in doubt; earlier failed ones were followed
+    /// by a retry.
+    pub unresolved: Option<(usize, i64)>,
+}
+
+/// Reconstructs a leg's exit from its requests (restart recovery, re-requested exits).
+pub fn exit_progress(quantity: i64, requests: &[(i64, RequestFate)]) -> ExitProgress {
+    let done: i64 = requests
+        .iter()
+        .filter(|(_, fate)| *fate == RequestFate::Done)
+        .map(|(qty, _)| *qty)
+        .sum();
+    let unresolved = match requests.last() {
+        Some((qty, RequestFate::Unresolved)) => Some((requests.len() - 1, *qty)),
+        _ => None,
+    };
+    ExitProgress {
+        remaining: (quantity - done).max(0),
+        unresolved,
+    }
 }
 
 /// What the broker's net position says about a leg whose exit may already have been sent.
@@ -192,6 +248,66 @@ mod tests {
                 leg_still_open(net, expected, signed),
                 want,
                 "net {net} expected {expected} leg {signed}"
+            );
+        }
+    }
+
+    #[test]
+    fn next_chunk_respects_freeze_and_lots() {
+        assert_eq!(next_chunk(3900, Some(1800), Some(65)), 1755);
+        assert_eq!(next_chunk(390, Some(1800), Some(65)), 390);
+        assert_eq!(next_chunk(500, None, None), 500);
+        assert_eq!(next_chunk(1801, Some(1800), None), 1800);
+        assert_eq!(max_chunk(Some(600), Some(30)), Some(600));
+        assert_eq!(max_chunk(None, Some(30)), None);
+    }
+
+    #[test]
+    fn retry_delay_doubles_up_to_the_cap() {
+        let ms = Duration::from_millis;
+        let max = Duration::from_secs(60);
+        let got: Vec<Duration> = (0..5).map(|f| retry_delay(ms(1000), f, max)).collect();
+        assert_eq!(got, [ms(0), ms(1000), ms(2000), ms(4000), ms(8000)]);
+        assert_eq!(
+            retry_delay(ms(1000), 7, Duration::from_secs(30)),
+            ms(30_000)
+        );
+        assert_eq!(retry_delay(ms(1000), 200, max), max);
+    }
+
+    #[test]
+    fn exit_progress_from_requests() {
+        use RequestFate::{Done, Unresolved};
+        type Case = (i64, Vec<(i64, RequestFate)>, i64, Option<(usize, i64)>);
+        // (quantity, requests, remaining, unresolved)
+        let cases: [Case; 7] = [
+            (3900, vec![], 3900, None),
+            // Killed after writing the first request, before or after sending it.
+            (3900, vec![(1755, Unresolved)], 3900, Some((0, 1755))),
+            // First chunk sent, second in doubt.
+            (
+                3900,
+                vec![(1755, Done), (1755, Unresolved)],
+                2145,
+                Some((1, 1755)),
+            ),
+            // A rejected attempt followed by a successful retry.
+            (65, vec![(65, Unresolved), (65, Done)], 0, None),
+            // Killed between two chunks: nothing in doubt.
+            (3900, vec![(1755, Done), (1755, Done)], 390, None),
+            (390, vec![(390, Done)], 0, None),
+            // More closed than the leg held is reported as nothing left, not negative.
+            (100, vec![(100, Done), (100, Done)], 0, None),
+        ];
+        for (qty, requests, remaining, unresolved) in cases {
+            let p = exit_progress(qty, &requests);
+            assert_eq!(
+                p,
+                ExitProgress {
+                    remaining,
+                    unresolved
+                },
+                "{qty} {requests:?}"
             );
         }
     }

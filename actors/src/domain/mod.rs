@@ -11,6 +11,7 @@ pub mod mask;
 pub mod options;
 pub mod pnl;
 pub mod rate_limit;
+pub mod reconcile;
 pub mod risk;
 pub mod subscriptions;
 pub mod supervision;

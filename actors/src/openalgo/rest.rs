@@ -83,6 +83,16 @@ pub struct Order {
     pub price: Option<f64>,
     #[serde(default)]
     pub order_status: String,
+    #[serde(default)]
+    pub product: String,
+    /// Average fill price, when the broker reports it (0 or missing until filled).
+    #[serde(default, deserialize_with = "f64_optional")]
+    pub average_price: Option<f64>,
+    #[serde(default, deserialize_with = "f64_optional")]
+    pub filled_quantity: Option<f64>,
+    /// The strategy tag the order was placed with, when the gateway echoes it.
+    #[serde(default)]
+    pub strategy: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
