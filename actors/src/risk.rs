@@ -27,6 +27,7 @@ use sea_orm::{
 use serde::Serialize;
 use tokio::sync::oneshot;
 
+use crate::domain::latency::{LatencyHistogram, LatencySnapshot};
 use crate::domain::risk::{
     Decision, RiskLimits, RiskState as Trail, Rule, Trailing, TrailingKind, trailing_distance,
 };
@@ -255,6 +256,9 @@ pub struct RiskStatus {
     pub skipped_stale: u64,
     /// Tick arrival → rule decision, for the latest evaluated tick.
     pub decision_latency_us: Option<u64>,
+    /// Tick arrival → rule decision over every evaluated tick (serialised as count, sum, max
+    /// and p50/p99/p999; `/metrics` merges the strategies' distributions).
+    pub decision_latency: LatencySnapshot,
     /// Gateway send time → rule decision (needs the gateway's timestamp).
     pub feed_to_decision_us: Option<u64>,
     pub last_trigger: Option<TriggerView>,
@@ -332,6 +336,7 @@ pub struct RiskActor {
     evaluations: u64,
     skipped_stale: u64,
     decision_latency_us: Option<u64>,
+    decision_latency: LatencyHistogram,
     feed_to_decision_us: Option<u64>,
     last_trigger: Option<TriggerView>,
     last_error: Option<String>,
@@ -412,6 +417,7 @@ impl RiskActor {
             evaluations: 0,
             skipped_stale: 0,
             decision_latency_us: None,
+            decision_latency: LatencyHistogram::new(),
             feed_to_decision_us: None,
             last_trigger: None,
             last_error: None,
@@ -789,6 +795,7 @@ impl RiskActor {
             evaluations: self.evaluations,
             skipped_stale: self.skipped_stale,
             decision_latency_us: self.decision_latency_us,
+            decision_latency: self.decision_latency.snapshot(),
             feed_to_decision_us: self.feed_to_decision_us,
             last_trigger: self.last_trigger.clone(),
             last_error: self.last_error.clone(),
@@ -855,7 +862,9 @@ impl Handler<PnlUpdate> for RiskActor {
         }
         let decision = self.evaluate(pnl, Instant::now(), ctx);
         if let Some(at) = u.received_at {
-            self.decision_latency_us = Some(at.elapsed().as_micros() as u64);
+            let latency = at.elapsed();
+            self.decision_latency_us = Some(latency.as_micros() as u64);
+            self.decision_latency.record(latency);
         }
         if let Some(sent) = u.sent_us {
             self.feed_to_decision_us = Some(epoch_us().saturating_sub(sent));

@@ -5,8 +5,10 @@ use std::fmt::Write as _;
 
 use actix_web::{HttpResponse, web};
 use actors::domain::calendar::Phase;
+use actors::domain::latency::LatencySnapshot;
 use actors::feed::ConnectionState;
 use actors::status::Lifecycle;
+use entity::strategies::RiskState;
 
 use super::AppState;
 use super::error::{ApiError, ErrorBody};
@@ -21,6 +23,12 @@ const LIFECYCLES: [Lifecycle; 6] = [
     Lifecycle::BackingOff,
     Lifecycle::Stopped,
     Lifecycle::Faulted,
+];
+
+/// Upper bounds (seconds) of the tick→risk decision histogram's buckets.
+const LATENCY_BUCKETS_S: [f64; 16] = [
+    0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1,
+    0.25, 0.5, 1.0, 2.5,
 ];
 
 const CONNECTION_STATES: [ConnectionState; 7] = [
@@ -42,8 +50,10 @@ const CONNECTION_STATES: [ConnectionState; 7] = [
     security(()),
     responses(
         (status = 200, description = "Prometheus text format 0.0.4: ticks in, fanned out and \
-            dropped, feed connection state and reconnects, subscriptions, chain sessions, \
-            calendar phase, every actor's lifecycle state and restarts",
+            dropped, feed connection state and reconnects, subscriptions, strategies by risk \
+            state and their P&L, open legs, exit orders sent and failed, the tick→risk decision \
+            latency histogram with p50/p99/p999, chain sessions, calendar phase, every actor's \
+            lifecycle state and restarts",
             content_type = "text/plain; version=0.0.4", body = String),
         (status = 500, description = "an actor did not answer", body = ErrorBody),
     )
@@ -273,13 +283,17 @@ fn render(s: &ServiceState) -> String {
         );
     }
 
-    let actors: [(&str, Lifecycle, u64); 6] = [
+    render_risk(&mut m, s);
+
+    let actors: [(&str, Lifecycle, u64); 8] = [
         ("supervisor", s.supervisor.state, s.supervisor.restarts),
         ("calendar", s.calendar.state, s.calendar.restarts),
         ("accounts", s.accounts.lifecycle, s.accounts.restarts),
         ("connection", conn.lifecycle, conn.restarts),
         ("registry", reg.state, reg.restarts),
         ("chain_directory", chains.state, chains.restarts),
+        ("position_monitor", s.monitor.state, s.monitor.restarts),
+        ("order_gateway", s.orders.state, s.orders.restarts),
     ];
     m.family(
         "supervisor_actor_state",
@@ -307,7 +321,157 @@ fn render(s: &ServiceState) -> String {
             *restarts as f64,
         );
     }
+    m.family(
+        "supervisor_risk_actors",
+        "gauge",
+        "risk actors (one per strategy with a run) by lifecycle state",
+    );
+    for st in LIFECYCLES {
+        let n = s.strategies.iter().filter(|r| r.lifecycle == st).count();
+        m.sample(
+            "supervisor_risk_actors",
+            &[("state", &name_of(st))],
+            n as f64,
+        );
+    }
+    m.single(
+        "supervisor_risk_actor_restarts_total",
+        "counter",
+        "supervised restarts of the risk actors, all strategies",
+        s.strategies.iter().map(|r| r.restarts).sum::<u64>() as f64,
+    );
     m.out
+}
+
+/// Strategies, positions, exits and the tick→risk decision latency.
+fn render_risk(m: &mut Exposition, s: &ServiceState) {
+    m.family(
+        "supervisor_strategies",
+        "gauge",
+        "strategies with a risk actor, by risk state",
+    );
+    for st in RiskState::ALL {
+        let n = s.strategies.iter().filter(|r| r.state == *st).count();
+        m.sample("supervisor_strategies", &[("state", st.as_str())], n as f64);
+    }
+    m.family(
+        "supervisor_strategy_pnl_rupees",
+        "gauge",
+        "each strategy's run P&L (realized + unrealized), while every open leg has a price",
+    );
+    for r in &s.strategies {
+        if let Some(pnl) = r.pnl {
+            m.sample(
+                "supervisor_strategy_pnl_rupees",
+                &[("strategy", &r.strategy)],
+                pnl,
+            );
+        }
+    }
+    let mon = &s.monitor;
+    m.single(
+        "supervisor_open_legs",
+        "gauge",
+        "open legs the position monitor prices",
+        mon.open_legs as f64,
+    )
+    .single(
+        "supervisor_stale_legs",
+        "gauge",
+        "open legs whose feed price is older than position_monitor.stale_after_s",
+        s.positions.iter().filter(|p| p.stale).count() as f64,
+    )
+    .single(
+        "supervisor_monitor_ticks_total",
+        "counter",
+        "ticks the position monitor received",
+        mon.ticks as f64,
+    )
+    .single(
+        "supervisor_quote_fallbacks_total",
+        "counter",
+        "REST quotes fetched for legs with stale feed prices",
+        mon.quotes_fetched as f64,
+    )
+    .single(
+        "supervisor_quote_errors_total",
+        "counter",
+        "REST quote requests that failed",
+        mon.quote_errors as f64,
+    );
+
+    let orders = &s.orders;
+    m.single(
+        "supervisor_exit_orders_sent_total",
+        "counter",
+        "exit orders sent to the brokers",
+        orders.orders_sent as f64,
+    )
+    .single(
+        "supervisor_exit_orders_failed_total",
+        "counter",
+        "exit orders the broker refused or that failed",
+        orders.orders_failed as f64,
+    )
+    .single(
+        "supervisor_exit_legs_exited_total",
+        "counter",
+        "legs closed by an exit",
+        orders.legs_exited as f64,
+    )
+    .single(
+        "supervisor_exit_legs_failed_total",
+        "counter",
+        "legs whose exit ran out of attempts (ExitFailed: needs a human)",
+        orders.legs_failed as f64,
+    )
+    .single(
+        "supervisor_exit_duplicates_refused_total",
+        "counter",
+        "exit requests refused because the leg was already being exited",
+        orders.duplicates_refused as f64,
+    )
+    .single(
+        "supervisor_exits_in_flight",
+        "gauge",
+        "legs being exited now",
+        orders.exits.len() as f64,
+    );
+
+    let latency = LatencySnapshot::merged(s.strategies.iter().map(|r| &r.decision_latency));
+    let name = "supervisor_tick_to_risk_decision_seconds";
+    m.family(
+        name,
+        "histogram",
+        "tick arrival at the supervisor → risk rule decision, every evaluated tick, all strategies",
+    );
+    for bound in LATENCY_BUCKETS_S {
+        let count = latency.count_at_or_below((bound * 1e6).round() as u64);
+        m.sample(
+            &format!("{name}_bucket"),
+            &[("le", &bound.to_string())],
+            count as f64,
+        );
+    }
+    m.sample(
+        &format!("{name}_bucket"),
+        &[("le", "+Inf")],
+        latency.count() as f64,
+    )
+    .sample(&format!("{name}_sum"), &[], latency.sum_us() as f64 / 1e6)
+    .sample(&format!("{name}_count"), &[], latency.count() as f64);
+    let quantiles = "supervisor_tick_to_risk_decision_quantile_seconds";
+    m.family(
+        quantiles,
+        "gauge",
+        "quantiles of the tick→risk decision latency (NaN before the first decision)",
+    );
+    for (label, q) in [("0.5", 0.5), ("0.99", 0.99), ("0.999", 0.999)] {
+        let value = latency
+            .quantile_us(q)
+            .map_or(f64::NAN, |us| us as f64 / 1e6);
+        m.sample(quantiles, &[("quantile", label)], value);
+    }
 }
 
 #[cfg(test)]

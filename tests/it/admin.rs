@@ -15,6 +15,7 @@ use crate::feed::{FEED_KEY, sim_post, start_sim};
 use crate::helpers::{
     TEST_ENCRYPTION_KEY, TEST_TOKEN, TestApp, json_body, poll_until, spawn_app_with,
 };
+use crate::risk::{Harness, LegSpec, WAIT, options};
 
 pub struct LiveApp {
     pub app: TestApp,
@@ -213,7 +214,16 @@ fn parse_metrics(text: &str) -> BTreeMap<String, f64> {
 }
 
 async fn metrics(app: &TestApp) -> BTreeMap<String, f64> {
-    let mut resp = app.client.get(app.url("/metrics")).send().await.unwrap();
+    metrics_of(&app.address).await
+}
+
+/// `GET /metrics` of the service at `base` (open: no token), parsed and checked.
+pub async fn metrics_of(base: &str) -> BTreeMap<String, f64> {
+    let mut resp = awc::Client::default()
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), StatusCode::OK, "/metrics is open");
     let content_type = resp
         .headers()
@@ -227,6 +237,36 @@ async fn metrics(app: &TestApp) -> BTreeMap<String, f64> {
     );
     let body = resp.body().await.unwrap();
     parse_metrics(std::str::from_utf8(&body).expect("UTF-8"))
+}
+
+/// A histogram's buckets ascend with `le`, never decrease, and `+Inf` equals `_count`.
+fn check_histogram(m: &BTreeMap<String, f64>, name: &str) -> f64 {
+    let prefix = format!("{name}_bucket{{le=\"");
+    let mut buckets: Vec<(f64, f64)> = m
+        .iter()
+        .filter_map(|(k, v)| {
+            let le = k.strip_prefix(&prefix)?.strip_suffix("\"}")?;
+            let le = if le == "+Inf" {
+                f64::INFINITY
+            } else {
+                le.parse().ok()?
+            };
+            Some((le, *v))
+        })
+        .collect();
+    buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+    assert!(buckets.len() > 2, "{name} has buckets");
+    assert!(
+        buckets.windows(2).all(|w| w[0].1 <= w[1].1),
+        "{name}: {buckets:?}"
+    );
+    let count = m[&format!("{name}_count")];
+    assert_eq!(
+        buckets.last().map(|b| (b.0, b.1)),
+        Some((f64::INFINITY, count))
+    );
+    assert!(m[&format!("{name}_sum")] >= 0.0);
+    count
 }
 
 #[actix_web::test]
@@ -583,4 +623,57 @@ async fn metrics_declare_every_family() {
         assert!(families.contains(family), "{family} in {families:?}");
     }
     assert_eq!(m[r#"supervisor_feed_connection_state{state="Idle"}"#], 1.0);
+}
+
+#[actix_web::test]
+async fn metrics_count_strategies_exits_and_the_tick_to_decision_latency() {
+    let h = Harness::start(options()).await;
+    let base = h.p().address.clone();
+    let id = h
+        .strategy("metrics-max-loss", json!({"max_loss": 500.0}))
+        .await;
+    h.open(LegSpec::equity(id, "INFY", "BUY", 10, 100.0)).await;
+    for ltp in [101.0, 102.5, 99.0] {
+        h.price("NSE", "INFY", ltp).await;
+        h.wait_pnl(id, (ltp - 100.0) * 10.0).await;
+    }
+    let m = metrics_of(&base).await;
+    assert_eq!(m[r#"supervisor_strategies{state="monitoring"}"#], 1.0);
+    assert_eq!(m[r#"supervisor_strategies{state="exiting"}"#], 0.0);
+    assert_eq!(
+        m[r#"supervisor_strategy_pnl_rupees{strategy="metrics-max-loss"}"#],
+        -10.0
+    );
+    assert_eq!(m["supervisor_open_legs"], 1.0);
+    assert_eq!(m[r#"supervisor_risk_actors{state="Running"}"#], 1.0);
+    assert_eq!(
+        m[r#"supervisor_actor_state{actor="position_monitor",state="Running"}"#],
+        1.0
+    );
+    assert_eq!(m["supervisor_exit_orders_sent_total"], 0.0);
+
+    // Every evaluated tick is in the latency histogram (the entry price and three moves).
+    let decisions = check_histogram(&m, "supervisor_tick_to_risk_decision_seconds");
+    assert!(decisions >= 3.0, "{decisions} decisions");
+    let q = |label: &str| {
+        m[&format!("supervisor_tick_to_risk_decision_quantile_seconds{{quantile=\"{label}\"}}")]
+    };
+    let (p50, p99, p999) = (q("0.5"), q("0.99"), q("0.999"));
+    assert!(p50 > 0.0 && p50 <= p99 && p99 <= p999, "{p50} {p99} {p999}");
+    assert!(p999 < 5.0, "a decision within seconds of its tick: {p999}");
+    let state = h.get("/api/v1/state").await.1;
+    let summary = &state["strategies"][0]["decision_latency"];
+    assert_eq!(summary["count"].as_f64(), Some(decisions), "{summary}");
+
+    // A breach of the max loss exits the leg once: the exit counters move.
+    h.price("NSE", "INFY", 40.0).await;
+    let m = poll_until(WAIT, "the exit in the metrics", || async {
+        let m = metrics_of(&base).await;
+        (m["supervisor_exit_legs_exited_total"] == 1.0).then_some(m)
+    })
+    .await;
+    assert_eq!(m["supervisor_exit_orders_sent_total"], 1.0);
+    assert_eq!(m["supervisor_exit_orders_failed_total"], 0.0);
+    assert_eq!(m["supervisor_exit_legs_failed_total"], 0.0);
+    assert_eq!(m[r#"supervisor_strategies{state="monitoring"}"#], 0.0);
 }
