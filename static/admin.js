@@ -161,6 +161,18 @@
     return number(value, 0);
   }
 
+  // Rupees with a sign: "+₹1,250.00", "−₹310.50".
+  function money(value) {
+    if (value === null || value === undefined || Number.isNaN(value)) return '—';
+    const sign = value > 0 ? '+' : value < 0 ? '−' : '';
+    return `${sign}₹${number(Math.abs(value))}`;
+  }
+
+  function moneyCell(value, extra) {
+    const cls = value > 0 ? 'pos' : value < 0 ? 'neg' : '';
+    return { text: money(value), cls: [cls, extra].filter(Boolean).join(' ') };
+  }
+
   function formatAge(ms) {
     if (ms === null || ms === undefined) return '—';
     if (ms < 10000) return `${(ms / 1000).toFixed(1)} s ago`;
@@ -225,6 +237,22 @@
       case 'Authenticating': return 'info';
       case 'BackingOff': return 'warn';
       case 'Faulted': return 'bad';
+      default: return 'off';
+    }
+  }
+
+  const RISK_LABELS = {
+    monitoring: 'Monitoring', triggered: 'Triggered', exiting: 'Exiting', exited: 'Exited',
+    exit_failed: 'ExitFailed', paused: 'Paused',
+  };
+
+  function riskClass(state) {
+    switch (state) {
+      case 'monitoring': return 'ok';
+      case 'triggered':
+      case 'exiting':
+      case 'paused': return 'warn';
+      case 'exit_failed': return 'bad';
       default: return 'off';
     }
   }
@@ -328,6 +356,10 @@
     renderService(state.supervisor);
     renderCalendar(state.calendar);
     renderFeed(state.connection);
+    renderStrategies(state.strategies);
+    renderPositions(state.positions, state.accounts.accounts);
+    renderOrders(state.orders);
+    refreshRiskEventsOnChange(state.strategies);
     renderTree(state);
     renderRegistry(state.registry);
     renderAccounts(state.accounts);
@@ -367,6 +399,14 @@
       c.state === 'Live'
         ? (c.last_tick_age_ms !== null ? { age: c.last_tick_age_ms } : 'no tick yet')
         : (c.next_retry_at ? { until: Date.parse(c.next_retry_at), prefix: 'retry ' } : (c.last_error || '')));
+    const strategies = s.strategies;
+    const live = strategies.filter((x) => x.pnl !== null);
+    const total = live.reduce((sum, x) => sum + x.pnl, 0);
+    const worst = strategies.some((x) => x.state === 'exit_failed') ? 'bad'
+      : strategies.some((x) => ['triggered', 'exiting', 'paused'].includes(x.state)) ? 'warn'
+        : strategies.length ? 'ok' : 'off';
+    setTile('tile-strategies', 'Strategies P&L', live.length ? money(total) : '—', worst,
+      `${strategies.filter((x) => x.state === 'monitoring').length} of ${strategies.length} monitoring · ${s.monitor.open_legs} open legs`);
     const r = s.registry;
     setTile('tile-subscriptions', 'Subscriptions', `${r.symbols} / ${r.max_symbols}`,
       r.rejected > 0 ? 'warn' : 'ok', `${number(c.messages_per_s, 1)} msgs/s · ${integer(r.ticks_dropped)} dropped`);
@@ -468,10 +508,149 @@
       node('ConnectionActor', c.lifecycle, c.restarts, c.state, [
         node('SubscriptionRegistryActor', r.state, r.restarts, `${r.symbols} symbols · ${r.consumers.length} consumers`),
       ]),
+      node('PositionMonitorActor', s.monitor.state, s.monitor.restarts,
+        `${s.monitor.open_legs} open legs · ${s.monitor.monitoring ? 'monitoring' : 'not monitoring'}`,
+        s.strategies.map((x) => node('RiskActor', x.lifecycle, x.restarts,
+          `${x.strategy} · ${RISK_LABELS[x.state] || x.state}${x.degraded ? ' · ' + x.degraded : ''}`))),
+      node('OrderGatewayActor', s.orders.state, s.orders.restarts,
+        `${s.orders.exits.length} exits in flight · ${s.orders.orders_sent} orders sent`),
       node('ChainDirectoryActor', s.chains.state, s.chains.restarts, `${s.chains.sessions.length} sessions`, sessions),
     ]);
     const list = $('actor-tree');
     if (!list.firstElementChild || list.firstElementChild.outerHTML !== tree.outerHTML) list.replaceChildren(tree);
+  }
+
+  function limitsText(l) {
+    const parts = [];
+    if (l.max_loss !== null) parts.push(`loss ${money(-l.max_loss)}`);
+    if (l.max_profit !== null) parts.push(`profit ${money(l.max_profit)}`);
+    if (l.trailing) {
+      const t = l.trailing;
+      const value = t.kind === 'amount' ? `₹${number(t.value)}` : t.kind === 'points' ? `${number(t.value)} pts` : `${number(t.value)} %`;
+      parts.push(`trail ${value}${t.activation ? ' from ' + money(t.activation) : ''}`);
+    }
+    if (l.exit_confirm_ms) parts.push(`confirm ${l.exit_confirm_ms} ms`);
+    return parts.join(' · ') || 'none';
+  }
+
+  function latencyText(us) {
+    if (us === null || us === undefined) return '—';
+    return us < 1000 ? `${us} µs` : `${number(us / 1000, 1)} ms`;
+  }
+
+  function renderStrategies(list) {
+    setText($('strategies-count'), String(list.length));
+    syncTable($('strategies-table'), list, (x) => x.strategy_id,
+      (x) => {
+        const tr = cells(10, ['', '', 'num pnl', 'num', 'num', 'limits', 'num', 'num', '', 'actions']);
+        const button = h('button', { class: 'danger small', type: 'button', text: 'Exit' });
+        button.addEventListener('click', () => exitStrategy(button, x.strategy_id, tr.dataset.name));
+        tr.cells[9].append(button);
+        return tr;
+      },
+      (tr, x) => {
+        tr.dataset.name = x.strategy;
+        fill(tr, [
+          { text: `${x.strategy} · run ${x.run_id}`, title: `strategy ${x.strategy_id}` },
+          { badge: [RISK_LABELS[x.state] || x.state, riskClass(x.state)], title: x.degraded || x.last_error || '' },
+          moneyCell(x.pnl),
+          x.peak !== null ? money(x.peak) : '—',
+          x.stop !== null ? money(x.stop) : '—',
+          limitsText(x.limits),
+          x.stale_legs ? { text: `${x.open_legs} (${x.stale_legs} stale)`, cls: 'warn-text' } : String(x.open_legs),
+          latencyText(x.decision_latency.p99_us),
+          x.last_trigger ? `${x.last_trigger.event} at ${money(x.last_trigger.pnl)} · ${time(x.last_trigger.at)}` : '—',
+        ]);
+        const button = tr.cells[9].firstElementChild;
+        button.disabled = x.open_legs === 0 || x.state === 'exiting' || x.state === 'triggered';
+      });
+    showEmpty('strategies-empty', list.length === 0);
+  }
+
+  function renderPositions(list, accounts) {
+    const accountNames = new Map(accounts.map((a) => [a.id, a.name]));
+    setText($('positions-count'), String(list.length));
+    syncTable($('positions-table'), list, (x) => x.execution_id,
+      () => cells(10, ['', '', '', '', 'num', 'num', 'num', 'num pnl', '', 'nowrap']),
+      (tr, x) => fill(tr, [
+        x.strategy,
+        accountNames.get(x.account_id) || `#${x.account_id}`,
+        `${x.exchange}:${x.symbol} · ${x.product}`,
+        { badge: [x.action, x.action === 'BUY' ? 'info' : 'warn'] },
+        integer(x.quantity),
+        number(x.entry_price),
+        number(x.ltp),
+        moneyCell(x.pnl),
+        x.status,
+        x.price_age_ms !== null
+          ? { age: x.price_age_ms, cls: x.stale ? 'warn-text' : '', title: `${x.price_source || ''}${x.stale ? ' · stale' : ''}` }
+          : 'no price yet',
+      ]));
+    showEmpty('positions-empty', list.length === 0);
+  }
+
+  function renderOrders(o) {
+    kv($('orders-kv'), [
+      ['Gateway', { badge: [o.state, lifecycleClass(o.state)] }],
+      ['Orders sent', integer(o.orders_sent)],
+      ['Orders failed', { text: integer(o.orders_failed), cls: o.orders_failed ? 'warn-text' : '' }],
+      ['Legs exited', integer(o.legs_exited)],
+      ['Legs failed', { text: integer(o.legs_failed), cls: o.legs_failed ? 'error' : '' }],
+      ['Lanes', o.accounts.map((a) => `${a.account} (${a.api_key})${a.queued ? ' · ' + a.queued + ' queued' : ''}`).join(', ') || 'none'],
+    ]);
+    syncTable($('exits-table'), o.exits, (x) => x.execution_id,
+      () => cells(7, ['', '', 'num', '', 'num', '', '']),
+      (tr, x) => fill(tr, [
+        `${x.exchange}:${x.symbol} (leg ${x.execution_id})`,
+        x.action,
+        integer(x.remaining),
+        x.step,
+        String(x.attempt),
+        x.reason,
+        x.last_error ? { text: x.last_error, cls: 'error' } : '',
+      ]));
+    showEmpty('exits-empty', o.exits.length === 0);
+  }
+
+  // Risk events live in the database; the page reads them when a strategy's risk state or
+  // last trigger changes, and every 15 s.
+  let riskSignature = null;
+  let riskEventsAt = 0;
+
+  function refreshRiskEventsOnChange(strategies) {
+    const signature = strategies.map((x) => `${x.strategy_id}:${x.run_id}:${x.state}:${x.last_trigger ? x.last_trigger.at : ''}`).join('|');
+    if (signature === riskSignature && Date.now() - riskEventsAt < 15000) return;
+    riskSignature = signature;
+    riskEventsAt = Date.now();
+    const names = new Map(strategies.map((x) => [x.strategy_id, x.strategy]));
+    api('GET', '/api/v1/risk-events?limit=20')
+      .then((data) => renderRiskEvents(data.events, names))
+      .catch((e) => toast(`risk events: ${e.message}`, 'bad'));
+  }
+
+  function renderRiskEvents(events, names) {
+    const eventClass = { max_loss: 'bad', max_profit: 'ok', trailing_stop: 'warn', manual_exit: 'info', kill_switch: 'bad', exit_failed: 'bad', exit_completed: 'off', resumed: 'info' };
+    syncTable($('risk-events-table'), events, (x) => x.id,
+      () => cells(6, ['nowrap', '', '', 'num', 'num', '']),
+      (tr, x) => fill(tr, [
+        time(x.created_at),
+        names.get(x.strategy_id) || `#${x.strategy_id}`,
+        { badge: [x.event_type, eventClass[x.event_type] || 'off'] },
+        moneyCell(x.pnl),
+        x.threshold !== null ? number(x.threshold) : '—',
+        x.message ? `${x.action} — ${x.message}` : x.action,
+      ]));
+    showEmpty('risk-events-empty', events.length === 0);
+  }
+
+  async function exitStrategy(button, id, name) {
+    const ok = await confirmAction(`Exit ${name}?`,
+      'Every open leg of this strategy\'s run is closed with a MARKET order on its own account, now.',
+      'Exit strategy');
+    if (ok) {
+      act(button, () => api('POST', `/api/v1/strategies/${id}/exit`),
+        (r) => `Exit sent for ${name}: ${r.exit.queued.length} leg(s) queued`);
+    }
   }
 
   function renderRegistry(r) {
@@ -729,6 +908,16 @@
         'The market-data socket is closed and opened again after the initial backoff delay; every subscription is sent again.',
         'Reconnect');
       if (ok) act(button, () => api('POST', '/api/v1/connection/reconnect'), 'Reconnecting the feed');
+    });
+    $('kill-switch').addEventListener('click', async (e) => {
+      const button = e.currentTarget;
+      const ok = await confirmAction('Kill switch: exit everything?',
+        'Every risk actor is paused and every open leg on every account is closed with a MARKET order now. Resume strategies one by one afterwards.',
+        'Exit everything');
+      if (ok) {
+        act(button, () => api('POST', '/api/v1/kill-switch'),
+          (r) => `Kill switch: ${r.strategies_paused.length} strategies paused, ${r.exits.queued.length} legs queued`);
+      }
     });
     $('chain-form').addEventListener('submit', (event) => {
       event.preventDefault();

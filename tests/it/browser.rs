@@ -13,9 +13,8 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use serde_json::{Value, json};
 use tempfile::TempDir;
 
-use crate::admin::{live_app, open_chain};
-use crate::feed::sim_post;
-use crate::helpers::{TestApp, poll_until};
+use crate::helpers::{TEST_TOKEN, poll_until};
+use crate::risk::{Harness, LegSpec, options};
 
 /// What this machine's network allows: nothing reaches out.
 const CHROMIUM_ARGS: [&str; 10] = [
@@ -167,8 +166,10 @@ async fn wait_text(
     .await
 }
 
-async fn state(app: &TestApp) -> Value {
-    app.get_json("/api/v1/state").await
+async fn state(h: &Harness) -> Value {
+    let (status, state) = h.get("/api/v1/state").await;
+    assert_eq!(status, 200);
+    state
 }
 
 #[actix_web::test]
@@ -176,13 +177,28 @@ async fn the_admin_page_in_headless_chromium() {
     let Some(browser) = browser().await else {
         return;
     };
-    // A long first backoff keeps BackingOff on screen long enough to be seen.
-    let live = live_app(|s| s.connection.backoff_initial_ms = 1500).await;
-    let app = &live.app;
+    // The whole service against the simulator, a strategy with one open leg priced by the
+    // feed. A long first backoff keeps BackingOff on screen long enough to be seen.
+    let mut opts = options();
+    opts.connection.backoff_initial_ms = 1500;
+    let h = Harness::start(opts).await;
+    let base = h.p().address.clone();
+    let strategy = h
+        .strategy(
+            "infy-momentum",
+            json!({"max_loss": 5000.0, "max_profit": 8000.0, "trailing_sl_type": "amount",
+                   "trailing_sl_value": 1500.0, "trailing_activation": 1000.0}),
+        )
+        .await;
+    h.open(LegSpec::equity(strategy, "INFY", "BUY", 50, 100.0))
+        .await;
     let client = &browser.client;
 
     // Sign in with the token; it is kept in sessionStorage, never in the URL.
-    client.goto(&app.url("/")).await.expect("the page loads");
+    client
+        .goto(&format!("{base}/"))
+        .await
+        .expect("the page loads");
     wait_text(client, "#login-view h1", "the login form", |t| {
         t == "Sign in"
     })
@@ -191,7 +207,7 @@ async fn the_admin_page_in_headless_chromium() {
         .find(Locator::Id("login-token"))
         .await
         .unwrap()
-        .send_keys(&app.token)
+        .send_keys(TEST_TOKEN)
         .await
         .unwrap();
     click(client, "#login-submit").await;
@@ -204,7 +220,7 @@ async fn the_admin_page_in_headless_chromium() {
     })
     .await;
     let url = client.current_url().await.unwrap();
-    assert!(!url.as_str().contains(&app.token), "no token in {url}");
+    assert!(!url.as_str().contains(TEST_TOKEN), "no token in {url}");
     let stored = client
         .execute("return sessionStorage.length", vec![])
         .await
@@ -213,6 +229,29 @@ async fn the_admin_page_in_headless_chromium() {
     wait_text(client, "#tile-market .tile-value", "the market Open", |t| {
         t == "Open"
     })
+    .await;
+
+    // The strategy's P&L follows the price.
+    let pnl = format!("#strategies-table tbody tr[data-key=\"{strategy}\"] td.pnl");
+    wait_text(client, &pnl, "the P&L at entry", |t| t == "₹0.00").await;
+    h.price("NSE", "INFY", 104.0).await;
+    wait_text(client, &pnl, "the P&L after the price moved", |t| {
+        t == "+₹200.00"
+    })
+    .await;
+    wait_text(
+        client,
+        "#positions-table tbody tr td.pnl",
+        "the leg's P&L",
+        |t| t == "+₹200.00",
+    )
+    .await;
+    wait_text(
+        client,
+        "#tile-strategies .tile-value",
+        "the total P&L",
+        |t| t == "+₹200.00",
+    )
     .await;
     screenshot(client, "admin-01-live.png").await;
 
@@ -232,18 +271,13 @@ async fn the_admin_page_in_headless_chromium() {
     })
     .await;
     let session = poll_until(Duration::from_secs(10), "a chain viewer", || async {
-        let s = state(app).await;
+        let s = state(&h).await;
         let session = s["chains"]["sessions"][0].clone();
         (session["viewers"] == 1).then_some(session)
     })
     .await;
     let id = session["id"].as_str().unwrap().to_string();
-    sim_post(
-        &live.sim,
-        "/sim/price",
-        json!({"exchange": "NSE_INDEX", "symbol": "NIFTY", "ltp": 25931.5}),
-    )
-    .await;
+    h.price("NSE_INDEX", "NIFTY", 25931.5).await;
     wait_text(client, "#chain-meta", "the new underlying price", |t| {
         t.contains("25,931.50")
     })
@@ -258,32 +292,28 @@ async fn the_admin_page_in_headless_chromium() {
     screenshot(client, "admin-02-chain.png").await;
     click(client, "#chain-close").await;
     poll_until(Duration::from_secs(10), "the session deleted", || async {
-        let s = state(app).await;
+        let s = state(&h).await;
         s["chains"]["sessions"]
             .as_array()
             .is_some_and(|a| a.is_empty())
             .then_some(())
     })
     .await;
-    let (status, _) = app
-        .post_json(
-            &format!("/api/v1/chain-sessions/{id}/heartbeat"),
-            &json!({}),
-        )
+    let (status, _) = h
+        .post(&format!("/api/v1/chain-sessions/{id}/heartbeat"), json!({}))
         .await;
     assert_eq!(status, 404, "the viewer's session is gone");
 
-    // The subscriptions view lists what is held, with its holders.
-    open_chain(app, 1).await;
-    wait_text(client, "#subscriptions-count", "7 subscriptions", |t| {
-        t.starts_with("7 /")
+    // The subscriptions view lists what is held, with its holders: the leg's symbol only.
+    wait_text(client, "#subscriptions-count", "one subscription", |t| {
+        t.starts_with("1 /")
     })
     .await;
     wait_text(
         client,
         "#subscriptions-table tbody tr td.holders",
-        "a holder",
-        |t| t.starts_with("chain:"),
+        "the position monitor holding INFY",
+        |t| t == "position-monitor",
     )
     .await;
 
@@ -294,7 +324,7 @@ async fn the_admin_page_in_headless_chromium() {
     })
     .await;
     assert_eq!(
-        state(app).await["connection"]["reconnects"],
+        state(&h).await["connection"]["reconnects"],
         0,
         "nothing happens before the confirmation"
     );
@@ -324,13 +354,12 @@ async fn the_admin_page_in_headless_chromium() {
         );
         actix_rt::time::sleep(Duration::from_millis(50)).await;
     }
-    assert_eq!(seen.first().map(String::as_str), Some("Live"), "{seen:?}");
     assert!(seen.iter().any(|s| s == "BackingOff"), "{seen:?}");
     wait_text(client, "#feed-events", "the reconnect in the events", |t| {
         t.contains("reconnect") && t.contains("connected")
     })
     .await;
-    assert_eq!(state(app).await["connection"]["reconnects"], 1);
+    assert_eq!(state(&h).await["connection"]["reconnects"], 1);
     screenshot(client, "admin-04-live-again.png").await;
 
     browser
