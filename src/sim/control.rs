@@ -8,7 +8,7 @@ use actix_web::{HttpResponse, web};
 use serde_json::{Map, Value, json};
 
 use super::rest::orders_log;
-use super::state::{Core, Shared};
+use super::state::{Core, Shared, now_us};
 
 fn reply(status: StatusCode, body: Value) -> HttpResponse {
     HttpResponse::build(status).json(body)
@@ -109,8 +109,21 @@ pub(crate) async fn price(body: web::Bytes, shared: web::Data<Shared>) -> HttpRe
     core.set_price(instrument, ltp);
     reply(
         StatusCode::OK,
-        json!({"status": "ok", "exchange": exchange, "symbol": symbol, "ltp": ltp}),
+        json!({"status": "ok", "exchange": exchange, "symbol": symbol, "ltp": ltp,
+               "sent_at_us": now_us()}),
     )
+}
+
+/// `GET /sim/instruments`: every tradable instrument, indices and equities first.
+pub(crate) async fn instruments(shared: web::Data<Shared>) -> HttpResponse {
+    let core = shared.core();
+    let rows: Vec<Value> = core
+        .market
+        .instruments
+        .iter()
+        .map(|i| json!({"exchange": i.exchange, "symbol": i.symbol, "lot_size": i.lot}))
+        .collect();
+    reply(StatusCode::OK, Value::Array(rows))
 }
 
 /// A validated `/sim/fault` request.

@@ -18,12 +18,15 @@ use super::calendar;
 use super::pricing::{self, Right};
 
 pub(crate) const TICK_SIZE: f64 = 0.05;
-/// Standard deviation of one random-walk step (log return).
+/// Standard deviation of one random-walk step (log return) when the previous step of the same
+/// price is at least [`FULL_STEP_MS`] old; closer steps are scaled down by the square root of
+/// the gap, so a firehose of ticks moves prices no faster per second than a trickle does.
 const STEP_SIGMA: f64 = 0.0002;
+const FULL_STEP_MS: f64 = 500.0;
 /// Strength of the pull back to the anchor price per step.
 const REVERSION: f64 = 0.00001;
 /// Strikes listed on each side of the at-the-money strike.
-pub(crate) const STRIKES_EACH_SIDE: i64 = 50;
+pub(crate) const STRIKES_EACH_SIDE: i64 = 75;
 const YEAR_MS: f64 = 365.0 * 86_400_000.0;
 
 pub(crate) fn round_tick(price: f64) -> f64 {
@@ -420,8 +423,14 @@ impl Market {
             Kind::Option(leg) => leg.index_id,
             _ => id,
         };
-        walk(&mut self.instruments[walker], rng);
-        self.instruments[walker].ltt_ms = now.timestamp_millis();
+        let now_ms = now.timestamp_millis();
+        let gap_ms = (now_ms - self.instruments[walker].ltt_ms).max(0) as f64;
+        walk(
+            &mut self.instruments[walker],
+            rng,
+            (gap_ms / FULL_STEP_MS).min(1.0).sqrt(),
+        );
+        self.instruments[walker].ltt_ms = now_ms;
         self.refresh(id, now);
         self.record_trade(id, rng, now);
     }
@@ -538,11 +547,12 @@ fn jitter(value: u64, by: u64, rng: &mut StdRng) -> u64 {
     }
 }
 
-fn walk(instrument: &mut Instrument, rng: &mut StdRng) {
+/// One step; `scale` (0–1) shrinks the noise for steps that follow closely on the previous one.
+fn walk(instrument: &mut Instrument, rng: &mut StdRng, scale: f64) {
     // Uniform noise scaled to unit variance; cheap and good enough for a simulator.
     let z = rng.random_range(-1.0..1.0) * 3f64.sqrt();
     let pull = -REVERSION * (instrument.ltp / instrument.anchor).ln();
-    let next = round_tick(instrument.ltp * (STEP_SIGMA * z + pull).exp()).max(TICK_SIZE);
+    let next = round_tick(instrument.ltp * (STEP_SIGMA * scale * z + pull).exp()).max(TICK_SIZE);
     instrument.ltp = next;
     instrument.note_price();
 }
@@ -630,11 +640,11 @@ mod tests {
         assert!(market.id("BSE_INDEX", "SENSEX").is_some());
         assert!(market.id("NSE", "RELIANCE").is_some());
         assert!(market.id("NSE", "NIFTY").is_none());
-        // NIFTY weekly (Tuesday; 3 March is Holi → 2 March), ATM 25900 ± 50 × 50.
+        // NIFTY weekly (Tuesday; 3 March is Holi → 2 March), ATM 25900 ± 75 × 50.
         assert!(market.id("NFO", "NIFTY02MAR2625900CE").is_some());
-        assert!(market.id("NFO", "NIFTY02MAR2623400PE").is_some());
-        assert!(market.id("NFO", "NIFTY02MAR2628400CE").is_some());
-        assert!(market.id("NFO", "NIFTY02MAR2628450CE").is_none());
+        assert!(market.id("NFO", "NIFTY02MAR2622150PE").is_some());
+        assert!(market.id("NFO", "NIFTY02MAR2629650CE").is_some());
+        assert!(market.id("NFO", "NIFTY02MAR2629700CE").is_none());
         assert!(market.id("NFO", "NIFTY03MAR2625900CE").is_none());
         // BANKNIFTY monthly: last Tuesday of Feb 2026 is the 24th, already past on the 25th.
         assert!(market.id("NFO", "BANKNIFTY30MAR2657500PE").is_some());
@@ -648,7 +658,7 @@ mod tests {
         assert_eq!(equities, 20);
         let nifty = market.underlying("NIFTY").unwrap();
         assert_eq!(nifty.expiries.len(), 4);
-        assert_eq!(nifty.chains[0].len(), 101);
+        assert_eq!(nifty.chains[0].len(), 151);
         assert_eq!(market.underlying("BANKNIFTY").unwrap().expiries.len(), 3);
     }
 
@@ -689,10 +699,11 @@ mod tests {
             let (mut market, now) = market_at(2026, 2, 25);
             let mut rng = StdRng::seed_from_u64(42);
             let id = market.id("NSE", "RELIANCE").unwrap();
-            (0..1000)
-                .map(|_| {
-                    market.step(id, &mut rng, now);
-                    market.ltp(id, now)
+            (1..=1000)
+                .map(|i| {
+                    let at = now + chrono::Duration::milliseconds(i * 500);
+                    market.step(id, &mut rng, at);
+                    market.ltp(id, at)
                 })
                 .collect::<Vec<_>>()
         };
@@ -704,6 +715,26 @@ mod tests {
             assert!((ticks - ticks.round()).abs() < 1e-6, "{p}");
             assert!(*p > 1300.0 && *p < 1550.0, "{p}");
         }
+    }
+
+    #[test]
+    fn steps_in_quick_succession_move_prices_no_faster_per_second() {
+        // 1000 steps spread over 500 s versus 1000 steps within one millisecond.
+        let spread = |gap_ms: i64| {
+            let (mut market, now) = market_at(2026, 2, 25);
+            let mut rng = StdRng::seed_from_u64(7);
+            let id = market.id("NSE", "RELIANCE").unwrap();
+            let start = market.ltp(id, now);
+            let mut moved: f64 = 0.0;
+            for i in 1..=1000 {
+                let at = now + chrono::Duration::milliseconds(1 + i * gap_ms);
+                market.step(id, &mut rng, at);
+                moved = moved.max((market.ltp(id, at) - start).abs());
+            }
+            moved
+        };
+        assert!(spread(500) > 5.0, "{}", spread(500));
+        assert!(spread(0) < 1.0, "{}", spread(0));
     }
 
     #[test]

@@ -162,6 +162,7 @@ impl Simulator {
                 )
                 .route("/sim/stats", web::get().to(control::stats))
                 .route("/sim/orders", web::get().to(control::orders))
+                .route("/sim/instruments", web::get().to(control::instruments))
                 .route("/sim/price", web::post().to(control::price))
                 .route("/sim/fault", web::post().to(control::fault))
                 .route("/sim/rate", web::post().to(control::rate))
@@ -177,6 +178,12 @@ impl Simulator {
             App::new()
                 .app_data(data.clone())
                 .default_service(web::to(session::feed_endpoint))
+        })
+        // Ticks are small frames that must leave at once (no Nagle delay).
+        .on_connect(|io, _| {
+            if let Some(tcp) = io.downcast_ref::<actix_rt::net::TcpStream>() {
+                let _ = tcp.set_nodelay(true);
+            }
         })
         .workers(1)
         .disable_signals()

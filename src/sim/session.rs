@@ -9,9 +9,10 @@ use actix_web_actors::ws::{self, CloseCode, CloseReason};
 
 use super::state::{Frame, Push, Shared};
 
-/// Ticks queued for a session beyond this many batches are dropped (and counted) rather
-/// than buffered without bound for a client that does not read.
-const MAILBOX_CAPACITY: usize = 512;
+/// Ticks queued for a session beyond this many batches (one per ticker pass, a few ms) are
+/// dropped and counted, like a gateway that conflates for a slow reader, rather than buffered:
+/// a deeper queue only adds latency and memory when the client cannot keep up.
+const MAILBOX_CAPACITY: usize = 16;
 /// Largest client frame accepted (a batch subscribe of a few thousand symbols).
 const MAX_FRAME_BYTES: usize = 4 * 1024 * 1024;
 

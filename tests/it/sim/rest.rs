@@ -567,7 +567,7 @@ async fn optionsymbol_and_optionchain_resolve_strikes_around_the_underlying() {
         .await;
     assert_eq!(status, 200);
     // Beyond the listed strikes.
-    rest.set_price("NSE_INDEX", "NIFTY", 27_000.0).await;
+    rest.set_price("NSE_INDEX", "NIFTY", 28_500.0).await;
     let (status, missing) = rest
         .api("optionsymbol", KEY_A, resolve("OTM50", "CE"))
         .await;
@@ -651,11 +651,11 @@ async fn optionsymbol_and_optionchain_resolve_strikes_around_the_underlying() {
     for field in ["implied_volatility", "gamma", "theta", "vega"] {
         assert!(ce[field].is_number(), "{field}");
     }
-    // The whole chain when strike_count is omitted: ATM ± 50 strikes.
+    // The whole chain when strike_count is omitted: every listed strike, ATM ± 75.
     let (_, full) = rest
         .api("optionchain", KEY_A, json!({"underlying": "BANKNIFTY", "exchange": "NSE_INDEX", "expiry_date": nearest_expiry(&rest, "BANKNIFTY", "NFO").await}))
         .await;
-    assert_eq!(full["chain"].as_array().unwrap().len(), 101);
+    assert_eq!(full["chain"].as_array().unwrap().len(), 151);
     sim.stop().await;
 }
 
