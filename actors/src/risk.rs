@@ -259,8 +259,9 @@ pub struct RiskStatus {
     /// Tick arrival → rule decision over every evaluated tick (serialised as count, sum, max
     /// and p50/p99/p999; `/metrics` merges the strategies' distributions).
     pub decision_latency: LatencySnapshot,
-    /// Gateway send time → rule decision (needs the gateway's timestamp).
-    pub feed_to_decision_us: Option<u64>,
+    /// Gateway send time → rule decision over every evaluated tick that carried the gateway's
+    /// send time (the simulator's `sim_sent_us`; the benchmark reads it).
+    pub feed_latency: LatencySnapshot,
     pub last_trigger: Option<TriggerView>,
     pub last_error: Option<String>,
 }
@@ -337,7 +338,7 @@ pub struct RiskActor {
     skipped_stale: u64,
     decision_latency_us: Option<u64>,
     decision_latency: LatencyHistogram,
-    feed_to_decision_us: Option<u64>,
+    feed_latency: LatencyHistogram,
     last_trigger: Option<TriggerView>,
     last_error: Option<String>,
     restarts: RestartTracker,
@@ -418,7 +419,7 @@ impl RiskActor {
             skipped_stale: 0,
             decision_latency_us: None,
             decision_latency: LatencyHistogram::new(),
-            feed_to_decision_us: None,
+            feed_latency: LatencyHistogram::new(),
             last_trigger: None,
             last_error: None,
         }
@@ -796,7 +797,7 @@ impl RiskActor {
             skipped_stale: self.skipped_stale,
             decision_latency_us: self.decision_latency_us,
             decision_latency: self.decision_latency.snapshot(),
-            feed_to_decision_us: self.feed_to_decision_us,
+            feed_latency: self.feed_latency.snapshot(),
             last_trigger: self.last_trigger.clone(),
             last_error: self.last_error.clone(),
         }
@@ -867,7 +868,8 @@ impl Handler<PnlUpdate> for RiskActor {
             self.decision_latency.record(latency);
         }
         if let Some(sent) = u.sent_us {
-            self.feed_to_decision_us = Some(epoch_us().saturating_sub(sent));
+            self.feed_latency
+                .record(Duration::from_micros(epoch_us().saturating_sub(sent)));
         }
         self.act_on(decision, pnl, ctx);
     }

@@ -438,13 +438,28 @@ fn render_risk(m: &mut Exposition, s: &ServiceState) {
         orders.exits.len() as f64,
     );
 
-    let latency = LatencySnapshot::merged(s.strategies.iter().map(|r| &r.decision_latency));
-    let name = "supervisor_tick_to_risk_decision_seconds";
-    m.family(
-        name,
-        "histogram",
+    let decision = LatencySnapshot::merged(s.strategies.iter().map(|r| &r.decision_latency));
+    latency_family(
+        m,
+        "supervisor_tick_to_risk_decision",
         "tick arrival at the supervisor → risk rule decision, every evaluated tick, all strategies",
+        &decision,
     );
+    let feed = LatencySnapshot::merged(s.strategies.iter().map(|r| &r.feed_latency));
+    latency_family(
+        m,
+        "supervisor_feed_to_risk_decision",
+        "gateway send → risk rule decision, for ticks that carry the gateway's send time \
+         (the simulator's)",
+        &feed,
+    );
+}
+
+/// A latency distribution as `{prefix}_seconds` (histogram) and `{prefix}_quantile_seconds`
+/// (p50/p99/p999 gauges, NaN before the first value).
+fn latency_family(m: &mut Exposition, prefix: &str, help: &str, latency: &LatencySnapshot) {
+    let name = format!("{prefix}_seconds");
+    m.family(&name, "histogram", help);
     for bound in LATENCY_BUCKETS_S {
         let count = latency.count_at_or_below((bound * 1e6).round() as u64);
         m.sample(
@@ -460,17 +475,13 @@ fn render_risk(m: &mut Exposition, s: &ServiceState) {
     )
     .sample(&format!("{name}_sum"), &[], latency.sum_us() as f64 / 1e6)
     .sample(&format!("{name}_count"), &[], latency.count() as f64);
-    let quantiles = "supervisor_tick_to_risk_decision_quantile_seconds";
-    m.family(
-        quantiles,
-        "gauge",
-        "quantiles of the tick→risk decision latency (NaN before the first decision)",
-    );
+    let quantiles = format!("{prefix}_quantile_seconds");
+    m.family(&quantiles, "gauge", &format!("quantiles of: {help}"));
     for (label, q) in [("0.5", 0.5), ("0.99", 0.99), ("0.999", 0.999)] {
         let value = latency
             .quantile_us(q)
             .map_or(f64::NAN, |us| us as f64 / 1e6);
-        m.sample(quantiles, &[("quantile", label)], value);
+        m.sample(&quantiles, &[("quantile", label)], value);
     }
 }
 

@@ -88,7 +88,8 @@ impl LatencyHistogram {
 }
 
 /// A recorded distribution: non-empty buckets in ascending order. Serialises as its summary
-/// (`count`, `sum_us`, `max_us`, `p50_us`, `p99_us`, `p999_us`).
+/// (`count`, `sum_us`, `max_us`, `p50_us`, `p99_us`, `p999_us`) and its non-empty `buckets` as
+/// `[upper bound µs, count]` pairs, so readers can merge snapshots or subtract an earlier one.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LatencySnapshot {
     buckets: Vec<(u32, u64)>,
@@ -168,13 +169,19 @@ impl LatencySnapshot {
 
 impl Serialize for LatencySnapshot {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut s = serializer.serialize_struct("LatencySnapshot", 6)?;
+        let mut s = serializer.serialize_struct("LatencySnapshot", 7)?;
         s.serialize_field("count", &self.count)?;
         s.serialize_field("sum_us", &self.sum_us)?;
         s.serialize_field("max_us", &(self.count > 0).then_some(self.max_us))?;
         s.serialize_field("p50_us", &self.quantile_us(0.5))?;
         s.serialize_field("p99_us", &self.quantile_us(0.99))?;
         s.serialize_field("p999_us", &self.quantile_us(0.999))?;
+        let buckets: Vec<[u64; 2]> = self
+            .buckets
+            .iter()
+            .map(|&(i, c)| [upper(i as usize), c])
+            .collect();
+        s.serialize_field("buckets", &buckets)?;
         s.end()
     }
 }
@@ -305,7 +312,7 @@ mod tests {
     }
 
     #[test]
-    fn serialises_as_its_summary() {
+    fn serialises_as_its_summary_and_buckets() {
         let mut h = LatencyHistogram::new();
         h.record(us(20));
         h.record(us(30));
@@ -313,7 +320,7 @@ mod tests {
         assert_eq!(
             json,
             serde_json::json!({"count": 2, "sum_us": 50, "max_us": 30, "p50_us": 20,
-                "p99_us": 30, "p999_us": 30})
+                "p99_us": 30, "p999_us": 30, "buckets": [[20, 1], [30, 1]]})
         );
         let empty = serde_json::to_value(LatencySnapshot::default()).unwrap();
         assert_eq!(empty["p50_us"], serde_json::Value::Null);
