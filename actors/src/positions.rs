@@ -237,6 +237,9 @@ struct StrategyBook {
     risk: Addr<RiskActor>,
     /// (fresh, stale legs) as last sent to the risk actor.
     sent: Option<(bool, usize)>,
+    /// Before this instant no open leg can turn stale (a lower bound: prices only get newer),
+    /// so a tick need not re-check every leg; None when unknown or some leg is stale.
+    fresh_until: Option<Instant>,
 }
 
 struct AccountRest {
@@ -414,6 +417,7 @@ impl PositionMonitorActor {
                 pnl,
                 risk: addr,
                 sent: None,
+                fresh_until: None,
             },
         );
     }
@@ -430,6 +434,8 @@ impl PositionMonitorActor {
         }
         book.pnl
             .open_leg(model.id, side, model.quantity as f64, model.entry_price);
+        // The new leg has no price yet.
+        book.fresh_until = None;
         // A sibling leg on the same instrument already has the latest price.
         let mut copied = None;
         if let Some(ids) = self.by_key.get(&key) {
@@ -588,21 +594,13 @@ impl PositionMonitorActor {
     /// Sends the run's P&L to the strategy's risk actor (it evaluates only while monitoring).
     fn push_pnl(&mut self, strategy_id: i32, received_at: Option<Instant>, sent_us: Option<u64>) {
         let now = Instant::now();
-        let stale_after = self.settings.stale_after;
         let Some(book) = self.strategies.get(&strategy_id) else {
             return;
         };
-        let stale_legs = book
-            .pnl
-            .open_legs()
-            .iter()
-            .filter(|l| {
-                self.legs
-                    .get(&l.id)
-                    .is_some_and(|leg| self.feed_stale(leg, now))
-            })
-            .count();
-        let fresh = book.pnl.stale_legs(now, stale_after).next().is_none();
+        let (fresh, stale_legs, fresh_until) = match book.fresh_until {
+            Some(until) if now < until => (true, 0, Some(until)),
+            _ => self.staleness(book, now),
+        };
         let update = PnlUpdate {
             pnl: book.pnl.pnl(),
             realized: book.pnl.realized(),
@@ -617,7 +615,36 @@ impl PositionMonitorActor {
         book.risk.do_send(update);
         if let Some(book) = self.strategies.get_mut(&strategy_id) {
             book.sent = Some((fresh, stale_legs));
+            book.fresh_until = fresh_until;
         }
+    }
+
+    /// Whether every leg's price is within `stale_after`, how many legs have no feed price
+    /// within it, and (when all are fresh) the earliest instant one could turn stale.
+    fn staleness(&self, book: &StrategyBook, now: Instant) -> (bool, usize, Option<Instant>) {
+        let stale_after = self.settings.stale_after;
+        let mut stale_legs = 0;
+        let mut fresh = true;
+        let mut until: Option<Instant> = None;
+        for open in book.pnl.open_legs() {
+            let Some((_, priced_at)) = open.last else {
+                fresh = false;
+                continue;
+            };
+            fresh &= !is_stale(priced_at, now, stale_after);
+            let mut reference = priced_at;
+            if let (Some(leg), Some(since)) = (self.legs.get(&open.id), self.monitoring_since) {
+                if self.feed_stale(leg, now) {
+                    stale_legs += 1;
+                }
+                let start = since.max(leg.tracked_since);
+                reference = reference.min(leg.last_feed_at.map_or(start, |at| at.max(start)));
+            }
+            let deadline = reference + stale_after;
+            until = Some(until.map_or(deadline, |u| u.min(deadline)));
+        }
+        let all_fresh = fresh && stale_legs == 0;
+        (fresh, stale_legs, until.filter(|_| all_fresh))
     }
 
     fn on_tick(&mut self, tick: Arc<Tick>) {
