@@ -3,7 +3,9 @@
 //! A run starts when a strategy goes from no open legs to some. Its P&L is the unrealized P&L
 //! of its open legs plus the realized P&L of the legs of the same run that already exited.
 
+use std::collections::HashMap;
 use std::fmt;
+use std::hash::Hash;
 use std::str::FromStr;
 use std::time::{Duration, Instant};
 
@@ -104,9 +106,13 @@ pub struct OpenLeg<Id> {
 }
 
 /// P&L of one strategy run: its open legs, plus what its exited legs realized.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct RunPnl<Id> {
     open: Vec<OpenLeg<Id>>,
+    /// Where each open leg is in `open` (a tick finds its leg at once, however many legs).
+    index: HashMap<Id, usize>,
+    /// Σ open quantity (whole units: exact in any order).
+    open_qty: f64,
     realized: f64,
     net_premium: f64,
 }
@@ -115,21 +121,28 @@ impl<Id> Default for RunPnl<Id> {
     fn default() -> Self {
         Self {
             open: Vec::new(),
+            index: HashMap::new(),
+            open_qty: 0.0,
             realized: 0.0,
             net_premium: 0.0,
         }
     }
 }
 
-impl<Id: PartialEq> RunPnl<Id> {
+impl<Id: Eq + Hash + Clone> RunPnl<Id> {
     /// An empty run.
     pub fn new() -> Self {
         Self::default()
     }
 
-    /// Adds an open leg (unpriced until its first tick).
+    /// Adds an open leg (unpriced until its first tick); a leg already open is left as it is.
     pub fn open_leg(&mut self, id: Id, side: Side, qty: f64, entry: f64) {
+        if self.index.contains_key(&id) {
+            return;
+        }
         self.net_premium += side.sign() * entry * qty;
+        self.open_qty += qty;
+        self.index.insert(id.clone(), self.open.len());
         self.open.push(OpenLeg {
             id,
             side,
@@ -150,9 +163,9 @@ impl<Id: PartialEq> RunPnl<Id> {
         if !accept_price(ltp) {
             return false;
         }
-        match self.open.iter_mut().find(|l| &l.id == id) {
-            Some(leg) => {
-                leg.last = Some((ltp, now));
+        match self.index.get(id) {
+            Some(&at) => {
+                self.open[at].last = Some((ltp, now));
                 true
             }
             None => false,
@@ -161,8 +174,12 @@ impl<Id: PartialEq> RunPnl<Id> {
 
     /// Moves leg `id` from open to realized at `exit`; returns its realized P&L.
     pub fn close_leg(&mut self, id: &Id, exit: f64) -> Option<f64> {
-        let pos = self.open.iter().position(|l| &l.id == id)?;
+        let pos = self.index.remove(id)?;
         let leg = self.open.swap_remove(pos);
+        if let Some(moved) = self.open.get(pos) {
+            self.index.insert(moved.id.clone(), pos);
+        }
+        self.open_qty -= leg.qty;
         let realized = leg_pnl(leg.side, leg.qty, leg.entry, exit);
         self.realized += realized;
         Some(realized)
@@ -199,7 +216,7 @@ impl<Id: PartialEq> RunPnl<Id> {
 
     /// Σ open quantity (the multiplier of a points-based trailing stop).
     pub fn open_qty_sum(&self) -> f64 {
-        self.open.iter().map(|l| l.qty).sum()
+        self.open_qty
     }
 
     /// Net premium of the run's legs, open and exited: Σ entry × qty, bought legs positive and
@@ -325,6 +342,27 @@ mod tests {
         assert_eq!(run.close_leg(&"b", 190.0), Some(-50.0));
         assert!(run.is_flat());
         assert!(close(run.pnl().unwrap(), 50.0));
+    }
+
+    #[test]
+    fn legs_stay_findable_after_others_close() {
+        let now = Instant::now();
+        let mut run = RunPnl::new();
+        for (id, entry) in [("a", 10.0), ("b", 20.0), ("c", 30.0), ("d", 40.0)] {
+            run.open_leg(id, Side::Buy, 1.0, entry);
+        }
+        run.open_leg("b", Side::Sell, 9.0, 99.0);
+        assert!(close(run.open_qty_sum(), 4.0));
+        assert_eq!(run.close_leg(&"a", 10.0), Some(0.0));
+        for (id, ltp) in [("b", 21.0), ("c", 32.0), ("d", 43.0)] {
+            assert!(run.update_price(&id, ltp, now), "{id}");
+        }
+        assert!(close(run.pnl().unwrap(), 6.0));
+        assert_eq!(run.close_leg(&"d", 43.0), Some(3.0));
+        assert!(run.update_price(&"c", 33.0, now));
+        assert!(!run.update_price(&"d", 50.0, now));
+        assert!(close(run.pnl().unwrap(), 7.0));
+        assert!(close(run.open_qty_sum(), 2.0));
     }
 
     #[test]
