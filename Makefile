@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 PG_URL ?= postgres://postgres@127.0.0.1:5432/test
 
-.PHONY: run serve test test-sqlite test-postgres lint fmt
+.PHONY: run serve test test-sqlite test-postgres bench lint fmt
 
 ## Build, then run the gateway simulator and the service with demo data (fresh SQLite database).
 run:
@@ -33,6 +33,13 @@ test-postgres:
 	else \
 		echo "PostgreSQL is not reachable at 127.0.0.1:5432: skipping the PostgreSQL leg"; \
 	fi
+
+## Benchmark on a release build: prints one JSON line (BENCHMARKS.md explains the figures).
+## Default load S=1000 symbols, K=50 strategies, V=20 viewers, 20 s, firehose; override with
+## e.g. BENCH_ARGS="--symbols 3000 --viewers 0" or BENCH_ARGS="--rate 20000 --duration 600".
+BENCH_ARGS ?=
+bench:
+	$(CARGO) run --release --bin supervisor -- bench $(BENCH_ARGS)
 
 ## Formatting and lints, as CI runs them.
 lint:

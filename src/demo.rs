@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 
 use actors::openalgo::rest::{OrderRequest, RestClient};
 
+use crate::api_client::ApiClient;
 use crate::configuration::Settings;
 use crate::sim::{SimConfig, Simulator};
 use crate::startup::Application;
@@ -40,13 +41,7 @@ pub async fn run(mut settings: Settings) -> anyhow::Result<()> {
     let token = app.admin_token().to_string();
     let server = actix_rt::spawn(app.run_until_stopped());
 
-    let api = Api {
-        base: base.clone(),
-        token: token.clone(),
-        http: awc::Client::builder()
-            .timeout(Duration::from_secs(10))
-            .finish(),
-    };
+    let api = ApiClient::new(base.clone(), Some(token.clone()));
     seed(&api, &sim).await.context("creating the demo data")?;
 
     println!(
@@ -82,34 +77,7 @@ fn reset_sqlite(url: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-struct Api {
-    base: String,
-    token: String,
-    http: awc::Client,
-}
-
-impl Api {
-    async fn post(&self, path: &str, body: Value) -> anyhow::Result<Value> {
-        let mut resp = self
-            .http
-            .post(format!("{}{path}", self.base))
-            .bearer_auth(&self.token)
-            .send_json(&body)
-            .await
-            .map_err(|e| anyhow::anyhow!("POST {path}: {e}"))?;
-        let status = resp.status();
-        let value: Value = resp
-            .json()
-            .await
-            .map_err(|e| anyhow::anyhow!("POST {path}: reading the answer: {e}"))?;
-        if !status.is_success() {
-            bail!("POST {path}: HTTP {status}: {value}");
-        }
-        Ok(value)
-    }
-}
-
-async fn seed(api: &Api, sim: &Simulator) -> anyhow::Result<()> {
+async fn seed(api: &ApiClient, sim: &Simulator) -> anyhow::Result<()> {
     let mut account_ids = Vec::new();
     for (name, key, primary) in [
         ("primary", PRIMARY_KEY, true),
@@ -191,7 +159,7 @@ async fn seed(api: &Api, sim: &Simulator) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn strategy(api: &Api, name: &str, limits: Value) -> anyhow::Result<Value> {
+async fn strategy(api: &ApiClient, name: &str, limits: Value) -> anyhow::Result<Value> {
     let mut body = limits;
     body["name"] = json!(name);
     Ok(api.post("/api/v1/strategies", body).await?["id"].clone())
@@ -210,7 +178,7 @@ struct Leg<'a> {
 }
 
 /// Fills a MARKET entry order at the simulator, then registers the fill with the supervisor.
-async fn enter(api: &Api, gateway: &RestClient, leg: Leg<'_>) -> anyhow::Result<()> {
+async fn enter(api: &ApiClient, gateway: &RestClient, leg: Leg<'_>) -> anyhow::Result<()> {
     let order_id = gateway
         .place_order(&OrderRequest {
             strategy: "demo".into(),

@@ -3,7 +3,7 @@ use clap::{Parser, Subcommand};
 
 use trading_supervisor::configuration::Settings;
 use trading_supervisor::startup::Application;
-use trading_supervisor::{database, demo, sim, telemetry};
+use trading_supervisor::{bench, database, demo, sim, telemetry};
 
 /// Trading supervisor: one market-data feed per API key, live P&L and risk exits for OpenAlgo.
 #[derive(Parser)]
@@ -23,6 +23,8 @@ enum Command {
     Sim(sim::SimArgs),
     /// Run the simulator and the service together with demo data (fresh SQLite database).
     Demo,
+    /// Measure throughput, latency and memory against the simulator in firehose mode.
+    Bench(bench::BenchArgs),
 }
 
 #[actix_web::main]
@@ -47,6 +49,7 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Sim(args) => sim::run(args).await,
         Command::Demo => demo::run(settings).await,
+        Command::Bench(args) => bench::run(args).await,
     }
 }
 

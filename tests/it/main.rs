@@ -3,6 +3,7 @@
 mod accounts;
 mod admin;
 mod admin_openapi;
+mod bench;
 mod browser;
 mod calendar;
 mod chain;

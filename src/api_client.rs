@@ -1,0 +1,84 @@
+//! A small JSON client of the supervisor's HTTP API and the simulator's control API, for the
+//! demo and the benchmark.
+
+use std::time::Duration;
+
+use anyhow::{anyhow, bail};
+use serde_json::Value;
+
+/// Largest answer read (a full `/api/v1/state` with thousands of legs).
+const MAX_BODY: usize = 64 * 1024 * 1024;
+
+pub struct ApiClient {
+    base: String,
+    token: Option<String>,
+    http: awc::Client,
+}
+
+impl ApiClient {
+    /// A client of `base` (e.g. `http://127.0.0.1:8000`), sending `token` as a bearer token.
+    pub fn new(base: impl Into<String>, token: Option<String>) -> ApiClient {
+        ApiClient {
+            base: base.into(),
+            token,
+            http: awc::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .finish(),
+        }
+    }
+
+    pub async fn get(&self, path: &str) -> anyhow::Result<Value> {
+        self.call("GET", path, None).await
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> anyhow::Result<Value> {
+        self.call("POST", path, Some(body)).await
+    }
+
+    /// The answer of GET `path` as text (e.g. `/metrics`).
+    pub async fn get_text(&self, path: &str) -> anyhow::Result<String> {
+        let mut request = self.http.get(format!("{}{path}", self.base));
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        let mut resp = request
+            .send()
+            .await
+            .map_err(|e| anyhow!("GET {path}: {e}"))?;
+        let body = resp
+            .body()
+            .limit(MAX_BODY)
+            .await
+            .map_err(|e| anyhow!("GET {path}: reading the answer: {e}"))?;
+        if !resp.status().is_success() {
+            bail!("GET {path}: HTTP {}", resp.status());
+        }
+        String::from_utf8(body.to_vec()).map_err(|e| anyhow!("GET {path}: {e}"))
+    }
+
+    async fn call(&self, method: &str, path: &str, body: Option<Value>) -> anyhow::Result<Value> {
+        let url = format!("{}{path}", self.base);
+        let mut request = match method {
+            "POST" => self.http.post(url),
+            _ => self.http.get(url),
+        };
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        let sent = match body {
+            Some(body) => request.send_json(&body).await,
+            None => request.send().await,
+        };
+        let mut resp = sent.map_err(|e| anyhow!("{method} {path}: {e}"))?;
+        let status = resp.status();
+        let value: Value = resp
+            .json()
+            .limit(MAX_BODY)
+            .await
+            .map_err(|e| anyhow!("{method} {path}: reading the answer: {e}"))?;
+        if !status.is_success() {
+            bail!("{method} {path}: HTTP {status}: {value}");
+        }
+        Ok(value)
+    }
+}

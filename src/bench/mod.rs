@@ -1,0 +1,617 @@
+//! `supervisor bench` (ARCHITECTURE §11): the simulator in firehose mode and the supervisor
+//! against it, each in its own process, under S subscribed symbols, K strategies with open legs
+//! and V chain viewers. Prints one JSON line of figures.
+//!
+//! Order of a run: the supervisor first: set-up through its HTTP API, a warm-up, the measured
+//! window (counters, latency buckets and CPU read at both ends, RSS and upstream connections
+//! sampled every second), then breach trials (a price that breaks a strategy's max loss, timed
+//! from the simulator's send to the exit order's receipt at the simulator). Then, with the
+//! supervisor stopped, the ceiling: a bare client reads and parses the same upstream symbols at
+//! the same offered rate.
+
+mod ceiling;
+mod procs;
+mod stats;
+
+use std::cell::Cell;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use awc::ws;
+use futures_util::{StreamExt, stream};
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use crate::api_client::ApiClient;
+use procs::Child;
+use stats::Quantiles;
+
+/// API key the supervisor's feed uses, and the bare client's (the simulator allows one feed
+/// connection per key, so each has its own).
+const FEED_KEY: &str = "feed-bench-key-0001";
+const CEILING_KEY: &str = "ceil-bench-key-0002";
+/// Offered ticks per second in firehose mode: more than either reader can take, so both read
+/// as fast as they can (the simulator drops what a reader leaves, and counts it).
+const FIREHOSE_TICKS_PER_S: f64 = 400_000.0;
+/// Strategies with one leg and a small max loss, broken one after the other at the end.
+const BREACH_TRIALS: usize = 10;
+const BREACH_ENTRY: f64 = 1000.0;
+const BREACH_PRICE: f64 = 100.0;
+const BREACH_MAX_LOSS: f64 = 500.0;
+/// Chains the viewers watch, in turn.
+const CHAINS: [(&str, &str); 3] = [
+    ("NIFTY", "NSE_INDEX"),
+    ("BANKNIFTY", "NSE_INDEX"),
+    ("SENSEX", "BSE_INDEX"),
+];
+
+/// `supervisor bench` arguments.
+#[derive(clap::Args, Debug, Clone)]
+pub struct BenchArgs {
+    /// Symbols held by the strategies' open legs (up to the simulator's ~3300 tradable ones).
+    #[arg(long, default_value_t = 1000)]
+    pub symbols: usize,
+    /// Strategies with open legs (the symbols are spread over them).
+    #[arg(long, default_value_t = 50)]
+    pub strategies: usize,
+    /// Option chain viewers, each with its own chain session and WebSocket.
+    #[arg(long, default_value_t = 20)]
+    pub viewers: usize,
+    /// Measured seconds (after set-up and warm-up). 300 or more is a soak: RSS is reported
+    /// every minute on stderr and its slope after warm-up is in the result.
+    #[arg(long, default_value_t = 20)]
+    pub duration: u64,
+    /// Ticks per second the simulator offers; 0: firehose (more than the feed can carry).
+    #[arg(long, default_value_t = 0.0)]
+    pub rate: f64,
+    /// Print only the JSON line (no progress on stderr).
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// The result line.
+#[derive(Debug, Serialize)]
+struct Report {
+    symbols: usize,
+    strategies: usize,
+    viewers: usize,
+    duration_s: u64,
+    offered_ticks_per_s: f64,
+    /// Ticks the supervisor took in and routed per second (registry → position monitor → risk
+    /// actors, and registry → chain sessions → viewers).
+    ticks_per_s: f64,
+    /// Of those, ticks that reached the position monitor (and from it the risk actors).
+    risk_ticks_per_s: f64,
+    ceiling_ticks_per_s: f64,
+    ratio: f64,
+    /// Simulator send → risk decision.
+    tick_to_risk_us: Quantiles,
+    /// The supervisor's share of it: frame read from the socket → risk decision.
+    receipt_to_risk_us: Quantiles,
+    /// Breach tick sent → exit order received by the simulator.
+    breach_to_exit_us: Quantiles,
+    /// Peak resident memory of the supervisor process.
+    rss_mb: f64,
+    /// RSS growth after warm-up (least squares over the samples).
+    rss_slope_mb_per_min: f64,
+    cpu_s_per_mtick: f64,
+    /// Most feed connections the simulator saw for the supervisor's key at any sample.
+    upstream_connections: u64,
+    upstream_subscriptions: u64,
+    /// Ticks the risk path (position monitor) never saw.
+    dropped_ticks: u64,
+    /// Ticks coalesced away for chain viewers (by design: a viewer needs the latest only).
+    viewer_ticks_coalesced: u64,
+    /// Frames the simulator dropped because a reader fell behind (the offered excess).
+    sim_ticks_dropped: u64,
+    viewer_snapshots: u64,
+}
+
+/// Runs the benchmark and prints the JSON line on stdout.
+pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    if args.symbols == 0 || args.strategies == 0 || args.duration == 0 {
+        bail!("--symbols, --strategies and --duration must be positive");
+    }
+    if args.rate < 0.0 || !args.rate.is_finite() {
+        bail!("--rate must be a non-negative number of ticks per second");
+    }
+    let log = Log(!args.json);
+    let report = Bench::new(args, log).await?.run().await?;
+    println!(
+        "{}",
+        serde_json::to_string(&report).context("serialising the report")?
+    );
+    Ok(())
+}
+
+#[derive(Clone, Copy)]
+struct Log(bool);
+
+impl Log {
+    fn say(self, message: impl AsRef<str>) {
+        if self.0 {
+            eprintln!("bench: {}", message.as_ref());
+        }
+    }
+}
+
+struct Bench {
+    args: BenchArgs,
+    log: Log,
+    offered: f64,
+    _sim_process: Child,
+    sim: ApiClient,
+    rest_url: String,
+    ws_url: String,
+    /// Tradable symbols, equities first: (exchange, symbol, lot size).
+    instruments: Vec<(String, String, u64)>,
+}
+
+impl Bench {
+    async fn new(args: BenchArgs, log: Log) -> anyhow::Result<Bench> {
+        let offered = if args.rate > 0.0 {
+            args.rate
+        } else {
+            FIREHOSE_TICKS_PER_S
+        };
+        let mut sim_process = Child::spawn(
+            "simulator",
+            &[
+                "sim",
+                "--rest-port",
+                "0",
+                "--ws-port",
+                "0",
+                "--api-key",
+                FEED_KEY,
+                "--api-key",
+                CEILING_KEY,
+                // No ticks until every subscription is in place (see `offer`).
+                "--ticks-per-s",
+                "0",
+            ],
+            &[("RUST_LOG", "warn".to_string())],
+        )?;
+        let rest_url = sim_process.wait_for_line(Duration::from_secs(30), |l| {
+            l.trim()
+                .strip_prefix("REST")
+                .map(|u| u.trim().trim_end_matches("/api/v1/").to_string())
+        })?;
+        let ws_url = sim_process.wait_for_line(Duration::from_secs(5), |l| {
+            l.trim().strip_prefix("feed").map(|u| u.trim().to_string())
+        })?;
+        let sim = ApiClient::new(rest_url.clone(), None);
+        let listed = sim.get("/sim/instruments").await?;
+        let mut instruments: Vec<(String, String, u64)> = listed
+            .as_array()
+            .context("/sim/instruments is not a list")?
+            .iter()
+            .filter_map(|i| {
+                Some((
+                    i["exchange"].as_str()?.to_string(),
+                    i["symbol"].as_str()?.to_string(),
+                    i["lot_size"].as_u64().unwrap_or(1),
+                ))
+            })
+            .filter(|(exchange, _, _)| !exchange.ends_with("_INDEX"))
+            .collect();
+        instruments.sort_by_key(|(exchange, _, _)| exchange != "NSE");
+        if args.symbols > instruments.len() {
+            bail!(
+                "--symbols {} is more than the simulator lists ({})",
+                args.symbols,
+                instruments.len()
+            );
+        }
+        if instruments.iter().filter(|i| i.0 == "NSE").count() < BREACH_TRIALS {
+            bail!("the simulator lists fewer than {BREACH_TRIALS} equities");
+        }
+        Ok(Bench {
+            args,
+            log,
+            offered,
+            _sim_process: sim_process,
+            sim,
+            rest_url,
+            ws_url,
+            instruments,
+        })
+    }
+
+    async fn run(self) -> anyhow::Result<Report> {
+        let warmup = Duration::from_secs(self.args.duration.clamp(1, 5));
+        let window = Duration::from_secs(self.args.duration);
+        let dir = tempfile::tempdir().context("creating a temporary directory")?;
+        let token = format!("bench-{}", uuid::Uuid::new_v4().simple());
+        let key: [u8; 32] = rand::random();
+        let db = dir.path().join("bench.db");
+        let env = [
+            ("RUST_LOG", "warn".to_string()),
+            ("APP_ENVIRONMENT", "local".to_string()),
+            ("SUPERVISOR__SERVER__PORT", "0".to_string()),
+            ("SUPERVISOR__SECURITY__ADMIN_TOKEN", token.clone()),
+            (
+                "SUPERVISOR__SECURITY__ENCRYPTION_KEY",
+                base64::Engine::encode(&base64::engine::general_purpose::STANDARD, key),
+            ),
+            (
+                "SUPERVISOR__DATABASE__URL",
+                format!("sqlite://{}?mode=rwc", db.display()),
+            ),
+            ("SUPERVISOR__CALENDAR__ALWAYS_OPEN", "true".to_string()),
+            (
+                "SUPERVISOR__CONNECTION__MAX_SYMBOLS",
+                (self.args.symbols + 1000).to_string(),
+            ),
+            (
+                "SUPERVISOR__POSITION_MONITOR__RECONCILE_INTERVAL_S",
+                "0".to_string(),
+            ),
+        ];
+        let mut process = Child::spawn("supervisor", &["serve"], &env)?;
+        let base = process.wait_for_line(Duration::from_secs(60), |l| {
+            l.strip_prefix("supervisor listening on ")
+                .map(|u| u.trim().trim_end_matches('/').to_string())
+        })?;
+        self.log.say(format!(
+            "supervisor at {base}/ (admin token {token}) while the run lasts"
+        ));
+        let api = ApiClient::new(base.clone(), Some(token.clone()));
+        self.set_up(&api).await?;
+        let snapshots = Rc::new(Cell::new(0u64));
+        self.open_viewers(&api, &base, &token, &snapshots).await?;
+        self.wait_flowing(&api).await?;
+        self.log
+            .say(format!("supervisor ready; warming up for {warmup:?}"));
+        actix_rt::time::sleep(warmup).await;
+
+        let state0 = api.get("/api/v1/state").await?;
+        let metrics0 = stats::prometheus(&api.get_text("/metrics").await?);
+        let cpu0 = process.cpu_s()?;
+        let t0 = Instant::now();
+        self.log.say(format!("measuring for {window:?}"));
+        let mut rss_samples = Vec::new();
+        let mut connections = 0;
+        let report_every = if self.args.duration >= 300 { 60 } else { 10 };
+        let mut next_report = report_every;
+        while t0.elapsed() < window {
+            actix_rt::time::sleep(Duration::from_secs(1).min(window - t0.elapsed())).await;
+            let (rss, _) = process.rss_mb()?;
+            let at = t0.elapsed().as_secs_f64();
+            rss_samples.push((at, rss));
+            connections = connections.max(self.feed_connections().await?);
+            if at >= next_report as f64 {
+                next_report += report_every;
+                self.log.say(format!(
+                    "t={at:.0}s rss={rss:.1} MB slope={:.3} MB/min",
+                    stats::slope_mb_per_min(&rss_samples)
+                ));
+            }
+        }
+        let elapsed = t0.elapsed().as_secs_f64();
+        let cpu1 = process.cpu_s()?;
+        let metrics1 = stats::prometheus(&api.get_text("/metrics").await?);
+        let state1 = api.get("/api/v1/state").await?;
+
+        let counter = |m: &std::collections::BTreeMap<String, f64>, name: &str| {
+            m.get(name).copied().unwrap_or(0.0)
+        };
+        let delta = |name: &str| counter(&metrics1, name) - counter(&metrics0, name);
+        let processed = delta("supervisor_ticks_in_total");
+        let ticks_per_s = processed / elapsed;
+        let risk_ticks_per_s = delta("supervisor_monitor_ticks_total") / elapsed;
+        let window_of = |field: &str| {
+            stats::between(
+                &stats::latency_buckets(&state0, field),
+                &stats::latency_buckets(&state1, field),
+            )
+        };
+        let latency = window_of("feed_latency")?;
+        let internal = window_of("decision_latency")?;
+
+        self.log.say("breach trials");
+        let breach = self.breach_trials().await?;
+        connections = connections.max(self.feed_connections().await?);
+
+        let final_state = api.get("/api/v1/state").await?;
+        let consumers = final_state["registry"]["consumers"]
+            .as_array()
+            .map_or(&[][..], Vec::as_slice);
+        let dropped_by = |risk_path: bool| {
+            consumers
+                .iter()
+                .filter(|c| (c["label"] == "position-monitor") == risk_path)
+                .filter_map(|c| c["dropped"].as_u64())
+                .sum::<u64>()
+        };
+        let sim_stats = self.sim.get("/sim/stats").await?;
+        let upstream = self.upstream().await?;
+        let (_, peak) = process.rss_mb()?;
+        let warm: Vec<(f64, f64)> = rss_samples
+            .iter()
+            .copied()
+            .filter(|(t, _)| *t >= elapsed * 0.2)
+            .collect();
+        process.stop().await;
+
+        self.log.say(format!(
+            "ceiling: bare client on the same {} symbols",
+            upstream.len()
+        ));
+        self.offer(0.0).await?;
+        let mut feed = ceiling::connect(&self.ws_url, CEILING_KEY, &upstream).await?;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while self.upstream().await?.len() < upstream.len() {
+            if Instant::now() > deadline {
+                bail!("the bare client's subscriptions not in place within 60 s");
+            }
+            actix_rt::time::sleep(Duration::from_millis(200)).await;
+        }
+        self.offer(self.offered).await?;
+        let ceiling =
+            ceiling::measure(&mut feed, warmup, window.min(Duration::from_secs(10))).await?;
+        self.log.say(format!(
+            "ceiling: {ceiling:.0} ticks/s parsed by the bare client"
+        ));
+        Ok(Report {
+            symbols: self.args.symbols,
+            strategies: self.args.strategies,
+            viewers: self.args.viewers,
+            duration_s: self.args.duration,
+            offered_ticks_per_s: self.offered,
+            ticks_per_s: round1(ticks_per_s),
+            risk_ticks_per_s: round1(risk_ticks_per_s),
+            ceiling_ticks_per_s: round1(ceiling),
+            ratio: if ceiling > 0.0 {
+                (ticks_per_s / ceiling * 1000.0).round() / 1000.0
+            } else {
+                0.0
+            },
+            tick_to_risk_us: Quantiles::of(&latency),
+            receipt_to_risk_us: Quantiles::of(&internal),
+            breach_to_exit_us: Quantiles::of(&breach),
+            rss_mb: round1(peak),
+            rss_slope_mb_per_min: (stats::slope_mb_per_min(&warm) * 1000.0).round() / 1000.0,
+            cpu_s_per_mtick: if processed > 0.0 {
+                round1((cpu1 - cpu0) / (processed / 1e6))
+            } else {
+                0.0
+            },
+            upstream_connections: connections,
+            upstream_subscriptions: upstream.len() as u64,
+            dropped_ticks: dropped_by(true),
+            viewer_ticks_coalesced: dropped_by(false),
+            sim_ticks_dropped: sim_stats["ticks_dropped"].as_u64().unwrap_or(0),
+            viewer_snapshots: snapshots.get(),
+        })
+    }
+
+    /// The feed account, the strategies and their legs.
+    async fn set_up(&self, api: &ApiClient) -> anyhow::Result<()> {
+        let account = api
+            .post(
+                "/api/v1/accounts",
+                json!({"name": "bench", "broker": "sim", "rest_url": self.rest_url,
+                       "ws_url": self.ws_url, "api_key": FEED_KEY, "is_primary": true}),
+            )
+            .await?;
+        let account_id = account["id"].clone();
+        let mut load = Vec::with_capacity(self.args.strategies);
+        for i in 0..self.args.strategies {
+            let created = api
+                .post(
+                    "/api/v1/strategies",
+                    json!({"name": format!("load {i}"), "max_loss": 1e9}),
+                )
+                .await?;
+            load.push(created["id"].clone());
+        }
+        self.log.say(format!(
+            "registering {} legs over {} strategies",
+            self.args.symbols, self.args.strategies
+        ));
+        let mut legs = Vec::with_capacity(self.args.symbols + BREACH_TRIALS);
+        for (i, (exchange, symbol, lot)) in self.instruments[..self.args.symbols].iter().enumerate()
+        {
+            let equity = exchange == "NSE";
+            legs.push(json!({
+                "strategy_id": load[i % load.len()], "account_id": account_id,
+                "symbol": symbol, "exchange": exchange,
+                "product": if equity { "MIS" } else { "NRML" },
+                "action": if i % 2 == 0 { "BUY" } else { "SELL" },
+                "quantity": if equity { 1 } else { *lot }, "entry_price": 100.0,
+                "lot_size": (!equity).then_some(*lot),
+            }));
+        }
+        for (i, (exchange, symbol, _)) in self.breach_symbols().into_iter().enumerate() {
+            let created = api
+                .post(
+                    "/api/v1/strategies",
+                    json!({"name": format!("breach {i}"), "max_loss": BREACH_MAX_LOSS}),
+                )
+                .await?;
+            self.sim
+                .post(
+                    "/sim/price",
+                    json!({"exchange": exchange, "symbol": symbol, "ltp": BREACH_ENTRY}),
+                )
+                .await?;
+            legs.push(json!({
+                "strategy_id": created["id"], "account_id": account_id,
+                "symbol": symbol, "exchange": exchange, "product": "MIS", "action": "BUY",
+                "quantity": 1, "entry_price": BREACH_ENTRY,
+            }));
+        }
+        let results: Vec<anyhow::Result<Value>> = stream::iter(legs)
+            .map(|leg| api.post("/api/v1/executions", leg))
+            .buffer_unordered(8)
+            .collect()
+            .await;
+        for result in results {
+            result.context("registering a leg")?;
+        }
+        Ok(())
+    }
+
+    fn breach_symbols(&self) -> Vec<(String, String, u64)> {
+        self.instruments
+            .iter()
+            .filter(|i| i.0 == "NSE")
+            .take(BREACH_TRIALS)
+            .cloned()
+            .collect()
+    }
+
+    /// Chain sessions, each streamed over its own WebSocket; `snapshots` counts what arrives.
+    async fn open_viewers(
+        &self,
+        api: &ApiClient,
+        base: &str,
+        token: &str,
+        snapshots: &Rc<Cell<u64>>,
+    ) -> anyhow::Result<()> {
+        for i in 0..self.args.viewers {
+            let (underlying, exchange) = CHAINS[i % CHAINS.len()];
+            let session = api
+                .post(
+                    "/api/v1/chain-sessions",
+                    json!({"underlying": underlying, "exchange": exchange}),
+                )
+                .await?;
+            let id = session["id"]
+                .as_str()
+                .context("a chain session without id")?;
+            let url = format!(
+                "{}/ws/chain/{id}?token={token}",
+                base.replacen("http", "ws", 1)
+            );
+            let (_, mut socket) = awc::Client::new()
+                .ws(url)
+                .max_frame_size(16 * 1024 * 1024)
+                .connect()
+                .await
+                .map_err(|e| anyhow::anyhow!("opening chain viewer {i}: {e}"))?;
+            let count = snapshots.clone();
+            actix_rt::spawn(async move {
+                while let Some(Ok(frame)) = socket.next().await {
+                    if matches!(frame, ws::Frame::Text(_)) {
+                        count.set(count.get() + 1);
+                    }
+                }
+            });
+        }
+        Ok(())
+    }
+
+    /// Waits until the simulator holds every subscription the supervisor made, then starts the
+    /// offered load and waits for ticks to reach the position monitor. (A saturated feed
+    /// session reads its client's frames late, so subscribing under load would leave symbols
+    /// unsubscribed for a while and skew the figures.)
+    async fn wait_flowing(&self, api: &ApiClient) -> anyhow::Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let metrics = stats::prometheus(&api.get_text("/metrics").await?);
+            let wanted = metrics
+                .get("supervisor_subscriptions")
+                .copied()
+                .unwrap_or(0.0) as usize;
+            let held = self.upstream().await?.len();
+            if wanted >= self.args.symbols && held >= wanted {
+                break;
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "subscriptions not in place within 60 s ({wanted} wanted by the supervisor, \
+                     {held} held by the simulator)"
+                );
+            }
+            actix_rt::time::sleep(Duration::from_millis(200)).await;
+        }
+        self.offer(self.offered).await?;
+        loop {
+            let metrics = stats::prometheus(&api.get_text("/metrics").await?);
+            let ticks = metrics
+                .get("supervisor_monitor_ticks_total")
+                .copied()
+                .unwrap_or(0.0);
+            if ticks > 0.0 {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!("no ticks reached the position monitor within 60 s");
+            }
+            actix_rt::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Sets the simulator's offered ticks per second.
+    async fn offer(&self, ticks_per_s: f64) -> anyhow::Result<()> {
+        self.sim
+            .post("/sim/rate", json!({"ticks_per_s": ticks_per_s}))
+            .await?;
+        Ok(())
+    }
+
+    /// The instruments subscribed at the simulator, by anyone.
+    async fn upstream(&self) -> anyhow::Result<Vec<(String, String)>> {
+        let stats = self.sim.get("/sim/stats").await?;
+        Ok(stats["subscriptions"]
+            .as_array()
+            .map_or(&[][..], Vec::as_slice)
+            .iter()
+            .filter_map(|s| Some((s["exchange"].as_str()?.into(), s["symbol"].as_str()?.into())))
+            .collect())
+    }
+
+    /// Feed connections the simulator holds for the supervisor's key.
+    async fn feed_connections(&self) -> anyhow::Result<u64> {
+        let stats = self.sim.get("/sim/stats").await?;
+        let masked = crate::sim::mask_key(FEED_KEY);
+        Ok(stats["feed"]["connections"][&masked].as_u64().unwrap_or(0))
+    }
+
+    /// Breaks each breach strategy's max loss in turn; simulator send → exit order received.
+    async fn breach_trials(&self) -> anyhow::Result<hdrhistogram::Histogram<u64>> {
+        let mut h = stats::histogram()?;
+        for (exchange, symbol, _) in self.breach_symbols() {
+            let sent = self
+                .sim
+                .post(
+                    "/sim/price",
+                    json!({"exchange": exchange, "symbol": symbol, "ltp": BREACH_PRICE}),
+                )
+                .await?;
+            let sent_at = sent["sent_at_us"]
+                .as_i64()
+                .context("/sim/price gave no send time")?;
+            let deadline = Instant::now() + Duration::from_secs(15);
+            let received = loop {
+                let orders = self.sim.get("/sim/orders").await?;
+                let exit = orders.as_array().and_then(|all| {
+                    all.iter().find(|o| {
+                        o["symbol"] == symbol.as_str()
+                            && o["action"] == "SELL"
+                            && o["received_at_us"].is_i64()
+                    })
+                });
+                if let Some(order) = exit {
+                    break order["received_at_us"].as_i64().unwrap_or(sent_at);
+                }
+                if Instant::now() > deadline {
+                    bail!("no exit order for {exchange}:{symbol} within 15 s of its breach");
+                }
+                actix_rt::time::sleep(Duration::from_millis(20)).await;
+            };
+            h.record(u64::try_from(received - sent_at).unwrap_or(0).max(1))
+                .context("recording a breach latency")?;
+            // Stay under the account's order rate limit between trials.
+            actix_rt::time::sleep(Duration::from_millis(150)).await;
+        }
+        Ok(h)
+    }
+}
+
+fn round1(v: f64) -> f64 {
+    (v * 10.0).round() / 10.0
+}
