@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use awc::ws;
-use futures_util::{StreamExt, stream};
+use futures_util::{SinkExt, StreamExt, stream};
 use serde::Serialize;
 use serde_json::{Value, json};
 
@@ -39,6 +39,8 @@ const BREACH_TRIALS: usize = 10;
 const BREACH_ENTRY: f64 = 1000.0;
 const BREACH_PRICE: f64 = 100.0;
 const BREACH_MAX_LOSS: f64 = 500.0;
+/// How often a viewer pings its chain socket (well inside the default 300 s lease).
+const VIEWER_PING_EVERY: Duration = Duration::from_secs(60);
 /// Chains the viewers watch, in turn.
 const CHAINS: [(&str, &str); 3] = [
     ("NIFTY", "NSE_INDEX"),
@@ -171,7 +173,7 @@ impl Bench {
                 "--ticks-per-s",
                 "0",
             ],
-            &[("RUST_LOG", "warn".to_string())],
+            &[("RUST_LOG", child_log_filter())],
         )?;
         let rest_url = sim_process.wait_for_line(Duration::from_secs(30), |l| {
             l.trim()
@@ -227,7 +229,7 @@ impl Bench {
         let key: [u8; 32] = rand::random();
         let db = dir.path().join("bench.db");
         let env = [
-            ("RUST_LOG", "warn".to_string()),
+            ("RUST_LOG", child_log_filter()),
             ("APP_ENVIRONMENT", "local".to_string()),
             ("SUPERVISOR__SERVER__PORT", "0".to_string()),
             ("SUPERVISOR__SECURITY__ADMIN_TOKEN", token.clone()),
@@ -494,9 +496,20 @@ impl Bench {
                 .map_err(|e| anyhow::anyhow!("opening chain viewer {i}: {e}"))?;
             let count = snapshots.clone();
             actix_rt::spawn(async move {
-                while let Some(Ok(frame)) = socket.next().await {
-                    if matches!(frame, ws::Frame::Text(_)) {
-                        count.set(count.get() + 1);
+                // A ping now and then keeps the session's lease, as a browser's heartbeat does.
+                let mut lease = actix_rt::time::interval(VIEWER_PING_EVERY);
+                loop {
+                    tokio::select! {
+                        frame = socket.next() => match frame {
+                            Some(Ok(ws::Frame::Text(_))) => count.set(count.get() + 1),
+                            Some(Ok(_)) => {}
+                            _ => break,
+                        },
+                        _ = lease.tick() => {
+                            if socket.send(ws::Message::Ping(Default::default())).await.is_err() {
+                                break;
+                            }
+                        }
                     }
                 }
             });
@@ -610,6 +623,11 @@ impl Bench {
         }
         Ok(h)
     }
+}
+
+/// The children log warnings and errors unless `RUST_LOG` says otherwise.
+fn child_log_filter() -> String {
+    std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".to_string())
 }
 
 fn round1(v: f64) -> f64 {
