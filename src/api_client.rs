@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use actix_web::http::{Method, StatusCode};
+use actix_web::web::Bytes;
 use anyhow::{anyhow, bail};
 use serde_json::Value;
 
@@ -28,40 +30,42 @@ impl ApiClient {
     }
 
     pub async fn get(&self, path: &str) -> anyhow::Result<Value> {
-        self.call("GET", path, None).await
+        self.json(Method::GET, path, None).await
     }
 
     pub async fn post(&self, path: &str, body: Value) -> anyhow::Result<Value> {
-        self.call("POST", path, Some(body)).await
+        self.json(Method::POST, path, Some(body)).await
     }
 
     /// The answer of GET `path` as text (e.g. `/metrics`).
     pub async fn get_text(&self, path: &str) -> anyhow::Result<String> {
-        let mut request = self.http.get(format!("{}{path}", self.base));
-        if let Some(token) = &self.token {
-            request = request.bearer_auth(token);
+        let (status, body) = self.call(Method::GET, path, None).await?;
+        let text = String::from_utf8(body.to_vec()).map_err(|e| anyhow!("GET {path}: {e}"))?;
+        if !status.is_success() {
+            bail!("GET {path}: HTTP {status}: {text}");
         }
-        let mut resp = request
-            .send()
-            .await
-            .map_err(|e| anyhow!("GET {path}: {e}"))?;
-        let body = resp
-            .body()
-            .limit(MAX_BODY)
-            .await
-            .map_err(|e| anyhow!("GET {path}: reading the answer: {e}"))?;
-        if !resp.status().is_success() {
-            bail!("GET {path}: HTTP {}", resp.status());
-        }
-        String::from_utf8(body.to_vec()).map_err(|e| anyhow!("GET {path}: {e}"))
+        Ok(text)
     }
 
-    async fn call(&self, method: &str, path: &str, body: Option<Value>) -> anyhow::Result<Value> {
-        let url = format!("{}{path}", self.base);
-        let mut request = match method {
-            "POST" => self.http.post(url),
-            _ => self.http.get(url),
-        };
+    async fn json(&self, method: Method, path: &str, body: Option<Value>) -> anyhow::Result<Value> {
+        let (status, bytes) = self.call(method.clone(), path, body).await?;
+        let value: Value = serde_json::from_slice(&bytes)
+            .map_err(|e| anyhow!("{method} {path}: the answer is not JSON: {e}"))?;
+        if !status.is_success() {
+            bail!("{method} {path}: HTTP {status}: {value}");
+        }
+        Ok(value)
+    }
+
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> anyhow::Result<(StatusCode, Bytes)> {
+        let mut request = self
+            .http
+            .request(method.clone(), format!("{}{path}", self.base));
         if let Some(token) = &self.token {
             request = request.bearer_auth(token);
         }
@@ -70,15 +74,11 @@ impl ApiClient {
             None => request.send().await,
         };
         let mut resp = sent.map_err(|e| anyhow!("{method} {path}: {e}"))?;
-        let status = resp.status();
-        let value: Value = resp
-            .json()
+        let bytes = resp
+            .body()
             .limit(MAX_BODY)
             .await
             .map_err(|e| anyhow!("{method} {path}: reading the answer: {e}"))?;
-        if !status.is_success() {
-            bail!("{method} {path}: HTTP {status}: {value}");
-        }
-        Ok(value)
+        Ok((resp.status(), bytes))
     }
 }

@@ -256,9 +256,8 @@ impl Bench {
             l.strip_prefix("supervisor listening on ")
                 .map(|u| u.trim().trim_end_matches('/').to_string())
         })?;
-        self.log.say(format!(
-            "supervisor at {base}/ (admin token {token}) while the run lasts"
-        ));
+        self.log
+            .say(format!("supervisor at {base}/ while the run lasts"));
         let api = ApiClient::new(base.clone(), Some(token.clone()));
         self.set_up(&api).await?;
         let snapshots = Rc::new(Cell::new(0u64));

@@ -114,7 +114,7 @@ pub(crate) async fn price(body: web::Bytes, shared: web::Data<Shared>) -> HttpRe
     )
 }
 
-/// `GET /sim/instruments`: every tradable instrument, indices and equities first.
+/// `GET /sim/instruments`: every instrument with its exchange, symbol and lot size.
 pub(crate) async fn instruments(shared: web::Data<Shared>) -> HttpResponse {
     let core = shared.core();
     let rows: Vec<Value> = core
