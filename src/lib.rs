@@ -3,6 +3,7 @@
 
 pub mod api_client;
 pub mod bench;
+pub mod cli;
 pub mod configuration;
 pub mod database;
 pub mod demo;
