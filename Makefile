@@ -35,7 +35,7 @@ test-postgres:
 	fi
 
 ## Benchmark on a release build: prints one JSON line (BENCHMARKS.md explains the figures).
-## Default load S=1000 symbols, K=50 strategies, V=20 viewers, 20 s, firehose; override with
+## Default load S=1000 symbols, K=50 strategies, V=20 viewers, 10 s, firehose; override with
 ## e.g. BENCH_ARGS="--symbols 3000 --viewers 0" or BENCH_ARGS="--rate 20000 --duration 600".
 BENCH_ARGS ?=
 bench:

@@ -102,6 +102,7 @@ fn bench_prints_one_sane_json_line() {
         r["breach_to_exit_us"]["count"], 10,
         "every breach trial exited: {r}"
     );
+    assert_eq!(r["breach_exits_missed"], 0, "no missed stop: {r}");
     let rss = number("rss_mb");
     assert!(rss > 1.0 && rss < 4096.0, "{r}");
     assert!(number("rss_slope_mb_per_min").is_finite());
