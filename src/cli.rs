@@ -7,7 +7,7 @@ use clap::{Parser, Subcommand};
 
 use crate::configuration::Settings;
 use crate::startup::Application;
-use crate::{bench, database, demo, sim, telemetry};
+use crate::{database, demo, telemetry};
 
 /// Trading supervisor: one market-data feed per API key, live P&L and risk exits for OpenAlgo.
 #[derive(Parser)]
@@ -24,7 +24,7 @@ enum Command {
     /// Apply pending database migrations and exit.
     Migrate,
     /// Run the OpenAlgo-compatible gateway simulator.
-    Sim(sim::SimArgs),
+    Sim(simulator::SimArgs),
     /// Run the simulator and the service together with demo data (fresh SQLite database).
     Demo,
     /// Measure throughput, latency and memory against the simulator in firehose mode.
@@ -55,7 +55,7 @@ async fn run() -> anyhow::Result<()> {
             );
             Ok(())
         }
-        Command::Sim(args) => sim::run(args).await,
+        Command::Sim(args) => simulator::run(args).await,
         Command::Demo => demo::run(settings).await,
         Command::Bench(args) => bench::run(args).await,
     }

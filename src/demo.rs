@@ -11,10 +11,10 @@ use serde_json::{Value, json};
 
 use actors::openalgo::rest::{OrderRequest, RestClient};
 
-use crate::api_client::ApiClient;
 use crate::configuration::Settings;
-use crate::sim::{SimConfig, Simulator};
 use crate::startup::Application;
+use bench::api_client::ApiClient;
+use simulator::{SimConfig, Simulator};
 
 const PRIMARY_KEY: &str = "demo-primary-key-0001";
 const BACKUP_KEY: &str = "demo-backup-key-0002";

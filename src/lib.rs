@@ -1,13 +1,10 @@
 //! trading-supervisor: one supervised market-data feed per API key, live P&L and exactly-once
 //! risk exits next to an OpenAlgo gateway.
 
-pub mod api_client;
-pub mod bench;
 pub mod cli;
 pub mod configuration;
 pub mod database;
 pub mod demo;
 pub mod http;
-pub mod sim;
 pub mod startup;
 pub mod telemetry;

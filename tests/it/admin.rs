@@ -8,8 +8,8 @@ use actix_web::http::StatusCode;
 use awc::ws::{CloseCode, Frame, Message};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
+use simulator::Simulator;
 use trading_supervisor::configuration::Settings;
-use trading_supervisor::sim::Simulator;
 
 use crate::feed::{FEED_KEY, sim_post, start_sim};
 use crate::helpers::{

@@ -14,8 +14,8 @@ use futures_util::future::join_all;
 use futures_util::{SinkExt, StreamExt};
 use sea_orm::{ActiveModelTrait, Database, DatabaseConnection, EntityTrait, Set};
 use serde_json::{Value, json};
+use simulator::Simulator;
 use trading_supervisor::configuration::Settings;
-use trading_supervisor::sim::Simulator;
 use trading_supervisor::startup::Application;
 
 use crate::feed::{FEED_KEY, probe, sim_post, start_sim, target, upstream, wait_live};

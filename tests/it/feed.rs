@@ -12,7 +12,7 @@ use ::actors::feed::{
 };
 use actix::prelude::*;
 use serde_json::{Value, json};
-use trading_supervisor::sim::{SimConfig, Simulator};
+use simulator::{SimConfig, Simulator};
 
 use crate::helpers::poll_until;
 

@@ -8,7 +8,7 @@ use ::actors::clock::{ManualClock, SharedClock, SystemClock};
 use chrono::{DateTime, TimeZone, Utc};
 use chrono_tz::Asia::Kolkata;
 use serde_json::{Value, json};
-use trading_supervisor::sim::{SimConfig, Simulator};
+use simulator::{SimConfig, Simulator};
 
 use crate::feed::{FEED_KEY, sim_stats, start_sim};
 use crate::helpers::{TEST_ENCRYPTION_KEY, TestApp, poll_until, spawn_app_with_clock};

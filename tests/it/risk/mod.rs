@@ -30,9 +30,9 @@ use entity::strategy_executions;
 use entity::trading_accounts;
 use sea_orm::{ActiveModelTrait, ActiveValue::Set, DatabaseConnection, EntityTrait};
 use serde_json::{Value, json};
+use simulator::{RateLimits, SimConfig, Simulator};
 use trading_supervisor::configuration::{DatabaseSettings, Settings};
 use trading_supervisor::database;
-use trading_supervisor::sim::{RateLimits, SimConfig, Simulator};
 use trading_supervisor::startup::Application;
 
 use crate::feed::{FEED_KEY, sim_post, sim_stats};

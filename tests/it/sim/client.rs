@@ -9,7 +9,7 @@ use anyhow::{Context, anyhow, bail};
 use awc::ws::{CloseReason, Frame, Message};
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
 use serde_json::{Value, json};
-use trading_supervisor::sim::{SimConfig, Simulator};
+use simulator::{SimConfig, Simulator};
 
 pub const KEY_A: &str = "alpha-key-0001";
 pub const KEY_B: &str = "bravo-key-0002";

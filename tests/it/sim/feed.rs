@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use awc::ws::CloseCode;
 use serde_json::{Value, json};
-use trading_supervisor::sim::SimConfig;
+use simulator::SimConfig;
 
 use super::client::{
     Event, FeedClient, KEY_A, KEY_B, MASK_A, Rest, WAIT, config, eventually, start,

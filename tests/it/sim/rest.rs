@@ -1,7 +1,7 @@
 //! REST conformance: protocol §2 bodies, books, broker checks, option endpoints, limits.
 
 use serde_json::{Value, json};
-use trading_supervisor::sim::{RateLimits, SimConfig};
+use simulator::{RateLimits, SimConfig};
 
 use super::client::{KEY_A, KEY_B, MASK_A, Rest, config, eventually, start};
 use super::feed::nearest_expiry;

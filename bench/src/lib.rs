@@ -9,6 +9,7 @@
 //! supervisor stopped, the ceiling: a bare client reads and parses the same upstream symbols at
 //! the same offered rate.
 
+pub mod api_client;
 mod ceiling;
 mod procs;
 mod stats;
@@ -582,7 +583,7 @@ impl Bench {
     /// Feed connections the simulator holds for the supervisor's key.
     async fn feed_connections(&self) -> anyhow::Result<u64> {
         let stats = self.sim.get("/sim/stats").await?;
-        let masked = crate::sim::mask_key(FEED_KEY);
+        let masked = simulator::mask_key(FEED_KEY);
         Ok(stats["feed"]["connections"][&masked].as_u64().unwrap_or(0))
     }
 

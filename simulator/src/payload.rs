@@ -224,7 +224,7 @@ mod tests {
     use chrono::Utc;
     use rand::SeedableRng;
 
-    use crate::sim::market::Market;
+    use crate::market::Market;
 
     fn tick(symbol_exchange: (&str, &str), mode: u8, tag: u8) -> serde_json::Value {
         let now = Utc::now();
