@@ -264,7 +264,7 @@ impl Bench {
         let api = ApiClient::new(base.clone(), Some(token.clone()));
         self.set_up(&api).await?;
         let snapshots = Rc::new(Cell::new(0u64));
-        self.open_viewers(&api, &base, &token, &snapshots).await?;
+        let viewers = self.open_viewers(&api, &base, &token, &snapshots).await?;
         self.wait_flowing(&api).await?;
         self.log
             .say(format!("supervisor ready; warming up for {warmup:?}"));
@@ -337,6 +337,9 @@ impl Bench {
             .copied()
             .filter(|(t, _)| *t >= elapsed * 0.2)
             .collect();
+        // Viewers leave first: open sockets would hold the supervisor's graceful shutdown for
+        // its full timeout.
+        viewers.iter().for_each(|viewer| viewer.abort());
         process.stop().await;
 
         self.log.say(format!(
@@ -468,14 +471,16 @@ impl Bench {
             .collect()
     }
 
-    /// Chain sessions, each streamed over its own WebSocket; `snapshots` counts what arrives.
+    /// Chain sessions, each streamed over its own WebSocket by a task of its own; `snapshots`
+    /// counts what arrives. Aborting a task closes its socket.
     async fn open_viewers(
         &self,
         api: &ApiClient,
         base: &str,
         token: &str,
         snapshots: &Rc<Cell<u64>>,
-    ) -> anyhow::Result<()> {
+    ) -> anyhow::Result<Vec<actix_rt::task::JoinHandle<()>>> {
+        let mut viewers = Vec::with_capacity(self.args.viewers);
         for i in 0..self.args.viewers {
             let (underlying, exchange) = CHAINS[i % CHAINS.len()];
             let session = api
@@ -498,7 +503,7 @@ impl Bench {
                 .await
                 .map_err(|e| anyhow::anyhow!("opening chain viewer {i}: {e}"))?;
             let count = snapshots.clone();
-            actix_rt::spawn(async move {
+            viewers.push(actix_rt::spawn(async move {
                 // A ping now and then keeps the session's lease, as a browser's heartbeat does.
                 let mut lease = actix_rt::time::interval(VIEWER_PING_EVERY);
                 loop {
@@ -515,9 +520,9 @@ impl Bench {
                         }
                     }
                 }
-            });
+            }));
         }
-        Ok(())
+        Ok(viewers)
     }
 
     /// Waits until the simulator holds every subscription the supervisor made, then starts the
