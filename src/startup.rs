@@ -11,7 +11,6 @@ use actix_web::{App, HttpServer, web};
 use actors::accounts::{AccountMonitorActor, AccountMonitorSettings, FollowAccounts};
 use actors::calendar::{CalendarActor, CalendarSettings, SubscribePhase};
 use actors::chain::{ChainDirectoryActor, ChainSettings, CloseAllChainSessions};
-use actors::clock::{SharedClock, SystemClock};
 use actors::feed::Feed;
 use actors::orders::{GatewaySettings, OrderGatewayActor};
 use actors::positions::{MonitorSettings, PositionMonitorActor};
@@ -19,6 +18,7 @@ use actors::risk::RiskSettings;
 use actors::secrets::KeyCipher;
 use actors::supervisor::{AddMember, FollowGateway, SupervisorActor};
 use anyhow::Context as _;
+use clock::{SharedClock, SystemClock};
 use rand::Rng;
 use sea_orm::DatabaseConnection;
 
@@ -111,6 +111,7 @@ impl Application {
         let body_limit = settings.server.body_limit_bytes;
         let chains = ChainDirectoryActor::start_supervised(
             chain_settings(&settings)?,
+            clock.clone(),
             db.clone(),
             feed.registry.clone(),
         );

@@ -23,12 +23,12 @@ use entity::{
 use sea_orm::{ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder};
 use serde::Serialize;
 
-use crate::clock::SharedClock;
 use crate::domain::calendar::{
     CalendarData, Phase, SEARCH_DAYS, Session, SessionKind, Special, next_change, phase_at,
 };
 use crate::status::Lifecycle;
 use crate::supervised::RestartTracker;
+use clock::SharedClock;
 
 /// How often the calendar is reloaded and re-evaluated even when nothing asked for it.
 const RECHECK_EVERY: Duration = Duration::from_secs(60);

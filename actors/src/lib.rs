@@ -3,7 +3,6 @@
 pub mod accounts;
 pub mod calendar;
 pub mod chain;
-pub mod clock;
 pub mod domain;
 pub mod feed;
 pub mod openalgo;

@@ -47,14 +47,26 @@ pub(crate) fn today_ist(now: DateTime<Utc>) -> NaiveDate {
     now.with_timezone(&Kolkata).date_naive()
 }
 
-/// The next `count` weekly expiries on `weekday`, holiday-adjusted, none before `today`.
-pub(crate) fn weekly_expiries(today: NaiveDate, weekday: Weekday, count: usize) -> Vec<NaiveDate> {
+/// True while an expiry still trades at `now`: until its session closes, 15:30 Asia/Kolkata on
+/// the expiry date. From then on the contract is gone: not listed, no chain, no greeks.
+pub(crate) fn is_live(expiry: NaiveDate, now: DateTime<Utc>) -> bool {
+    now < expiry_close(expiry)
+}
+
+/// The next `count` weekly expiries on `weekday`, holiday-adjusted, none already closed at
+/// `now`.
+pub(crate) fn weekly_expiries(
+    now: DateTime<Utc>,
+    weekday: Weekday,
+    count: usize,
+) -> Vec<NaiveDate> {
+    let today = today_ist(now);
     let ahead = (7 + weekday.num_days_from_monday() - today.weekday().num_days_from_monday()) % 7;
     let mut nominal = today + Days::new(u64::from(ahead));
     let mut out = Vec::with_capacity(count);
     while out.len() < count {
         let expiry = adjust_expiry(nominal);
-        if expiry >= today {
+        if is_live(expiry, now) {
             out.push(expiry);
         }
         nominal = nominal + Days::new(7);
@@ -62,15 +74,20 @@ pub(crate) fn weekly_expiries(today: NaiveDate, weekday: Weekday, count: usize) 
     out
 }
 
-/// The next `count` monthly expiries (last `weekday` of the month), holiday-adjusted,
-/// none before `today`.
-pub(crate) fn monthly_expiries(today: NaiveDate, weekday: Weekday, count: usize) -> Vec<NaiveDate> {
+/// The next `count` monthly expiries (last `weekday` of the month), holiday-adjusted, none
+/// already closed at `now`.
+pub(crate) fn monthly_expiries(
+    now: DateTime<Utc>,
+    weekday: Weekday,
+    count: usize,
+) -> Vec<NaiveDate> {
+    let today = today_ist(now);
     let mut out = Vec::with_capacity(count);
     let (mut year, mut month) = (today.year(), today.month());
     while out.len() < count {
         if let Some(last) = last_weekday_of_month(year, month, weekday) {
             let expiry = adjust_expiry(last);
-            if expiry >= today {
+            if is_live(expiry, now) {
                 out.push(expiry);
             }
         }
@@ -155,10 +172,23 @@ mod tests {
         NaiveDate::from_ymd_opt(y, m, day).unwrap()
     }
 
+    /// An instant given in Asia/Kolkata.
+    fn ist(y: i32, m: u32, day: u32, h: u32, min: u32, s: u32) -> DateTime<Utc> {
+        Kolkata
+            .with_ymd_and_hms(y, m, day, h, min, s)
+            .unwrap()
+            .with_timezone(&Utc)
+    }
+
+    /// Morning of a date, when nothing has closed yet.
+    fn morning(y: i32, m: u32, day: u32) -> DateTime<Utc> {
+        ist(y, m, day, 9, 0, 0)
+    }
+
     #[test]
     fn weekly_expiry_on_a_holiday_moves_to_the_previous_trading_day() {
         // 2026-03-03 (Tuesday) is Holi: that week's NIFTY expiry is Monday 2026-03-02.
-        let got = weekly_expiries(d(2026, 2, 25), Weekday::Tue, 4);
+        let got = weekly_expiries(morning(2026, 2, 25), Weekday::Tue, 4);
         assert_eq!(
             got,
             vec![
@@ -173,13 +203,45 @@ mod tests {
     #[test]
     fn weekly_expiry_includes_today_and_skips_an_adjusted_date_in_the_past() {
         assert_eq!(
-            weekly_expiries(d(2026, 3, 10), Weekday::Tue, 1),
+            weekly_expiries(morning(2026, 3, 10), Weekday::Tue, 1),
             vec![d(2026, 3, 10)]
         );
         // On Holi itself the adjusted expiry (2 March) is already past.
         assert_eq!(
-            weekly_expiries(d(2026, 3, 3), Weekday::Tue, 1),
+            weekly_expiries(morning(2026, 3, 3), Weekday::Tue, 1),
             vec![d(2026, 3, 10)]
+        );
+    }
+
+    #[test]
+    fn an_expiry_is_gone_once_its_session_closes_at_half_past_three() {
+        // Tuesday 2026-12-01 is a NIFTY expiry.
+        let expiry = d(2026, 12, 1);
+        let before = ist(2026, 12, 1, 15, 29, 59);
+        let at_close = ist(2026, 12, 1, 15, 30, 0);
+        let evening = ist(2026, 12, 1, 22, 30, 0);
+        assert!(is_live(expiry, before));
+        assert!(!is_live(expiry, at_close));
+        assert!(!is_live(expiry, evening));
+        assert_eq!(
+            weekly_expiries(before, Weekday::Tue, 2),
+            vec![d(2026, 12, 1), d(2026, 12, 8)]
+        );
+        for after in [at_close, evening] {
+            assert_eq!(
+                weekly_expiries(after, Weekday::Tue, 2),
+                vec![d(2026, 12, 8), d(2026, 12, 15)]
+            );
+        }
+        // The monthly cycle too: BANKNIFTY's November expiry was Monday 2026-11-23 (the 24th is
+        // a holiday).
+        assert_eq!(
+            monthly_expiries(ist(2026, 11, 23, 15, 29, 0), Weekday::Tue, 1),
+            vec![d(2026, 11, 23)]
+        );
+        assert_eq!(
+            monthly_expiries(ist(2026, 11, 23, 15, 31, 0), Weekday::Tue, 1),
+            vec![d(2026, 12, 29)]
         );
     }
 
@@ -196,10 +258,10 @@ mod tests {
     #[test]
     fn monthly_expiry_is_the_last_tuesday_adjusted_for_holidays() {
         // March 2026: last Tuesday is the 31st (Mahavir Jayanti) → Monday the 30th.
-        let got = monthly_expiries(d(2026, 3, 5), Weekday::Tue, 3);
+        let got = monthly_expiries(morning(2026, 3, 5), Weekday::Tue, 3);
         assert_eq!(got, vec![d(2026, 3, 30), d(2026, 4, 28), d(2026, 5, 26)]);
         // After the month's expiry the next month starts the list; December rolls over.
-        let got = monthly_expiries(d(2026, 12, 30), Weekday::Tue, 2);
+        let got = monthly_expiries(morning(2026, 12, 30), Weekday::Tue, 2);
         assert_eq!(got, vec![d(2027, 1, 26), d(2027, 2, 23)]);
     }
 

@@ -156,7 +156,7 @@ impl Core {
                 let mut pong = json!({
                     "type": "pong",
                     "status": "success",
-                    "server_timestamp": chrono::Utc::now().timestamp_millis(),
+                    "server_timestamp": self.now().timestamp_millis(),
                 });
                 if let Some(ts) = message.get("timestamp").filter(|v| !v.is_null()) {
                     pong["client_timestamp"] = ts.clone();

@@ -37,6 +37,7 @@ use actix_web::dev::ServerHandle;
 use actix_web::{App, HttpServer, web};
 use actix_web_actors::ws::{CloseCode, CloseReason};
 use anyhow::{Context, bail};
+use clock::{SharedClock, SystemClock};
 
 pub use ratelimit::RateLimits;
 use state::Shared;
@@ -66,6 +67,10 @@ pub struct SimConfig {
     pub ping_interval: Duration,
     /// REST rate limits per client IP and endpoint.
     pub rate_limits: RateLimits,
+    /// The simulator's time of day and date: which expiries are listed, option prices and
+    /// greeks, order timestamps. Random-walk steps are scaled by the time between them on this
+    /// clock, so a clock that stands still also stills the walk.
+    pub clock: SharedClock,
 }
 
 impl Default for SimConfig {
@@ -81,6 +86,7 @@ impl Default for SimConfig {
             auth_grace: Duration::from_secs(15),
             ping_interval: Duration::from_secs(20),
             rate_limits: RateLimits::default(),
+            clock: Arc::new(SystemClock),
         }
     }
 }
@@ -110,6 +116,9 @@ impl SimConfig {
         let limits = self.rate_limits;
         if limits.api_per_s == 0 || limits.order_per_s == 0 || limits.smart_order_per_s == 0 {
             bail!("rate limits must be at least 1 per second");
+        }
+        if limits.window.is_zero() {
+            bail!("the rate-limit window must be positive");
         }
         Ok(())
     }
@@ -341,7 +350,8 @@ mod tests {
             RateLimits {
                 api_per_s: 50,
                 order_per_s: 10,
-                smart_order_per_s: 10
+                smart_order_per_s: 10,
+                window: Duration::from_secs(1),
             }
         );
     }

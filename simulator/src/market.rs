@@ -282,7 +282,11 @@ pub(crate) struct Underlying {
 }
 
 impl Underlying {
-    pub(crate) fn chain(&self, expiry: NaiveDate) -> Option<&[ChainRow]> {
+    /// The chain of one expiry while it trades: None once its session has closed at `now`.
+    pub(crate) fn chain(&self, expiry: NaiveDate, now: DateTime<Utc>) -> Option<&[ChainRow]> {
+        if !calendar::is_live(expiry, now) {
+            return None;
+        }
         let at = self.expiries.iter().position(|e| *e == expiry)?;
         self.chains.get(at).map(Vec::as_slice)
     }
@@ -300,11 +304,10 @@ pub(crate) fn years_to(expiry: NaiveDate, now: DateTime<Utc>) -> f64 {
 }
 
 impl Market {
-    /// Lists every instrument with its starting state; expiries are counted from `now`'s
-    /// date in Asia/Kolkata.
+    /// Lists every instrument with its starting state; expiries are the next ones still trading
+    /// at `now` (today's expiry is listed until 15:30 Asia/Kolkata).
     pub(crate) fn build(now: DateTime<Utc>, rng: &mut StdRng) -> Market {
         let now_ms = now.timestamp_millis();
-        let today = calendar::today_ist(now);
         let mut market = Market {
             instruments: Vec::new(),
             by_key: HashMap::new(),
@@ -322,8 +325,8 @@ impl Market {
             let index_prev_close = index.prev_close;
             let index_id = market.push(index);
             let expiries = match spec.cycle {
-                Cycle::Weekly(day) => calendar::weekly_expiries(today, day, spec.expiries),
-                Cycle::Monthly(day) => calendar::monthly_expiries(today, day, spec.expiries),
+                Cycle::Weekly(day) => calendar::weekly_expiries(now, day, spec.expiries),
+                Cycle::Monthly(day) => calendar::monthly_expiries(now, day, spec.expiries),
             };
             let atm = (spec.start / spec.step).round() * spec.step;
             let mut chains = Vec::with_capacity(expiries.len());

@@ -2,7 +2,6 @@
 //! price, square-off, cancel-all, and the received-orders log behind `/sim/orders`.
 
 use actix_web::http::StatusCode;
-use chrono::Utc;
 
 use super::books::{NewOrder, PriceType, Product, Side};
 use super::calendar;
@@ -34,7 +33,7 @@ pub(crate) enum Faultable {
 impl Core {
     fn next_order_id(&mut self) -> String {
         self.order_seq += 1;
-        let today = calendar::today_ist(Utc::now());
+        let today = calendar::today_ist(self.now());
         format!("{}{:09}", today.format("%y%m%d"), self.order_seq)
     }
 
@@ -92,7 +91,7 @@ impl Core {
                 format!("Order rejected by broker: {reason}"),
             );
         }
-        let now = Utc::now();
+        let now = self.now();
         let ltp = self.market.ltp(instrument, now);
         let id = self.next_order_id();
         let meta = &self.market.instruments[instrument];
@@ -227,7 +226,7 @@ impl Core {
 
     /// Cancels every working order of `account`; returns their ids.
     pub(crate) fn cancel_all_orders(&mut self, account: usize) -> Vec<String> {
-        let now_ms = Utc::now().timestamp_millis();
+        let now_ms = self.now().timestamp_millis();
         let cancelled = self.accounts[account].book.cancel_working(now_ms);
         self.notify_orders(account, &cancelled);
         let book = &self.accounts[account].book;

@@ -221,13 +221,19 @@ pub(crate) fn malformed(n: u64, instrument: &Instrument) -> Frame {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chrono::Utc;
+    use chrono::{DateTime, TimeZone, Utc};
     use rand::SeedableRng;
 
     use crate::market::Market;
 
+    /// A fixed instant (Monday 2026-11-30, 10:30 IST): the listed expiries never depend on
+    /// when the test runs.
+    fn now() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 30, 5, 0, 0).unwrap()
+    }
+
     fn tick(symbol_exchange: (&str, &str), mode: u8, tag: u8) -> serde_json::Value {
-        let now = Utc::now();
+        let now = now();
         let mut rng = StdRng::seed_from_u64(1);
         let mut market = Market::build(now, &mut rng);
         let id = market.id(symbol_exchange.1, symbol_exchange.0).unwrap();
@@ -294,7 +300,7 @@ mod tests {
         }
         assert!(equity["data"].get("oi").is_none());
         assert!(equity["data"].get("depth").is_none());
-        let now = Utc::now();
+        let now = now();
         let mut rng = StdRng::seed_from_u64(1);
         let market = Market::build(now, &mut rng);
         let call = &market.underlying("NIFTY").unwrap().chains[0][50];

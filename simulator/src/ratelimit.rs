@@ -6,9 +6,7 @@ use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-const WINDOW: Duration = Duration::from_secs(1);
-
-/// Requests per second per client IP, per endpoint.
+/// Requests per window (one second, as OpenAlgo counts them) per client IP, per endpoint.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RateLimits {
     /// `API_RATE_LIMIT`: ping, books, quotes, funds, expiry, option endpoints,
@@ -18,6 +16,9 @@ pub struct RateLimits {
     pub order_per_s: u32,
     /// `SMART_ORDER_RATE_LIMIT`: placesmartorder.
     pub smart_order_per_s: u32,
+    /// The moving window the limits count in: one second on the gateway. Tests that must see
+    /// a burst refused however slowly they run widen it.
+    pub window: Duration,
 }
 
 impl Default for RateLimits {
@@ -27,6 +28,7 @@ impl Default for RateLimits {
             api_per_s: 50,
             order_per_s: 10,
             smart_order_per_s: 10,
+            window: Duration::from_secs(1),
         }
     }
 }
@@ -67,7 +69,7 @@ impl RateLimiter {
         let window = self.windows.entry((ip, endpoint)).or_default();
         while window
             .front()
-            .is_some_and(|t| now.duration_since(*t) >= WINDOW)
+            .is_some_and(|t| now.duration_since(*t) >= self.limits.window)
         {
             window.pop_front();
         }
@@ -90,6 +92,7 @@ mod tests {
             api_per_s: 3,
             order_per_s: 1,
             smart_order_per_s: 1,
+            window: Duration::from_secs(1),
         });
         let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
         let other = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1));

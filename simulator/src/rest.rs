@@ -347,7 +347,7 @@ fn cancel_all_order(core: &mut Core, body: &Map<String, Value>) -> Answer {
 
 fn position_book(core: &mut Core, body: &Map<String, Value>) -> Answer {
     let account = key_only(core, body)?;
-    let now = Utc::now();
+    let now = core.now();
     let Core {
         market, accounts, ..
     } = core;
@@ -473,7 +473,10 @@ fn quotes(core: &mut Core, body: &Map<String, Value>) -> Answer {
             format!("Symbol {symbol} not found for exchange {exchange}"),
         ));
     };
-    let q = core.market.quote(instrument, Utc::now());
+    let q = {
+        let now = core.now();
+        core.market.quote(instrument, now)
+    };
     ok(json!({
         "status": "success",
         "data": {
@@ -492,7 +495,7 @@ fn quotes(core: &mut Core, body: &Map<String, Value>) -> Answer {
 
 fn funds(core: &mut Core, body: &Map<String, Value>) -> Answer {
     let account = key_only(core, body)?;
-    let now = Utc::now();
+    let now = core.now();
     let Core {
         market, accounts, ..
     } = core;
@@ -524,7 +527,7 @@ fn expiry(core: &mut Core, body: &Map<String, Value>) -> Answer {
         exchange.unwrap_or_default(),
         kind.unwrap_or_default(),
     );
-    let today = calendar::today_ist(Utc::now());
+    let now = core.now();
     let dates: Vec<String> = core
         .market
         .underlying(&symbol)
@@ -532,7 +535,7 @@ fn expiry(core: &mut Core, body: &Map<String, Value>) -> Answer {
         .map(|u| {
             u.expiries
                 .iter()
-                .filter(|e| **e >= today)
+                .filter(|e| calendar::is_live(**e, now))
                 .map(|e| calendar::dd_mmm_yy(*e))
                 .collect()
         })
@@ -635,7 +638,7 @@ fn option_symbol(core: &mut Core, body: &Map<String, Value>) -> Answer {
     let is_call = option_type.unwrap_or_default().eq_ignore_ascii_case("CE");
     // ITM for a call is below the ATM strike, for a put above it.
     let moves = steps.unwrap_or(0) * if is_call { 1 } else { -1 };
-    let now = Utc::now();
+    let now = core.now();
     let Some(u) = core
         .market
         .underlying(&base)
@@ -648,7 +651,7 @@ fn option_symbol(core: &mut Core, body: &Map<String, Value>) -> Answer {
     };
     let spec = u.spec;
     let index_id = u.index_id;
-    let Some(chain) = u.chain(expiry) else {
+    let Some(chain) = u.chain(expiry, now) else {
         return Err(failure(
             StatusCode::NOT_FOUND,
             format!(
@@ -740,6 +743,7 @@ fn option_chain(core: &mut Core, body: &Map<String, Value>) -> Answer {
     };
     let (base, _) = split_underlying(&underlying.unwrap_or_default());
     let options_exchange = option_exchange(&exchange.unwrap_or_default()).to_string();
+    let now = core.now();
     let Some(u) = core
         .market
         .underlying(&base)
@@ -752,7 +756,7 @@ fn option_chain(core: &mut Core, body: &Map<String, Value>) -> Answer {
     };
     let spec = u.spec;
     let index_id = u.index_id;
-    let Some(chain) = u.chain(expiry) else {
+    let Some(chain) = u.chain(expiry, now) else {
         return Err(failure(
             StatusCode::NOT_FOUND,
             format!(
@@ -762,7 +766,6 @@ fn option_chain(core: &mut Core, body: &Map<String, Value>) -> Answer {
         ));
     };
     let rows: Vec<(f64, usize, usize)> = chain.iter().map(|r| (r.strike, r.call, r.put)).collect();
-    let now = Utc::now();
     let spot = core.market.ltp(index_id, now);
     let atm = nearest_strike(rows.iter().map(|r| r.0), spot);
     let prev_close = core.market.instruments[index_id].prev_close;
@@ -804,6 +807,7 @@ fn option_chain(core: &mut Core, body: &Map<String, Value>) -> Answer {
                 "lotsize": spec.lot,
                 "tick_size": TICK_SIZE,
             });
+            // An expired chain is never served (see `Underlying::chain`), so `years` is positive.
             if with_greeks {
                 let g = pricing::greeks(spot, *strike, years, spec.iv, rate, right);
                 value["implied_volatility"] = json!(round2(spec.iv * 100.0));

@@ -12,6 +12,7 @@ use actix::prelude::SendError;
 use actix_web::web::Bytes;
 use actix_web_actors::ws::CloseReason;
 use chrono::{DateTime, Utc};
+use clock::SharedClock;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -195,12 +196,13 @@ pub(crate) struct Core {
     pub ticks_per_s: f64,
     carry: f64,
     scratch: Vec<u8>,
+    clock: SharedClock,
 }
 
 impl Core {
     fn new(config: &SimConfig) -> Core {
         let mut rng = StdRng::seed_from_u64(config.seed);
-        let market = Market::build(Utc::now(), &mut rng);
+        let market = Market::build(config.clock.now(), &mut rng);
         let count = market.instruments.len();
         let accounts: Vec<Account> = config
             .api_keys
@@ -239,7 +241,13 @@ impl Core {
             ticks_per_s: config.ticks_per_s,
             carry: 0.0,
             scratch: Vec::with_capacity(1024),
+            clock: config.clock.clone(),
         }
+    }
+
+    /// The simulator's current time (its clock, not necessarily the machine's).
+    pub(crate) fn now(&self) -> DateTime<Utc> {
+        self.clock.now()
     }
 
     pub(crate) fn account_of(&self, key: &str) -> Option<usize> {
@@ -590,7 +598,7 @@ impl Core {
     /// Sets a price (`/sim/price`) and pushes a tick to its holders now, unless ticks are
     /// paused.
     pub(crate) fn set_price(&mut self, instrument: usize, ltp: f64) {
-        let now = Utc::now();
+        let now = self.now();
         let clock = Instant::now();
         self.market.set_ltp(instrument, ltp, now);
         self.match_working(now);

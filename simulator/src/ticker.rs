@@ -5,8 +5,6 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use chrono::Utc;
-
 use super::state::Shared;
 
 /// How long to sleep before the next pass at `rate` ticks per second.
@@ -26,7 +24,8 @@ pub(crate) async fn run(shared: Arc<Shared>) {
         let elapsed = clock.duration_since(last).as_secs_f64();
         last = clock;
         let mut core = shared.core();
-        core.advance(elapsed, Utc::now(), clock);
+        let now = core.now();
+        core.advance(elapsed, now, clock);
         rate = core.ticks_per_s;
     }
 }

@@ -21,12 +21,12 @@ use actix_web::web;
 use actors::accounts::AccountMonitorActor;
 use actors::calendar::CalendarActor;
 use actors::chain::ChainDirectoryActor;
-use actors::clock::SharedClock;
 use actors::feed::Feed;
 use actors::orders::OrderGatewayActor;
 use actors::positions::PositionMonitorActor;
 use actors::secrets::KeyCipher;
 use actors::supervisor::SupervisorActor;
+use clock::SharedClock;
 use sea_orm::DatabaseConnection;
 
 use error::ApiError;

@@ -857,7 +857,7 @@ async fn the_service_refuses_to_start_when_stored_keys_cannot_be_read() {
     let build = |key: &str| {
         let mut settings = test_settings(&test_db.url);
         settings.security.encryption_key = key.into();
-        Application::build(settings)
+        Application::build_with_clock(settings, crate::helpers::test_clock())
     };
     let err = build("").await.err().expect("no key: refused").to_string();
     assert_eq!(

@@ -8,9 +8,9 @@ use ::actors::calendar::{
     CalendarActor, CalendarSettings, GetCalendarStatus, PhaseChanged, ReloadCalendar,
     SubscribePhase,
 };
-use ::actors::clock::{Clock, ManualClock, SharedClock};
 use ::actors::domain::calendar::Phase;
 use ::actors::status::Lifecycle;
+use ::clock::{ManualClock, OffsetClock, SharedClock};
 use actix::prelude::*;
 use actix_web::http::{Method, StatusCode};
 use chrono::{DateTime, NaiveDate, TimeDelta, TimeZone, Utc};
@@ -823,9 +823,9 @@ impl Handler<PhaseChanged> for Recorder {
 }
 
 async fn next_change(rx: &mut mpsc::UnboundedReceiver<PhaseChanged>) -> PhaseChanged {
-    actix_rt::time::timeout(Duration::from_secs(10), rx.recv())
+    actix_rt::time::timeout(Duration::from_secs(45), rx.recv())
         .await
-        .expect("a phase change within 10 s")
+        .expect("a phase change within 45 s")
         .expect("recorder alive")
 }
 
@@ -919,28 +919,22 @@ async fn phase_changes_are_broadcast_to_subscribers() {
     assert!(f.changes.try_recv().is_err(), "no other broadcast");
 }
 
-/// Real time passing from a chosen starting point.
-struct Shifted(TimeDelta);
-
-impl Clock for Shifted {
-    fn now(&self) -> DateTime<Utc> {
-        Utc::now() + self.0
-    }
-}
-
 #[actix_web::test]
 async fn the_actor_wakes_at_the_next_boundary() {
-    // Two seconds before the close; nothing but the actor's own timer can notice it.
+    // Two seconds before the close, on a clock that runs in real time: nothing but the actor's
+    // own timer can notice the boundary before the once-a-minute re-check.
     let target = tuesday(15, 30, 1);
-    let clock = Shifted(target - TimeDelta::seconds(2) - Utc::now());
+    let clock = OffsetClock::starting_at(target - TimeDelta::seconds(2));
     let mut f = start_actor(Arc::new(clock)).await;
     assert_eq!(next_change(&mut f.changes).await.phase, Phase::Open);
 
     let closed = next_change(&mut f.changes).await;
     assert_eq!(closed.phase, Phase::Closed);
     assert!(closed.at >= target, "{} before the boundary", closed.at);
+    // Woken by the re-check instead, it would be about a minute late; a slow machine is
+    // seconds late at worst.
     assert!(
-        closed.at - target < TimeDelta::milliseconds(900),
+        closed.at - target < TimeDelta::seconds(30),
         "woke {} late",
         closed.at - target
     );

@@ -18,16 +18,23 @@ use crate::helpers::poll_until;
 
 pub const FEED_KEY: &str = "feedkey-0001-aaaa-bbbb";
 
-pub async fn start_sim(ticks_per_s: f64) -> Simulator {
-    Simulator::start(SimConfig {
+/// A simulator on free ports with the feed key and a backup key, its clock at the tests' usual
+/// starting instant.
+pub fn sim_config(ticks_per_s: f64) -> SimConfig {
+    SimConfig {
         rest_port: 0,
         ws_port: 0,
         api_keys: vec![FEED_KEY.into(), "backupkey-0002-cccc".into()],
         ticks_per_s,
+        clock: crate::helpers::test_clock(),
         ..SimConfig::default()
-    })
-    .await
-    .expect("simulator starts")
+    }
+}
+
+pub async fn start_sim(ticks_per_s: f64) -> Simulator {
+    Simulator::start(sim_config(ticks_per_s))
+        .await
+        .expect("simulator starts")
 }
 
 pub fn fast_settings() -> ConnectionSettings {
@@ -564,10 +571,12 @@ async fn dropped_connections_come_back_live_with_everything_resubscribed() {
 #[actix_web::test]
 async fn refused_authentication_backs_off_instead_of_storming() {
     let sim = start_sim(0.0).await;
+    // Taken before the refusal starts, so "live after at least 3 s" holds however slow the
+    // machine is.
+    let started = std::time::Instant::now();
     sim_post(&sim, "/sim/fault", json!({"refuse_auth_s": 3})).await;
     let feed = Feed::start(fast_settings(), Some(target(&sim)));
     feed.connection.do_send(StartFeed);
-    let started = std::time::Instant::now();
     wait_live(&feed).await;
     let elapsed = started.elapsed();
     let attempts = sim_stats(&sim).await["feed"]["auth_attempts"]
@@ -619,7 +628,7 @@ async fn a_connection_limit_error_backs_off_and_recovers_when_the_slot_frees() {
 
     let feed = Feed::start(fast_settings(), Some(target(&sim)));
     feed.connection.do_send(StartFeed);
-    poll_until(Duration::from_secs(10), "refused and backing off", || {
+    let status = poll_until(Duration::from_secs(10), "refused and backing off", || {
         let feed = &feed;
         async move {
             let s = feed.connection.send(GetConnectionStatus).await.ok()?;
@@ -628,16 +637,24 @@ async fn a_connection_limit_error_backs_off_and_recovers_when_the_slot_frees() {
                     .as_deref()
                     .unwrap_or("")
                     .contains("Connection Limit"))
-            .then_some(())
+            .then_some(s)
         }
     })
     .await;
-    let status = feed.connection.send(GetConnectionStatus).await.unwrap();
+    // The delay is measured from the failure the actor recorded, not from this read, which a
+    // slow machine may make late.
     let next = status.next_retry_at.unwrap();
-    let wait = next - chrono::Utc::now();
+    let failed_at = status
+        .recent_events
+        .iter()
+        .rev()
+        .find(|e| e.detail.contains("Connection Limit"))
+        .expect("the refusal is recorded")
+        .at;
+    let wait = next - failed_at;
     assert!(
-        wait >= chrono::Duration::milliseconds(700),
-        "limit errors back off at least limit_min, got {wait}"
+        wait >= chrono::Duration::milliseconds(1000),
+        "limit errors back off at least limit_min (1 s), got {wait}"
     );
     drop(other);
     wait_live(&feed).await;

@@ -4,13 +4,32 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use actors::clock::{SharedClock, SystemClock};
+use chrono::{DateTime, TimeZone, Utc};
+use clock::{OffsetClock, SharedClock};
 use sea_orm::{ConnectionTrait, Database};
 use tempfile::TempDir;
 use trading_supervisor::configuration::Settings;
 use trading_supervisor::startup::Application;
 
 pub const TEST_TOKEN: &str = "test-admin-token-0123456789";
+
+/// The instant a test's clock shows when it starts, unless the test pins another: Saturday
+/// 2026-11-28 at 10:00 in Asia/Kolkata. The market is closed, the nearest expiries are days
+/// away and midnight is hours away, so nothing a test does depends on the machine's date or
+/// time of day (docs/time.md).
+pub fn test_start() -> DateTime<Utc> {
+    chrono_tz::Asia::Kolkata
+        .with_ymd_and_hms(2026, 11, 28, 10, 0, 0)
+        .single()
+        .expect("a valid instant")
+        .with_timezone(&Utc)
+}
+
+/// A clock that starts at [`test_start`] and then runs at the speed of real time; share one
+/// between the service and a simulator so both see the same instant.
+pub fn test_clock() -> SharedClock {
+    Arc::new(OffsetClock::starting_at(test_start()))
+}
 
 /// A fresh, empty database: a temp SQLite file, or a new PostgreSQL database when
 /// `DATABASE_URL` points at PostgreSQL.
@@ -87,9 +106,9 @@ pub async fn spawn_app() -> TestApp {
     spawn_app_with(|_| {}).await
 }
 
-/// Spawns the service with settings adjusted by `adjust`.
+/// Spawns the service with settings adjusted by `adjust`, its clock at [`test_start`].
 pub async fn spawn_app_with(adjust: impl FnOnce(&mut Settings)) -> TestApp {
-    spawn_app_with_clock(adjust, Arc::new(SystemClock)).await
+    spawn_app_with_clock(adjust, test_clock()).await
 }
 
 /// Spawns the service with settings adjusted by `adjust` and the given clock (e.g. a

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use ::actors::clock::{ManualClock, SharedClock, SystemClock};
+use ::clock::{ManualClock, SharedClock};
 use chrono::{DateTime, TimeZone, Utc};
 use chrono_tz::Asia::Kolkata;
 use serde_json::{Value, json};
@@ -124,7 +124,7 @@ async fn the_subtree_starts_at_open_stops_at_close_and_follows_holiday_edits() {
 #[actix_web::test]
 async fn service_stop_and_start_through_the_api() {
     let sim = start_sim(0.0).await;
-    let app = app_with_clock(Arc::new(SystemClock), true).await;
+    let app = app_with_clock(crate::helpers::test_clock(), true).await;
     app.add_account("primary", &sim.rest_url(), &sim.ws_url(), FEED_KEY, true)
         .await;
     wait_running(&app, true, "running (always open)").await;
@@ -172,11 +172,12 @@ async fn the_feed_fails_over_to_the_backup_gateway_and_returns() {
         ws_port: 0,
         api_keys: vec![backup_key.into()],
         ticks_per_s: 0.0,
+        clock: crate::helpers::test_clock(),
         ..SimConfig::default()
     })
     .await
     .unwrap();
-    let app = app_with_clock(Arc::new(SystemClock), true).await;
+    let app = app_with_clock(crate::helpers::test_clock(), true).await;
     let (p_rest, p_ws) = (primary_sim.rest_url(), primary_sim.ws_url());
     app.add_account("primary", &p_rest, &p_ws, FEED_KEY, true)
         .await;
@@ -220,6 +221,7 @@ async fn the_feed_fails_over_to_the_backup_gateway_and_returns() {
         ws_port,
         api_keys: vec![FEED_KEY.into()],
         ticks_per_s: 0.0,
+        clock: crate::helpers::test_clock(),
         ..SimConfig::default()
     })
     .await

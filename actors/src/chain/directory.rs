@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use chrono::Utc;
+use clock::SharedClock;
 use entity::websocket_sessions::{self, CloseReason, SessionKind};
 use futures_util::FutureExt;
 use futures_util::future::{LocalBoxFuture, Shared, join_all};
@@ -22,6 +23,7 @@ use super::session::{
 };
 use super::{ChainCreated, ChainError, ChainRequest, ChainSettings, MAX_STRIKES};
 use crate::domain::mask::mask_secret;
+use crate::domain::options::expiry_is_live;
 use crate::feed::{Mode, SubscriptionRegistryActor};
 use crate::openalgo::rest::RestClient;
 use crate::status::Lifecycle;
@@ -103,6 +105,7 @@ struct Gateway {
 
 pub struct ChainDirectoryActor {
     settings: ChainSettings,
+    clock: SharedClock,
     db: DatabaseConnection,
     registry: Addr<SubscriptionRegistryActor>,
     gateway: Option<Gateway>,
@@ -118,6 +121,7 @@ pub struct ChainDirectoryActor {
 impl ChainDirectoryActor {
     pub fn new(
         settings: ChainSettings,
+        clock: SharedClock,
         db: DatabaseConnection,
         registry: Addr<SubscriptionRegistryActor>,
     ) -> Self {
@@ -127,6 +131,7 @@ impl ChainDirectoryActor {
                 settings.crash_loop_window,
             ),
             settings,
+            clock,
             db,
             registry,
             gateway: None,
@@ -141,10 +146,11 @@ impl ChainDirectoryActor {
     /// Starts the directory under `actix::Supervisor` on the current arbiter.
     pub fn start_supervised(
         settings: ChainSettings,
+        clock: SharedClock,
         db: DatabaseConnection,
         registry: Addr<SubscriptionRegistryActor>,
     ) -> Addr<Self> {
-        actix::Supervisor::start(move |_| ChainDirectoryActor::new(settings, db, registry))
+        actix::Supervisor::start(move |_| ChainDirectoryActor::new(settings, clock, db, registry))
     }
 
     /// Checks a request and normalises it into the key of its plan.
@@ -192,17 +198,22 @@ impl ChainDirectoryActor {
             Some(gateway) => gateway.client.clone(),
             None => return Err(ChainError::NoGateway),
         };
+        let now = self.clock.now();
+        let tz = self.settings.timezone;
+        // A plan is reused for a short while, never once its expiry has closed.
         self.plans.retain(|_, (at, plan)| {
-            at.elapsed() < PLAN_TTL && !matches!(plan.peek(), Some(Err(_)))
+            at.elapsed() < PLAN_TTL
+                && match plan.peek() {
+                    Some(Err(_)) => false,
+                    Some(Ok(p)) => expiry_is_live(&p.option_exchange, p.expiry, now, tz),
+                    None => true,
+                }
         });
         if let Some((_, plan)) = self.plans.get(&key) {
             return Ok(plan.clone());
         }
-        let today = Utc::now()
-            .with_timezone(&self.settings.timezone)
-            .date_naive();
         let resolving = key.clone();
-        let plan = async move { resolve(&client, &resolving, today).await.map(Arc::new) }
+        let plan = async move { resolve(&client, &resolving, now, tz).await.map(Arc::new) }
             .boxed_local()
             .shared();
         self.plans.insert(key, (Instant::now(), plan.clone()));

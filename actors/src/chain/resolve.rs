@@ -1,14 +1,15 @@
 //! Turns a chain request into a plan from the gateway's answers: the expiry from its `expiry`
 //! list, the strike step, ATM and underlying from its `optionchain` answer (protocol §2).
 
-use chrono::NaiveDate;
+use chrono::{DateTime, NaiveDate, Utc};
+use chrono_tz::Tz;
 use serde::Deserialize;
 use serde_json::Value;
 
 use super::ChainError;
 use crate::domain::chain::{ChainWindow, LegQuote, strike_step};
 use crate::domain::options::{
-    atm_strike, format_expiry_compact, format_expiry_dashed, nearest_expiry, option_exchange,
+    atm_strike, format_expiry_compact, format_expiry_dashed, live_expiries, option_exchange,
     parse_expiry,
 };
 use crate::feed::Key;
@@ -128,12 +129,13 @@ fn lookup_error(e: RestError, key: &PlanKey) -> ChainError {
     }
 }
 
-/// Asks the gateway for the expiries and the chain of `key`. `today` is the first day an
-/// expiry may fall on.
+/// Asks the gateway for the expiries and the chain of `key`; only expiries still trading at
+/// `now` (in the exchange timezone `tz`) are offered.
 pub(super) async fn resolve(
     client: &RestClient,
     key: &PlanKey,
-    today: NaiveDate,
+    now: DateTime<Utc>,
+    tz: Tz,
 ) -> Result<ChainPlan, ChainError> {
     let options_on = option_exchange(&key.exchange).to_owned();
     let listed = client
@@ -147,8 +149,8 @@ pub(super) async fn resolve(
             detail: format!("no option expiries listed on {options_on}"),
         });
     }
-    let expiries = upcoming(&listed, today);
-    let expiry = choose_expiry(key, &expiries, today)?;
+    let expiries = upcoming(&listed, &options_on, now, tz);
+    let expiry = choose_expiry(key, &expiries)?;
     let body = client
         .option_chain(
             &key.underlying,
@@ -161,32 +163,28 @@ pub(super) async fn resolve(
     plan_from_answer(key, expiry, expiries, body)
 }
 
-/// The listed expiries that fall on or after `today`, parsed, ascending, without repeats.
-fn upcoming(listed: &[String], today: NaiveDate) -> Vec<NaiveDate> {
-    let mut dates: Vec<NaiveDate> = listed
-        .iter()
-        .filter_map(|s| {
-            let parsed = parse_expiry(s);
-            if parsed.is_none() {
-                tracing::warn!(expiry = %s, "gateway listed an expiry that is not DD-MMM-YY; ignored");
-            }
-            parsed
-        })
-        .filter(|d| *d >= today)
-        .collect();
-    dates.sort();
-    dates.dedup();
-    dates
+/// The listed expiries still trading at `now`, parsed, ascending, without repeats.
+fn upcoming(
+    listed: &[String],
+    option_exchange: &str,
+    now: DateTime<Utc>,
+    tz: Tz,
+) -> Vec<NaiveDate> {
+    let parsed = listed.iter().filter_map(|s| {
+        let parsed = parse_expiry(s);
+        if parsed.is_none() {
+            tracing::warn!(expiry = %s, "gateway listed an expiry that is not DD-MMM-YY; ignored");
+        }
+        parsed
+    });
+    live_expiries(option_exchange, parsed, now, tz)
 }
 
-fn choose_expiry(
-    key: &PlanKey,
-    expiries: &[NaiveDate],
-    today: NaiveDate,
-) -> Result<NaiveDate, ChainError> {
+/// The requested expiry if it is among `expiries` (still trading, ascending), else the nearest.
+fn choose_expiry(key: &PlanKey, expiries: &[NaiveDate]) -> Result<NaiveDate, ChainError> {
     let available = || expiries.iter().map(|d| format_expiry_dashed(*d)).collect();
     match &key.expiry {
-        None => nearest_expiry(expiries, today).ok_or_else(|| {
+        None => expiries.first().copied().ok_or_else(|| {
             ChainError::Invalid(format!(
                 "{} on {} has no upcoming option expiry",
                 key.underlying, key.exchange
@@ -283,6 +281,7 @@ fn plan_from_answer(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chrono::TimeZone;
     use serde_json::json;
 
     fn d(y: i32, m: u32, day: u32) -> NaiveDate {
@@ -322,36 +321,43 @@ mod tests {
         let listed: Vec<String> = ["01-DEC-26", "17-NOV-26", "24-NOV-26", "bogus", "24-NOV-26"]
             .map(String::from)
             .to_vec();
+        let tz = chrono_tz::Asia::Kolkata;
+        let at = |h, m| {
+            tz.with_ymd_and_hms(2026, 11, 24, h, m, 0)
+                .unwrap()
+                .with_timezone(&Utc)
+        };
         assert_eq!(
-            upcoming(&listed, d(2026, 11, 18)),
+            upcoming(&listed, "NFO", at(9, 0), tz),
             [d(2026, 11, 24), d(2026, 12, 1)]
         );
+        // After the expiry's close the same list starts a week later.
+        assert_eq!(upcoming(&listed, "NFO", at(15, 30), tz), [d(2026, 12, 1)]);
     }
 
     #[test]
     fn expiry_is_the_nearest_or_a_listed_one() {
         let list = [d(2026, 11, 24), d(2026, 12, 1)];
-        let today = d(2026, 11, 20);
-        assert_eq!(choose_expiry(&key(None), &list, today), Ok(d(2026, 11, 24)));
+        assert_eq!(choose_expiry(&key(None), &list), Ok(d(2026, 11, 24)));
         assert_eq!(
-            choose_expiry(&key(Some("01DEC26")), &list, today),
+            choose_expiry(&key(Some("01DEC26")), &list),
             Ok(d(2026, 12, 1))
         );
         assert_eq!(
-            choose_expiry(&key(Some("01-DEC-26")), &list, today),
+            choose_expiry(&key(Some("01-DEC-26")), &list),
             Ok(d(2026, 12, 1))
         );
-        let err = choose_expiry(&key(Some("08-DEC-26")), &list, today).unwrap_err();
+        let err = choose_expiry(&key(Some("08-DEC-26")), &list).unwrap_err();
         assert_eq!(
             err.to_string(),
             "expiry 08-DEC-26 is not listed for NIFTY; available: 24-NOV-26, 01-DEC-26"
         );
         assert!(matches!(
-            choose_expiry(&key(Some("tomorrow")), &list, today),
+            choose_expiry(&key(Some("tomorrow")), &list),
             Err(ChainError::UnknownExpiry { .. })
         ));
         assert!(matches!(
-            choose_expiry(&key(None), &[], today),
+            choose_expiry(&key(None), &[]),
             Err(ChainError::Invalid(_))
         ));
     }

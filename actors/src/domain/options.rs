@@ -1,6 +1,7 @@
 //! Option symbols, expiries and strike selection (ARCHITECTURE §8.2, protocol §3).
 
-use chrono::{Datelike, NaiveDate};
+use chrono::{DateTime, Datelike, NaiveDate, NaiveTime, TimeZone, Utc};
+use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 
 const MONTHS: [&str; 12] = [
@@ -128,9 +129,52 @@ impl Recenter {
     }
 }
 
-/// The nearest expiry on or after `today`.
-pub fn nearest_expiry(expiries: &[NaiveDate], today: NaiveDate) -> Option<NaiveDate> {
-    expiries.iter().copied().filter(|&d| d >= today).min()
+/// The time of day an expiry stops trading on `option_exchange`, in the exchange's timezone:
+/// equity and index derivatives (NFO, BFO) at 15:30, currency derivatives (CDS, BCD) at 17:00.
+/// Any other exchange (MCX, …) counts until the end of the expiry date, so a contract that
+/// still trades is never hidden.
+fn expiry_close_time(option_exchange: &str) -> NaiveTime {
+    let (h, m, s) = match option_exchange {
+        "NFO" | "BFO" => (15, 30, 0),
+        "CDS" | "BCD" => (17, 0, 0),
+        _ => (23, 59, 59),
+    };
+    NaiveTime::from_hms_opt(h, m, s).unwrap_or(NaiveTime::MIN)
+}
+
+/// The instant an expiry stops trading: its close time on the expiry date in `tz`.
+pub fn expiry_close(option_exchange: &str, expiry: NaiveDate, tz: Tz) -> DateTime<Utc> {
+    let local = expiry.and_time(expiry_close_time(option_exchange));
+    tz.from_local_datetime(&local)
+        .latest()
+        .map_or_else(|| Utc.from_utc_datetime(&local), |t| t.with_timezone(&Utc))
+}
+
+/// True while an expiry still trades at `now`; from its close on, the contract is gone.
+pub fn expiry_is_live(
+    option_exchange: &str,
+    expiry: NaiveDate,
+    now: DateTime<Utc>,
+    tz: Tz,
+) -> bool {
+    now < expiry_close(option_exchange, expiry, tz)
+}
+
+/// The expiries still trading at `now`, ascending and without repeats: the first is the nearest.
+/// An expiry whose session closed earlier today is not among them.
+pub fn live_expiries(
+    option_exchange: &str,
+    expiries: impl IntoIterator<Item = NaiveDate>,
+    now: DateTime<Utc>,
+    tz: Tz,
+) -> Vec<NaiveDate> {
+    let mut live: Vec<NaiveDate> = expiries
+        .into_iter()
+        .filter(|&d| expiry_is_live(option_exchange, d, now, tz))
+        .collect();
+    live.sort();
+    live.dedup();
+    live
 }
 
 /// The exchange options on an underlying trade on: NSE/NSE_INDEX → NFO, BSE/BSE_INDEX → BFO,
@@ -294,25 +338,83 @@ mod tests {
         }
     }
 
+    /// An instant given in Asia/Kolkata.
+    fn ist(y: i32, m: u32, day: u32, h: u32, min: u32, s: u32) -> DateTime<Utc> {
+        chrono_tz::Asia::Kolkata
+            .with_ymd_and_hms(y, m, day, h, min, s)
+            .unwrap()
+            .with_timezone(&Utc)
+    }
+
+    fn nearest(exchange: &str, list: &[NaiveDate], now: DateTime<Utc>) -> Option<NaiveDate> {
+        live_expiries(
+            exchange,
+            list.iter().copied(),
+            now,
+            chrono_tz::Asia::Kolkata,
+        )
+        .first()
+        .copied()
+    }
+
     #[test]
-    fn nearest_expiry_is_first_on_or_after_today() {
+    fn live_expiries_are_sorted_without_repeats_and_the_first_is_the_nearest() {
         let list = [
             d(2026, 11, 24),
             d(2026, 12, 1),
             d(2026, 11, 17),
             d(2026, 12, 29),
+            d(2026, 12, 1),
         ];
         assert_eq!(
-            nearest_expiry(&list, d(2026, 11, 17)),
+            live_expiries(
+                "NFO",
+                list,
+                ist(2026, 11, 18, 9, 0, 0),
+                chrono_tz::Asia::Kolkata
+            ),
+            [d(2026, 11, 24), d(2026, 12, 1), d(2026, 12, 29)]
+        );
+        assert_eq!(
+            nearest("NFO", &list, ist(2026, 11, 17, 9, 0, 0)),
             Some(d(2026, 11, 17))
         );
         assert_eq!(
-            nearest_expiry(&list, d(2026, 11, 18)),
-            Some(d(2026, 11, 24))
+            nearest("NFO", &list, ist(2026, 11, 25, 9, 0, 0)),
+            Some(d(2026, 12, 1))
         );
-        assert_eq!(nearest_expiry(&list, d(2026, 11, 25)), Some(d(2026, 12, 1)));
-        assert_eq!(nearest_expiry(&list, d(2026, 12, 30)), None);
-        assert_eq!(nearest_expiry(&[], d(2026, 1, 1)), None);
+        assert_eq!(nearest("NFO", &list, ist(2026, 12, 30, 9, 0, 0)), None);
+        assert_eq!(nearest("NFO", &[], ist(2026, 1, 1, 9, 0, 0)), None);
+    }
+
+    #[test]
+    fn an_expiry_day_ends_at_the_close_of_its_session() {
+        let tz = chrono_tz::Asia::Kolkata;
+        let list = [d(2026, 12, 1), d(2026, 12, 8)];
+        // Tuesday 2026-12-01 is a NIFTY expiry: nearest until 15:30 IST, gone from then on.
+        // Equity and index derivatives close at 15:30, currency derivatives at 17:00, other
+        // exchanges count until the end of the day.
+        for (exchange, now, want) in [
+            ("NFO", ist(2026, 12, 1, 15, 29, 59), d(2026, 12, 1)),
+            ("NFO", ist(2026, 12, 1, 15, 30, 0), d(2026, 12, 8)),
+            ("NFO", ist(2026, 12, 1, 22, 30, 0), d(2026, 12, 8)),
+            ("BFO", ist(2026, 12, 1, 15, 29, 59), d(2026, 12, 1)),
+            ("BFO", ist(2026, 12, 1, 15, 30, 0), d(2026, 12, 8)),
+            ("CDS", ist(2026, 12, 1, 16, 0, 0), d(2026, 12, 1)),
+            ("CDS", ist(2026, 12, 1, 17, 0, 0), d(2026, 12, 8)),
+            ("MCX", ist(2026, 12, 1, 23, 0, 0), d(2026, 12, 1)),
+            ("MCX", ist(2026, 12, 2, 0, 0, 0), d(2026, 12, 8)),
+        ] {
+            assert_eq!(
+                nearest(exchange, &list, now),
+                Some(want),
+                "{exchange} at {now}"
+            );
+        }
+        assert_eq!(
+            expiry_close("NFO", d(2026, 12, 1), tz).to_rfc3339(),
+            "2026-12-01T10:00:00+00:00"
+        );
     }
 
     #[test]

@@ -172,7 +172,9 @@ impl Harness {
                 api_per_s: 500,
                 order_per_s: 100,
                 smart_order_per_s: 100,
+                ..RateLimits::default()
             },
+            clock: crate::helpers::test_clock(),
             ..SimConfig::default()
         })
         .await
@@ -224,7 +226,7 @@ impl Harness {
         let (tx, rx) = tokio::sync::oneshot::channel();
         let settings = self.opts.clone();
         let spawned = arbiter.spawn(async move {
-            let app = Application::build(settings)
+            let app = Application::build_with_clock(settings, crate::helpers::test_clock())
                 .await
                 .expect("the service starts");
             let _ = tx.send((

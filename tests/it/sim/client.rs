@@ -19,13 +19,15 @@ pub const MASK_B: &str = "brav…";
 /// How long a test waits for something that should happen promptly.
 pub const WAIT: Duration = Duration::from_secs(5);
 
-/// Two keys, free ports, no random walk (ticks only through `/sim/price`).
+/// Two keys, free ports, no random walk (ticks only through `/sim/price`), the clock at the
+/// tests' usual starting instant.
 pub fn config() -> SimConfig {
     SimConfig {
         rest_port: 0,
         ws_port: 0,
         api_keys: vec![KEY_A.to_string(), KEY_B.to_string()],
         ticks_per_s: 0.0,
+        clock: crate::helpers::test_clock(),
         ..SimConfig::default()
     }
 }

@@ -160,7 +160,8 @@ async fn drop_connections_closes_feed_sockets_for_one_key_or_all() {
 async fn refuse_auth_fails_feed_authentication_and_rest_calls_for_a_while() {
     let sim = start(config()).await;
     let rest = Rest::new(sim.rest_url());
-    rest.fault(json!({"refuse_auth_s": 0.5, "api_key": KEY_A}))
+    // Long enough that the refusal is still on however slowly the checks below run.
+    rest.fault(json!({"refuse_auth_s": 60, "api_key": KEY_A}))
         .await;
     let mut feed = FeedClient::connect(&sim.ws_url()).await.unwrap();
     let reply = feed
@@ -179,13 +180,14 @@ async fn refuse_auth_fails_feed_authentication_and_rest_calls_for_a_while() {
     // The other key is not affected.
     assert_eq!(rest.api("ping", KEY_B, json!({})).await.0, 200);
 
-    let started = Instant::now();
+    // A shorter refusal replaces it and ends by itself.
+    rest.fault(json!({"refuse_auth_s": 0.5, "api_key": KEY_A}))
+        .await;
     let rest_ref = &rest;
     eventually(WAIT, "REST to accept the key again", || async move {
         (rest_ref.api("ping", KEY_A, json!({})).await.0 == 200).then_some(())
     })
     .await;
-    assert!(started.elapsed() < Duration::from_secs(3));
     let reply = feed
         .request(&json!({"action": "authenticate", "api_key": KEY_A}))
         .await
@@ -248,26 +250,42 @@ async fn pause_ticks_silences_market_data_but_not_the_socket() {
 
 #[actix_web::test]
 async fn latency_delays_rest_responses_until_cleared() {
+    const LATENCY: Duration = Duration::from_millis(1500);
+    /// Calls `endpoint` with `key`; answers the status and when the answer came.
+    async fn timed(rest: &Rest, endpoint: &str, key: &str) -> (u16, Instant) {
+        let (status, _) = rest.api(endpoint, key, json!({})).await;
+        (status, Instant::now())
+    }
     let sim = start(config()).await;
     let rest = Rest::new(sim.rest_url());
-    rest.fault(json!({"latency_ms": 300, "api_key": KEY_A}))
+    rest.fault(json!({"latency_ms": LATENCY.as_millis() as u64, "api_key": KEY_A}))
+        .await;
+    // Sent together: the delayed key's answer comes after the other key's and no sooner than
+    // the latency (ordering and a lower bound, which a slow machine cannot break).
+    let started = Instant::now();
+    let ((a, a_at), (b, b_at)) =
+        futures_util::join!(timed(&rest, "ping", KEY_A), timed(&rest, "ping", KEY_B));
+    assert_eq!((a, b), (200, 200));
+    assert!(a_at - started >= LATENCY);
+    assert!(b_at < a_at, "the other key is not delayed");
+
+    // Service-wide latency delays every key; clearing it ends the delay.
+    rest.fault(json!({"latency_ms": 0, "api_key": KEY_A})).await;
+    rest.fault(json!({"latency_ms": LATENCY.as_millis() as u64}))
         .await;
     let started = Instant::now();
-    assert_eq!(rest.api("ping", KEY_A, json!({})).await.0, 200);
-    assert!(started.elapsed() >= Duration::from_millis(300));
-    let started = Instant::now();
-    assert_eq!(rest.api("ping", KEY_B, json!({})).await.0, 200);
-    assert!(started.elapsed() < Duration::from_millis(300));
-
-    rest.fault(json!({"latency_ms": 0, "api_key": KEY_A})).await;
-    rest.fault(json!({"latency_ms": 250})).await;
-    let started = Instant::now();
-    assert_eq!(rest.api("funds", KEY_B, json!({})).await.0, 200);
-    assert!(started.elapsed() >= Duration::from_millis(250));
+    let (status, at) = timed(&rest, "funds", KEY_B).await;
+    assert_eq!(status, 200);
+    assert!(at - started >= LATENCY);
     rest.fault(json!({"latency_ms": 0})).await;
     let started = Instant::now();
-    rest.api("funds", KEY_A, json!({})).await;
-    assert!(started.elapsed() < Duration::from_millis(250));
+    let ((a, a_at), ()) =
+        futures_util::join!(timed(&rest, "funds", KEY_A), actix_rt::time::sleep(LATENCY));
+    assert_eq!(a, 200);
+    assert!(
+        a_at - started < LATENCY,
+        "answered before the delay would have ended"
+    );
     sim.stop().await;
 }
 

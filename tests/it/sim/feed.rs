@@ -295,8 +295,9 @@ async fn market_data_carries_the_reference_fields_for_each_mode() {
     assert_eq!(tick["data"]["ltp"], 1501.25);
     let sent = tick["data"]["sim_sent_us"].as_i64().unwrap();
     let now_us = chrono::Utc::now().timestamp_micros();
+    // Epoch microseconds of the send, not milliseconds or a constant: at most a minute old.
     assert!(
-        sent <= now_us && now_us - sent < 5_000_000,
+        sent <= now_us && now_us - sent < 60_000_000,
         "sim_sent_us {sent} vs now {now_us}"
     );
 
@@ -658,7 +659,7 @@ async fn unauthenticated_connections_are_closed_with_4401() {
 #[actix_web::test]
 async fn the_gateway_pings_and_drops_peers_that_never_answer() {
     let sim = start(SimConfig {
-        ping_interval: Duration::from_millis(100),
+        ping_interval: Duration::from_millis(250),
         ..config()
     })
     .await;
@@ -671,7 +672,7 @@ async fn the_gateway_pings_and_drops_peers_that_never_answer() {
     deaf.answer_pings = false;
     // Keep reading the live connection (which answers pings as it reads) for six
     // intervals; the deaf one is meanwhile closed by the gateway.
-    let until = tokio::time::Instant::now() + Duration::from_millis(600);
+    let until = tokio::time::Instant::now() + Duration::from_millis(1500);
     while tokio::time::Instant::now() < until {
         let left = until.saturating_duration_since(tokio::time::Instant::now());
         if let Some(event) = live.next_event_within(left).await.unwrap() {
@@ -759,24 +760,29 @@ async fn the_random_walk_ticks_only_subscribed_instruments_at_the_set_rate() {
     let mut feed = FeedClient::authenticated(&sim.ws_url(), KEY_A)
         .await
         .unwrap();
+    // No tick can exist before the subscription, so the rate bounds what arrives from here on.
+    let started = std::time::Instant::now();
     feed.request(&json!({"action": "subscribe", "symbols": [
         {"symbol": "RELIANCE", "exchange": "NSE"},
         {"symbol": "NIFTY", "exchange": "NSE_INDEX"},
     ], "mode": 1}))
         .await
         .unwrap();
-    let started = std::time::Instant::now();
-    let mut count = 0;
+    let mut count = 0u64;
     let mut symbols = std::collections::BTreeSet::new();
     while started.elapsed() < Duration::from_secs(1) {
         let tick = feed.next_tick().await.unwrap();
         symbols.insert(tick["symbol"].as_str().unwrap().to_string());
         count += 1;
     }
+    let elapsed = started.elapsed().as_secs_f64();
+    // At most the set rate over the time that passed (however slow the machine, the walk never
+    // runs ahead of it), and far more than the default 10 a second.
     assert!(
-        (100..=400).contains(&count),
-        "{count} ticks in one second at 200/s"
+        count as f64 <= 200.0 * elapsed + 2.0,
+        "{count} ticks in {elapsed:.2} s at 200/s"
     );
+    assert!(count >= 30, "{count} ticks in {elapsed:.2} s at 200/s");
     assert_eq!(
         symbols.into_iter().collect::<Vec<_>>(),
         ["NIFTY", "RELIANCE"]

@@ -1,9 +1,13 @@
 //! REST conformance: protocol §2 bodies, books, broker checks, option endpoints, limits.
 
+use std::sync::Arc;
+
+use chrono::TimeZone;
+use clock::ManualClock;
 use serde_json::{Value, json};
 use simulator::{RateLimits, SimConfig};
 
-use super::client::{KEY_A, KEY_B, MASK_A, Rest, config, eventually, start};
+use super::client::{KEY_A, KEY_B, MASK_A, Rest, config, start};
 use super::feed::nearest_expiry;
 
 fn order(symbol: &str, exchange: &str, action: &str, quantity: u64) -> Value {
@@ -520,7 +524,7 @@ async fn quotes_and_expiries_describe_the_simulated_market() {
             .collect();
         assert_eq!(dates.len(), count);
         assert!(dates.windows(2).all(|w| w[0] < w[1]), "{dates:?}");
-        let today = chrono::Utc::now()
+        let today = crate::helpers::test_start()
             .with_timezone(&chrono_tz::Asia::Kolkata)
             .date_naive();
         assert!(dates[0] >= today);
@@ -659,13 +663,107 @@ async fn optionsymbol_and_optionchain_resolve_strikes_around_the_underlying() {
     sim.stop().await;
 }
 
+/// The first NIFTY expiry the gateway lists, and the status of its option chain with greeks.
+async fn first_listed_expiry(rest: &Rest) -> (String, u16, Value) {
+    let (status, body) = rest
+        .api(
+            "expiry",
+            KEY_A,
+            json!({"symbol": "NIFTY", "exchange": "NFO", "instrumenttype": "options"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let first = body["data"][0].as_str().unwrap().replace('-', "");
+    let (status, chain) = rest
+        .api(
+            "optionchain",
+            KEY_A,
+            json!({"underlying": "NIFTY", "exchange": "NSE_INDEX", "expiry_date": first,
+                   "strike_count": 1, "with_greeks": true}),
+        )
+        .await;
+    (first, status, chain)
+}
+
+#[actix_web::test]
+async fn an_expiry_is_gone_from_the_close_of_its_session() {
+    // Tuesday 2026-12-01 is a NIFTY expiry; the clock stands one second before the close.
+    let ist = |h, m, s| {
+        chrono_tz::Asia::Kolkata
+            .with_ymd_and_hms(2026, 12, 1, h, m, s)
+            .unwrap()
+            .with_timezone(&chrono::Utc)
+    };
+    let clock = Arc::new(ManualClock::new(ist(15, 29, 59)));
+    let sim = start(SimConfig {
+        clock: clock.clone(),
+        ..config()
+    })
+    .await;
+    let rest = Rest::new(sim.rest_url());
+    // The underlying exactly at a strike: the at-the-money call's delta is one half even a
+    // second before expiry.
+    rest.set_price("NSE_INDEX", "NIFTY", 25_900.0).await;
+    let (first, status, chain) = first_listed_expiry(&rest).await;
+    assert_eq!(first, "01DEC26");
+    assert_eq!(status, 200, "{chain}");
+    assert_eq!(chain["atm_strike"], 25_900.0);
+    let atm = &chain["chain"][1];
+    assert_eq!(atm["strike"], 25_900.0);
+    let delta = atm["ce"]["delta"].as_f64().unwrap();
+    assert!(
+        (0.3..0.7).contains(&delta),
+        "a live contract's delta: {delta}"
+    );
+    let symbol_request = json!({"underlying": "NIFTY", "exchange": "NSE_INDEX",
+        "expiry_date": "01DEC26", "offset": "ATM", "option_type": "CE"});
+    assert_eq!(
+        rest.api("optionsymbol", KEY_A, symbol_request.clone())
+            .await
+            .0,
+        200
+    );
+
+    // At 15:30 the contract is gone: not listed, no chain, no greeks, no symbol.
+    clock.set(ist(15, 30, 0));
+    let (first, status, chain) = first_listed_expiry(&rest).await;
+    assert_eq!(first, "08DEC26");
+    assert_eq!(status, 200, "{chain}");
+    let (status, body) = rest
+        .api(
+            "optionchain",
+            KEY_A,
+            json!({"underlying": "NIFTY", "exchange": "NSE_INDEX", "expiry_date": "01DEC26",
+                   "with_greeks": true}),
+        )
+        .await;
+    assert_eq!(status, 404, "{body}");
+    assert!(body.get("chain").is_none(), "{body}");
+    assert_eq!(rest.api("optionsymbol", KEY_A, symbol_request).await.0, 404);
+    sim.stop().await;
+
+    // A gateway started in the evening never lists the day's expiry.
+    let evening = start(SimConfig {
+        clock: Arc::new(ManualClock::new(ist(22, 30, 0))),
+        ..config()
+    })
+    .await;
+    let rest = Rest::new(evening.rest_url());
+    let (first, status, _) = first_listed_expiry(&rest).await;
+    assert_eq!((first.as_str(), status), ("08DEC26", 200));
+    evening.stop().await;
+}
+
 #[actix_web::test]
 async fn rate_limits_answer_429_per_endpoint() {
+    // A minute-long window: every burst below is refused however slowly the requests go out
+    // (the moving window itself is unit-tested in the simulator).
     let sim = start(SimConfig {
         rate_limits: RateLimits {
             api_per_s: 3,
             order_per_s: 2,
             smart_order_per_s: 1,
+            window: std::time::Duration::from_secs(60),
         },
         ..config()
     })
@@ -699,14 +797,7 @@ async fn rate_limits_answer_429_per_endpoint() {
         rest.api("placesmartorder", KEY_A, smart).await,
         (429, limited)
     );
-    // The window moves: refused requests do not count, and within about a second the
-    // endpoint answers again.
-    let rest_ref = &rest;
-    eventually(
-        std::time::Duration::from_secs(3),
-        "the funds window to move",
-        || async move { (rest_ref.api("funds", KEY_A, json!({})).await.0 == 200).then_some(()) },
-    )
-    .await;
+    // Limits count per client IP, not per key: the other key is refused on the same endpoint.
+    assert_eq!(rest.api("funds", KEY_B, json!({})).await.0, 429);
     sim.stop().await;
 }

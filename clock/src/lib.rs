@@ -1,17 +1,25 @@
-//! The wall clock, injectable so that tests can set the time (ARCHITECTURE §7).
+//! The wall clock as an input (docs/time.md).
 //!
-//! Actors ask a [`SharedClock`] for "now" instead of calling `Utc::now()`. Timers still run on
-//! real time, so an actor that sleeps until the next boundary also watches
-//! [`Clock::changes`]: a [`ManualClock`] that is set or advanced notifies it, and it
+//! Code that needs the date or the time of day (market phase, expiries, "today") asks a
+//! [`SharedClock`] for "now" instead of calling `Utc::now()`, so that a test can say what time
+//! it is. Timers still run on real time, so an actor that sleeps until the next boundary also
+//! watches [`Clock::changes`]: a [`ManualClock`] that is set or advanced notifies it, and it
 //! re-evaluates at once.
+//!
+//! Three clocks:
+//! - [`SystemClock`]: the machine's clock, in production.
+//! - [`ManualClock`]: stands still until a test sets or advances it.
+//! - [`OffsetClock`]: starts at a chosen instant and then advances with real time, for tests
+//!   that need both a known date and time that passes (timers, price walks, leases).
 
+use std::fmt::Debug;
 use std::sync::Arc;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use tokio::sync::watch;
 
 /// A source of the current time.
-pub trait Clock: Send + Sync + 'static {
+pub trait Clock: Debug + Send + Sync + 'static {
     /// The current instant.
     fn now(&self) -> DateTime<Utc>;
 
@@ -70,6 +78,28 @@ impl Clock for ManualClock {
     }
 }
 
+/// Real time shifted by a fixed offset: it shows `start` when created and then runs at the
+/// speed of the system clock.
+#[derive(Debug, Clone, Copy)]
+pub struct OffsetClock {
+    offset: TimeDelta,
+}
+
+impl OffsetClock {
+    /// A clock that shows `start` now.
+    pub fn starting_at(start: DateTime<Utc>) -> Self {
+        Self {
+            offset: start - Utc::now(),
+        }
+    }
+}
+
+impl Clock for OffsetClock {
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now() + self.offset
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -80,7 +110,7 @@ mod tests {
         let before = Utc::now();
         let now = SystemClock.now();
         assert!(now >= before);
-        assert!(now - before < TimeDelta::seconds(5));
+        assert!(SystemClock.now() >= now);
         assert!(SystemClock.changes().is_none());
     }
 
@@ -107,5 +137,18 @@ mod tests {
         let shared: SharedClock = Arc::new(clock);
         assert_eq!(shared.now(), later);
         assert!(shared.changes().is_some());
+    }
+
+    #[test]
+    fn offset_clock_starts_at_the_chosen_instant_and_moves_forward() {
+        let start = Utc.with_ymd_and_hms(2026, 11, 30, 4, 30, 0).unwrap();
+        let clock = OffsetClock::starting_at(start);
+        let first = clock.now();
+        // Only the time spent between the two statements separates them: a small amount,
+        // never negative, and nowhere near a day.
+        assert!(first >= start);
+        assert!(first - start < TimeDelta::hours(1), "{first}");
+        assert!(clock.now() >= first);
+        assert!(clock.changes().is_none());
     }
 }
