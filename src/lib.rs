@@ -6,6 +6,7 @@ pub mod cli;
 pub mod configuration;
 pub mod database;
 pub mod demo;
+pub mod holiday_import;
 pub mod http;
 pub mod startup;
 pub mod telemetry;

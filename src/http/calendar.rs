@@ -7,7 +7,8 @@
 //! canonical IANA name. Sessions, regular or special, must end after they start on the same day
 //! (no overnight sessions: a typo such as 03:30 for 15:30 must not open the market all night).
 
-use actix_web::{HttpResponse, web};
+use actix_web::http::header;
+use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::{Datelike, NaiveDate};
 use entity::prelude::*;
 use entity::{
@@ -26,6 +27,7 @@ use super::error::{ApiError, ErrorBody};
 use crate::calendar_input::{
     FieldError, HolidayInput, NewHoliday, date, exchange, name, span, timezone,
 };
+use crate::holiday_import::{self, Format, ImportError};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("", web::get().to(status))
@@ -40,6 +42,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/sessions/{id}", web::delete().to(delete_session))
         .route("/holidays", web::get().to(list_holidays))
         .route("/holidays", web::post().to(create_holiday))
+        .route("/holidays/import", web::post().to(import_holidays))
         .route("/holidays/{id}", web::put().to(update_holiday))
         .route("/holidays/{id}", web::delete().to(delete_holiday))
         .route("/special-sessions", web::get().to(list_specials))
@@ -608,6 +611,117 @@ async fn create_holiday(
         ))?;
     reload(&state).await?;
     Ok(HttpResponse::Created().json(row))
+}
+
+/// Imports a list of holidays in one step (e.g. next year's, from the exchange's circular):
+/// all or nothing, duplicates skipped; answers once the calendar reloaded.
+#[utoipa::path(
+    post,
+    path = "/api/v1/calendar/holidays/import",
+    operation_id = "import_holidays",
+    tag = "calendar",
+    request_body(
+        description = "`text/csv` with the header `date,name,exchange` (any column order, an \
+            optional `is_active` column, lines starting with `#` ignored; a name with a comma is \
+            quoted), or `application/json`: an array of holidays as `POST \
+            /api/v1/calendar/holidays` takes them. Dates `YYYY-MM-DD`, exchanges stored in upper \
+            case. At most `server.body_limit_bytes`.",
+        content(
+            (Vec<HolidayInput> = "application/json", example = json!([
+                {"date": "2026-12-25", "name": "Christmas", "exchange": "NSE"}
+            ])),
+            (String = "text/csv",
+                example = "date,name,exchange\n2026-12-25,Christmas,NSE\n"),
+        )
+    ),
+    responses(
+        (status = 200, description = "`inserted`: rows stored; `skipped`: rows whose date and \
+            exchange were already stored or repeat an earlier row, each with `line` (CSV, the \
+            header is line 1) or `item` (JSON array index, from 0), `date`, `exchange` and \
+            `reason`. Importing the same list again inserts nothing", body = Object,
+            example = json!({"inserted": 1, "skipped": [{"line": 3, "date": "2026-12-25",
+                "exchange": "NSE", "reason": "repeats line 2"}]})),
+        (status = 401, description = "missing or wrong admin token", body = ErrorBody),
+        (status = 400, description = "the JSON does not parse", body = ErrorBody),
+        (status = 409, description = "another writer stored one of the holidays meanwhile; \
+            nothing was imported", body = ErrorBody),
+        (status = 413, description = "body above `server.body_limit_bytes`", body = ErrorBody),
+        (status = 415, description = "a Content-Type other than text/csv or application/json",
+            body = ErrorBody),
+        (status = 422, description = "invalid rows, nothing imported: the message names each, \
+            and `details` lists them as `{\"line\" or \"item\", \"reason\"}`; also a missing or \
+            wrong CSV header, JSON that is not an array, or no rows", body = ErrorBody),
+        (status = 503, description = "saved, but the calendar could not reload it",
+            body = ErrorBody),
+    )
+)]
+async fn import_holidays(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let format = import_format(&req)?;
+    let limit = state.body_limit;
+    let bytes = body
+        .to_bytes_limited(limit)
+        .await
+        .map_err(|_| ApiError::payload_too_large(limit))?
+        .map_err(|e| ApiError::bad_request(format!("reading the request body: {e}")))?;
+    let rows = holiday_import::parse(format, &bytes).map_err(import_error)?;
+    let report = holiday_import::import(&state.db, rows)
+        .await
+        .map_err(import_error)?;
+    tracing::info!(
+        inserted = report.inserted,
+        skipped = report.skipped.len(),
+        "holidays imported"
+    );
+    reload(&state).await?;
+    Ok(HttpResponse::Ok().json(report))
+}
+
+/// CSV or JSON, from the request's Content-Type.
+fn import_format(req: &HttpRequest) -> Result<Format, ApiError> {
+    let content_type = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let essence = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    match essence.as_str() {
+        "text/csv" => Ok(Format::Csv),
+        "application/json" => Ok(Format::Json),
+        _ => Err(ApiError::unsupported_media_type(format!(
+            "expected Content-Type text/csv (a file with the header date,name,exchange) or \
+             application/json (an array of holidays), not {}",
+            if content_type.is_empty() {
+                "none".to_string()
+            } else {
+                format!("{content_type:?}")
+            }
+        ))),
+    }
+}
+
+fn import_error(e: ImportError) -> ApiError {
+    match e {
+        ImportError::Malformed(_) => ApiError::bad_request(e.to_string()),
+        ImportError::Unusable(_) => ApiError::unprocessable(e.to_string()),
+        ImportError::Invalid(ref rows) => {
+            let error = ApiError::unprocessable(e.to_string());
+            match serde_json::to_value(rows) {
+                Ok(details) => error.with_details(details),
+                Err(_) => error,
+            }
+        }
+        ImportError::Conflict(_) => ApiError::conflict(e.to_string()),
+        ImportError::Database { context, source } => ApiError::internal(context, source),
+    }
 }
 
 /// Replaces a holiday; answers once the calendar reloaded.

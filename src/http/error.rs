@@ -12,6 +12,8 @@ pub struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
     pub message: String,
+    /// Structured detail for a client, e.g. every invalid row of an import.
+    pub details: Option<serde_json::Value>,
 }
 
 /// The body of every error answer.
@@ -28,6 +30,11 @@ pub struct ErrorDetail<'a> {
     code: &'a str,
     /// What went wrong, for a person; never contains a secret.
     message: &'a str,
+    /// Only some errors: structured detail, e.g. every invalid row of a holiday import as
+    /// `{"line" or "item", "reason"}`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<Object>>)]
+    details: Option<&'a serde_json::Value>,
 }
 
 impl ApiError {
@@ -36,7 +43,13 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            details: None,
         }
+    }
+    /// The same error with structured detail in its body.
+    pub fn with_details(mut self, details: serde_json::Value) -> Self {
+        self.details = Some(details);
+        self
     }
     pub fn bad_request(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "bad_request", message)
@@ -52,6 +65,13 @@ impl ApiError {
     }
     pub fn unprocessable(message: impl Into<String>) -> Self {
         Self::new(StatusCode::UNPROCESSABLE_ENTITY, "unprocessable", message)
+    }
+    pub fn unsupported_media_type(message: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            message,
+        )
     }
     pub fn payload_too_large(limit: usize) -> Self {
         Self::new(
@@ -101,6 +121,7 @@ impl ResponseError for ApiError {
             error: ErrorDetail {
                 code: self.code,
                 message: &self.message,
+                details: self.details.as_ref(),
             },
         })
     }
@@ -115,11 +136,9 @@ pub fn json_error_handler(
     use actix_web::error::JsonPayloadError as E;
     let api = match &err {
         E::OverflowKnownLength { .. } | E::Overflow { .. } => ApiError::payload_too_large(limit),
-        E::ContentType => ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
-            "expected Content-Type: application/json",
-        ),
+        E::ContentType => {
+            ApiError::unsupported_media_type("expected Content-Type: application/json")
+        }
         E::Deserialize(e) if e.is_data() => ApiError::unprocessable(format!("invalid body: {e}")),
         other => ApiError::bad_request(format!("invalid JSON body: {other}")),
     };
