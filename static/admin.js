@@ -458,6 +458,25 @@
     ];
     if (cal.last_error) rows.push(['Last error', { text: cal.last_error, cls: 'error' }]);
     kv($('calendar-kv'), rows);
+    renderCalendarWarnings(cal.warnings || []);
+  }
+
+  // Years the next 30 days reach without holidays loaded: a banner until they are imported.
+  function renderCalendarWarnings(warnings) {
+    const banner = $('calendar-warnings');
+    const text = warnings.map((w) => w.message).join('\n');
+    banner.hidden = warnings.length === 0;
+    if (banner.dataset.text === text) return;
+    banner.dataset.text = text;
+    if (warnings.length === 0) {
+      banner.replaceChildren();
+      return;
+    }
+    banner.replaceChildren(
+      h('strong', { text: 'Holidays missing' }),
+      h('ul', null, warnings.map((w) => h('li', { text: w.message }))),
+      h('p', null, 'Import the exchange\'s list: ', h('code', { text: 'supervisor calendar import FILE' }),
+        ' or ', h('code', { text: 'POST /api/v1/calendar/holidays/import' }), '.'));
   }
 
   function renderFeed(c) {

@@ -9,12 +9,18 @@
 //!
 //! A failed load keeps the last good calendar and shows Degraded; so does a template whose stored
 //! timezone is not a known IANA name (that template counts as closed).
+//!
+//! The status also warns when the next 30 days reach a year for which an active template's
+//! exchange has no holiday loaded ([`missing_holiday_years`]). The warnings are computed from the
+//! clock on every status request, so they appear and clear without waiting for a timer; changes
+//! are also logged whenever the phase is evaluated. A warning leaves the actor Running: the actor
+//! works, the data needs an operator (the service's health reports it as degraded).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use actix::prelude::*;
-use chrono::{DateTime, NaiveDate, NaiveTime, TimeDelta, Utc};
+use chrono::{DateTime, Datelike, NaiveDate, NaiveTime, TimeDelta, Utc};
 use chrono_tz::Tz;
 use entity::prelude::*;
 use entity::{
@@ -24,7 +30,8 @@ use sea_orm::{ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, 
 use serde::Serialize;
 
 use crate::domain::calendar::{
-    CalendarData, Phase, SEARCH_DAYS, Session, SessionKind, Special, next_change, phase_at,
+    CalendarData, CalendarWarning, Phase, SEARCH_DAYS, Session, SessionKind, Special,
+    missing_holiday_years, next_change, phase_at,
 };
 use crate::status::Lifecycle;
 use crate::supervised::RestartTracker;
@@ -112,6 +119,10 @@ pub struct CalendarStatus {
     pub special_today: Vec<SpecialToday>,
     pub loaded_at: Option<DateTime<Utc>>,
     pub last_error: Option<String>,
+    /// Years the next 30 days reach without holidays loaded for an active template's exchange
+    /// (none while `always_open`, when the calendar is not consulted). They do not change
+    /// `state`.
+    pub warnings: Vec<CalendarWarning>,
 }
 
 /// One active template, ready to evaluate (`data` is None when it cannot be: closed).
@@ -152,6 +163,8 @@ pub struct CalendarActor {
     subscribers: Vec<Recipient<PhaseChanged>>,
     wake: Option<SpawnHandle>,
     restarts: RestartTracker,
+    /// The warnings last logged, to log only their changes.
+    logged_warnings: Vec<CalendarWarning>,
 }
 
 impl CalendarActor {
@@ -175,6 +188,7 @@ impl CalendarActor {
             next: None,
             subscribers: Vec::new(),
             wake: None,
+            logged_warnings: Vec::new(),
         }
     }
 
@@ -228,6 +242,7 @@ impl CalendarActor {
     /// Computes the phase now, broadcasts a change and arms the timer for the next boundary.
     fn evaluate(&mut self, ctx: &mut Context<Self>) {
         let now = self.clock.now();
+        self.log_warnings(now);
         let (phase, next) = if self.settings.always_open {
             (Phase::Open, None)
         } else {
@@ -271,6 +286,43 @@ impl CalendarActor {
                 act.evaluate(ctx);
             }));
         }
+    }
+
+    /// The holiday warnings at `now`, on the calendar in force.
+    fn warnings(&self, now: DateTime<Utc>) -> Vec<CalendarWarning> {
+        if self.settings.always_open {
+            return Vec::new();
+        }
+        let loaded: BTreeSet<(&str, i32)> = self
+            .loaded
+            .holidays
+            .iter()
+            .map(|h| (h.exchange.as_str(), h.date.year()))
+            .collect();
+        let templates = self.loaded.templates.iter().filter_map(|t| {
+            let data = t.data.as_ref()?;
+            Some((t.info.exchange.as_str(), data.timezone))
+        });
+        missing_holiday_years(templates, &loaded, now)
+    }
+
+    /// Logs the warnings (by exchange and year) that appeared or cleared since the last call.
+    fn log_warnings(&mut self, now: DateTime<Utc>) {
+        let key = |w: &CalendarWarning| (w.exchange.clone(), w.year);
+        let warnings = self.warnings(now);
+        let before: BTreeSet<_> = self.logged_warnings.iter().map(key).collect();
+        let after: BTreeSet<_> = warnings.iter().map(key).collect();
+        for w in warnings.iter().filter(|w| !before.contains(&key(w))) {
+            tracing::warn!(exchange = %w.exchange, year = w.year, "{}", w.message);
+        }
+        for w in self
+            .logged_warnings
+            .iter()
+            .filter(|w| !after.contains(&key(w)))
+        {
+            tracing::info!(exchange = %w.exchange, year = w.year, "calendar warning cleared");
+        }
+        self.logged_warnings = warnings;
     }
 
     fn watch_clock(&mut self, ctx: &mut Context<Self>) {
@@ -324,6 +376,7 @@ impl CalendarActor {
             special_today,
             loaded_at: self.loaded_at,
             last_error: (!problems.is_empty()).then(|| problems.join("; ")),
+            warnings: self.warnings(now),
         }
     }
 

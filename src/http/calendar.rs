@@ -7,9 +7,9 @@
 //! canonical IANA name. Sessions, regular or special, must end after they start on the same day
 //! (no overnight sessions: a typo such as 03:30 for 15:30 must not open the market all night).
 
-use actix_web::{HttpResponse, web};
-use chrono::{Datelike, NaiveDate, NaiveTime};
-use chrono_tz::Tz;
+use actix_web::http::header;
+use actix_web::{HttpRequest, HttpResponse, web};
+use chrono::{Datelike, NaiveDate};
 use entity::prelude::*;
 use entity::{
     market_holidays, special_trading_sessions, trading_hours_templates, trading_sessions,
@@ -24,9 +24,10 @@ use actors::calendar::{GetCalendarStatus, ReloadCalendar};
 
 use super::AppState;
 use super::error::{ApiError, ErrorBody};
-
-/// Longest accepted name or description line.
-const MAX_NAME_LEN: usize = 200;
+use crate::calendar_input::{
+    FieldError, HolidayInput, NewHoliday, date, exchange, name, span, timezone,
+};
+use crate::holiday_import::{self, Format, ImportError};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("", web::get().to(status))
@@ -41,6 +42,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/sessions/{id}", web::delete().to(delete_session))
         .route("/holidays", web::get().to(list_holidays))
         .route("/holidays", web::post().to(create_holiday))
+        .route("/holidays/import", web::post().to(import_holidays))
         .route("/holidays/{id}", web::put().to(update_holiday))
         .route("/holidays/{id}", web::delete().to(delete_holiday))
         .route("/special-sessions", web::get().to(list_specials))
@@ -88,75 +90,8 @@ async fn reload(state: &AppState) -> Result<(), ApiError> {
 
 // ---- validation ----
 
-fn unprocessable(field: &str, reason: impl std::fmt::Display) -> ApiError {
-    ApiError::unprocessable(format!("{field}: {reason}"))
-}
-
-/// A trimmed, non-empty name of at most [`MAX_NAME_LEN`] characters.
-fn name(field: &str, value: &str) -> Result<String, ApiError> {
-    let v = value.trim();
-    if v.is_empty() {
-        return Err(unprocessable(field, "must not be empty"));
-    }
-    if v.chars().count() > MAX_NAME_LEN {
-        return Err(unprocessable(
-            field,
-            format!("must be at most {MAX_NAME_LEN} characters"),
-        ));
-    }
-    Ok(v.to_string())
-}
-
-/// An exchange code (letters, digits, `_`, `-`), stored in upper case.
-fn exchange(value: &str) -> Result<String, ApiError> {
-    let v = name("exchange", value)?;
-    if !v
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-    {
-        return Err(unprocessable(
-            "exchange",
-            "must contain only letters, digits, '_' and '-'",
-        ));
-    }
-    Ok(v.to_ascii_uppercase())
-}
-
-/// A known IANA timezone, returned under its canonical name.
-fn timezone(value: &str) -> Result<String, ApiError> {
-    value
-        .trim()
-        .parse::<Tz>()
-        .map(|tz| tz.name().to_string())
-        .map_err(|_| {
-            unprocessable(
-                "timezone",
-                format!("{value:?} is not a known IANA timezone (e.g. Asia/Kolkata)"),
-            )
-        })
-}
-
-/// "HH:MM" or "HH:MM:SS".
-fn time(field: &str, value: &str) -> Result<NaiveTime, ApiError> {
-    let v = value.trim();
-    NaiveTime::parse_from_str(v, "%H:%M:%S")
-        .or_else(|_| NaiveTime::parse_from_str(v, "%H:%M"))
-        .map_err(|_| unprocessable(field, format!("{value:?} is not a time HH:MM or HH:MM:SS")))
-}
-
-/// "YYYY-MM-DD".
-fn date(field: &str, value: &str) -> Result<NaiveDate, ApiError> {
-    NaiveDate::parse_from_str(value.trim(), "%Y-%m-%d")
-        .map_err(|_| unprocessable(field, format!("{value:?} is not a date YYYY-MM-DD")))
-}
-
-/// Start and end of a session on one day: the end must come after the start.
-fn span(start: &str, end: &str) -> Result<(NaiveTime, NaiveTime), ApiError> {
-    let (start, end) = (time("start_time", start)?, time("end_time", end)?);
-    if end <= start {
-        return Err(unprocessable("end_time", "must be after start_time"));
-    }
-    Ok((start, end))
+fn unprocessable(field: &'static str, reason: impl std::fmt::Display) -> ApiError {
+    FieldError::new(field, reason).into()
 }
 
 /// Maps a unique-constraint violation to 409 with `conflict`, anything else to 500.
@@ -582,33 +517,6 @@ async fn delete_session(
 
 // ---- holidays ----
 
-/// A market holiday; one per date and exchange. Unknown fields are refused.
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-#[schema(example = json!({"date": "2026-11-24", "name": "Guru Nanak Jayanti", "exchange": "NSE"}))]
-struct HolidayBody {
-    /// `YYYY-MM-DD`.
-    date: String,
-    name: String,
-    /// Stored in upper case.
-    exchange: String,
-    #[serde(default = "yes")]
-    #[schema(default = true)]
-    is_active: bool,
-}
-
-impl HolidayBody {
-    fn validate(&self) -> Result<market_holidays::ActiveModel, ApiError> {
-        Ok(market_holidays::ActiveModel {
-            date: Set(date("date", &self.date)?),
-            name: Set(name("name", &self.name)?),
-            exchange: Set(exchange(&self.exchange)?),
-            is_active: Set(self.is_active),
-            ..Default::default()
-        })
-    }
-}
-
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
@@ -623,12 +531,11 @@ fn holiday_not_found(id: i32) -> ApiError {
     ApiError::not_found(format!("holiday {id} not found"))
 }
 
-fn holiday_conflict(body: &HolidayBody) -> impl FnOnce() -> String + '_ {
+fn holiday_conflict(holiday: &NewHoliday) -> impl FnOnce() -> String + '_ {
     move || {
         format!(
             "{} already has a holiday on {}",
-            body.exchange.trim().to_ascii_uppercase(),
-            body.date.trim()
+            holiday.exchange, holiday.date
         )
     }
 }
@@ -677,7 +584,7 @@ async fn list_holidays(
     post,
     path = "/api/v1/calendar/holidays",
     tag = "calendar",
-    request_body = HolidayBody,
+    request_body = HolidayInput,
     responses(
         (status = 201, description = "the holiday", body = Object),
         (status = 401, description = "missing or wrong admin token", body = ErrorBody),
@@ -691,15 +598,130 @@ async fn list_holidays(
 )]
 async fn create_holiday(
     state: web::Data<AppState>,
-    body: web::Json<HolidayBody>,
+    body: web::Json<HolidayInput>,
 ) -> Result<HttpResponse, ApiError> {
-    let row = body
-        .validate()?
+    let holiday = body.validate()?;
+    let row = holiday
+        .active_model()
         .insert(&state.db)
         .await
-        .map_err(write_error("saving the holiday", holiday_conflict(&body)))?;
+        .map_err(write_error(
+            "saving the holiday",
+            holiday_conflict(&holiday),
+        ))?;
     reload(&state).await?;
     Ok(HttpResponse::Created().json(row))
+}
+
+/// Imports a list of holidays in one step (e.g. next year's, from the exchange's circular):
+/// all or nothing, duplicates skipped; answers once the calendar reloaded.
+#[utoipa::path(
+    post,
+    path = "/api/v1/calendar/holidays/import",
+    operation_id = "import_holidays",
+    tag = "calendar",
+    request_body(
+        description = "`text/csv` with the header `date,name,exchange` (any column order, an \
+            optional `is_active` column, lines starting with `#` ignored; a name with a comma is \
+            quoted), or `application/json`: an array of holidays as `POST \
+            /api/v1/calendar/holidays` takes them. Dates `YYYY-MM-DD`, exchanges stored in upper \
+            case. At most `server.body_limit_bytes`.",
+        content(
+            (Vec<HolidayInput> = "application/json", example = json!([
+                {"date": "2026-12-25", "name": "Christmas", "exchange": "NSE"}
+            ])),
+            (String = "text/csv",
+                example = "date,name,exchange\n2026-12-25,Christmas,NSE\n"),
+        )
+    ),
+    responses(
+        (status = 200, description = "`inserted`: rows stored; `skipped`: rows whose date and \
+            exchange were already stored or repeat an earlier row, each with `line` (CSV, the \
+            header is line 1) or `item` (JSON array index, from 0), `date`, `exchange` and \
+            `reason`. Importing the same list again inserts nothing", body = Object,
+            example = json!({"inserted": 1, "skipped": [{"line": 3, "date": "2026-12-25",
+                "exchange": "NSE", "reason": "repeats line 2"}]})),
+        (status = 401, description = "missing or wrong admin token", body = ErrorBody),
+        (status = 400, description = "the JSON does not parse", body = ErrorBody),
+        (status = 409, description = "another writer stored one of the holidays meanwhile; \
+            nothing was imported", body = ErrorBody),
+        (status = 413, description = "body above `server.body_limit_bytes`", body = ErrorBody),
+        (status = 415, description = "a Content-Type other than text/csv or application/json",
+            body = ErrorBody),
+        (status = 422, description = "invalid rows, nothing imported: the message names each, \
+            and `details` lists them as `{\"line\" or \"item\", \"reason\"}`; also a missing or \
+            wrong CSV header, JSON that is not an array, or no rows", body = ErrorBody),
+        (status = 503, description = "saved, but the calendar could not reload it",
+            body = ErrorBody),
+    )
+)]
+async fn import_holidays(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let format = import_format(&req)?;
+    let limit = state.body_limit;
+    let bytes = body
+        .to_bytes_limited(limit)
+        .await
+        .map_err(|_| ApiError::payload_too_large(limit))?
+        .map_err(|e| ApiError::bad_request(format!("reading the request body: {e}")))?;
+    let rows = holiday_import::parse(format, &bytes).map_err(import_error)?;
+    let report = holiday_import::import(&state.db, rows)
+        .await
+        .map_err(import_error)?;
+    tracing::info!(
+        inserted = report.inserted,
+        skipped = report.skipped.len(),
+        "holidays imported"
+    );
+    reload(&state).await?;
+    Ok(HttpResponse::Ok().json(report))
+}
+
+/// CSV or JSON, from the request's Content-Type.
+fn import_format(req: &HttpRequest) -> Result<Format, ApiError> {
+    let content_type = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let essence = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    match essence.as_str() {
+        "text/csv" => Ok(Format::Csv),
+        "application/json" => Ok(Format::Json),
+        _ => Err(ApiError::unsupported_media_type(format!(
+            "expected Content-Type text/csv (a file with the header date,name,exchange) or \
+             application/json (an array of holidays), not {}",
+            if content_type.is_empty() {
+                "none".to_string()
+            } else {
+                format!("{content_type:?}")
+            }
+        ))),
+    }
+}
+
+fn import_error(e: ImportError) -> ApiError {
+    match e {
+        ImportError::Malformed(_) => ApiError::bad_request(e.to_string()),
+        ImportError::Unusable(_) => ApiError::unprocessable(e.to_string()),
+        ImportError::Invalid(ref rows) => {
+            let error = ApiError::unprocessable(e.to_string());
+            match serde_json::to_value(rows) {
+                Ok(details) => error.with_details(details),
+                Err(_) => error,
+            }
+        }
+        ImportError::Conflict(_) => ApiError::conflict(e.to_string()),
+        ImportError::Database { context, source } => ApiError::internal(context, source),
+    }
 }
 
 /// Replaces a holiday; answers once the calendar reloaded.
@@ -708,7 +730,7 @@ async fn create_holiday(
     path = "/api/v1/calendar/holidays/{id}",
     tag = "calendar",
     params(("id" = i32, Path, description = "the row id")),
-    request_body = HolidayBody,
+    request_body = HolidayInput,
     responses(
         (status = 200, description = "the holiday", body = Object),
         (status = 401, description = "missing or wrong admin token", body = ErrorBody),
@@ -724,7 +746,7 @@ async fn create_holiday(
 async fn update_holiday(
     state: web::Data<AppState>,
     id: web::Path<i32>,
-    body: web::Json<HolidayBody>,
+    body: web::Json<HolidayInput>,
 ) -> Result<HttpResponse, ApiError> {
     let id = id.into_inner();
     MarketHolidays::find_by_id(id)
@@ -732,12 +754,13 @@ async fn update_holiday(
         .await
         .map_err(read_error("reading the holiday"))?
         .ok_or_else(|| holiday_not_found(id))?;
-    let mut model = body.validate()?;
+    let holiday = body.validate()?;
+    let mut model = holiday.active_model();
     model.id = Set(id);
-    let row = model
-        .update(&state.db)
-        .await
-        .map_err(write_error("saving the holiday", holiday_conflict(&body)))?;
+    let row = model.update(&state.db).await.map_err(write_error(
+        "saving the holiday",
+        holiday_conflict(&holiday),
+    ))?;
     reload(&state).await?;
     Ok(HttpResponse::Ok().json(row))
 }
@@ -933,60 +956,4 @@ async fn delete_special(
     }
     reload(&state).await?;
     Ok(HttpResponse::NoContent().finish())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn message(e: ApiError) -> String {
-        assert_eq!(e.code, "unprocessable");
-        e.message
-    }
-
-    #[test]
-    fn times_accept_minutes_or_seconds_only() {
-        assert_eq!(
-            time("start_time", "09:15").unwrap(),
-            NaiveTime::from_hms_opt(9, 15, 0).unwrap()
-        );
-        assert_eq!(
-            time("start_time", "15:30:05").unwrap(),
-            NaiveTime::from_hms_opt(15, 30, 5).unwrap()
-        );
-        for bad in ["25:00", "9.15", "", "15:30:00.5x", "noon"] {
-            let m = message(time("end_time", bad).unwrap_err());
-            assert!(m.starts_with("end_time: "), "{bad}: {m}");
-        }
-    }
-
-    #[test]
-    fn sessions_must_end_after_they_start() {
-        assert!(span("09:15", "15:30").is_ok());
-        assert_eq!(
-            message(span("15:30", "09:15").unwrap_err()),
-            "end_time: must be after start_time"
-        );
-        assert!(span("09:15", "09:15:00").is_err());
-    }
-
-    #[test]
-    fn dates_names_exchanges_and_timezones() {
-        assert_eq!(
-            date("date", "2026-11-24").unwrap(),
-            NaiveDate::from_ymd_opt(2026, 11, 24).unwrap()
-        );
-        assert!(message(date("date", "24-11-2026").unwrap_err()).starts_with("date: "));
-        assert!(message(date("date", "2026-02-30").unwrap_err()).starts_with("date: "));
-        assert_eq!(name("name", "  Diwali ").unwrap(), "Diwali");
-        assert_eq!(
-            message(name("name", "   ").unwrap_err()),
-            "name: must not be empty"
-        );
-        assert!(name("name", &"x".repeat(MAX_NAME_LEN + 1)).is_err());
-        assert_eq!(exchange(" nse ").unwrap(), "NSE");
-        assert!(message(exchange("N S E").unwrap_err()).starts_with("exchange: "));
-        assert_eq!(timezone("Asia/Kolkata").unwrap(), "Asia/Kolkata");
-        assert!(message(timezone("Mars/Olympus").unwrap_err()).starts_with("timezone: "));
-    }
 }

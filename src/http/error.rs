@@ -5,11 +5,15 @@ use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use crate::calendar_input::{FieldError, FieldErrors};
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
     pub message: String,
+    /// Structured detail for a client, e.g. every invalid row of an import.
+    pub details: Option<serde_json::Value>,
 }
 
 /// The body of every error answer.
@@ -26,6 +30,11 @@ pub struct ErrorDetail<'a> {
     code: &'a str,
     /// What went wrong, for a person; never contains a secret.
     message: &'a str,
+    /// Only some errors: structured detail, e.g. every invalid row of a holiday import as
+    /// `{"line" or "item", "reason"}`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<Object>>)]
+    details: Option<&'a serde_json::Value>,
 }
 
 impl ApiError {
@@ -34,7 +43,13 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            details: None,
         }
+    }
+    /// The same error with structured detail in its body.
+    pub fn with_details(mut self, details: serde_json::Value) -> Self {
+        self.details = Some(details);
+        self
     }
     pub fn bad_request(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "bad_request", message)
@@ -50,6 +65,13 @@ impl ApiError {
     }
     pub fn unprocessable(message: impl Into<String>) -> Self {
         Self::new(StatusCode::UNPROCESSABLE_ENTITY, "unprocessable", message)
+    }
+    pub fn unsupported_media_type(message: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            message,
+        )
     }
     pub fn payload_too_large(limit: usize) -> Self {
         Self::new(
@@ -72,6 +94,18 @@ impl ApiError {
     }
 }
 
+impl From<FieldError> for ApiError {
+    fn from(e: FieldError) -> Self {
+        Self::unprocessable(e.to_string())
+    }
+}
+
+impl From<FieldErrors> for ApiError {
+    fn from(e: FieldErrors) -> Self {
+        Self::unprocessable(e.to_string())
+    }
+}
+
 impl std::fmt::Display for ApiError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}: {}", self.code, self.message)
@@ -87,6 +121,7 @@ impl ResponseError for ApiError {
             error: ErrorDetail {
                 code: self.code,
                 message: &self.message,
+                details: self.details.as_ref(),
             },
         })
     }
@@ -101,11 +136,9 @@ pub fn json_error_handler(
     use actix_web::error::JsonPayloadError as E;
     let api = match &err {
         E::OverflowKnownLength { .. } | E::Overflow { .. } => ApiError::payload_too_large(limit),
-        E::ContentType => ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
-            "expected Content-Type: application/json",
-        ),
+        E::ContentType => {
+            ApiError::unsupported_media_type("expected Content-Type: application/json")
+        }
         E::Deserialize(e) if e.is_data() => ApiError::unprocessable(format!("invalid body: {e}")),
         other => ApiError::bad_request(format!("invalid JSON body: {other}")),
     };

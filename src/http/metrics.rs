@@ -52,8 +52,8 @@ const CONNECTION_STATES: [ConnectionState; 7] = [
         (status = 200, description = "Prometheus text format 0.0.4: ticks in, fanned out and \
             dropped, feed connection state and reconnects, subscriptions, strategies by risk \
             state and their P&L, open legs, exit orders sent and failed, the tick→risk decision \
-            latency histogram with p50/p99/p999, chain sessions, calendar phase, every actor's \
-            lifecycle state and restarts",
+            latency histogram with p50/p99/p999, chain sessions, calendar phase and warnings, every \
+            actor's lifecycle state and restarts",
             content_type = "text/plain; version=0.0.4", body = String),
         (status = 500, description = "an actor did not answer", body = ErrorBody),
     )
@@ -282,6 +282,13 @@ fn render(s: &ServiceState) -> String {
             secs as f64,
         );
     }
+    m.single(
+        "supervisor_calendar_warnings",
+        "gauge",
+        "calendar warnings: years the next 30 days reach without holidays loaded for an active \
+         template's exchange",
+        s.calendar.warnings.len() as f64,
+    );
 
     render_risk(&mut m, s);
 

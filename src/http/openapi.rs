@@ -49,6 +49,7 @@ use super::{
         calendar::delete_session,
         calendar::list_holidays,
         calendar::create_holiday,
+        calendar::import_holidays,
         calendar::update_holiday,
         calendar::delete_holiday,
         calendar::list_specials,

@@ -621,6 +621,7 @@ async fn metrics_declare_every_family() {
         "supervisor_subscriptions",
         "supervisor_chain_sessions",
         "supervisor_calendar_phase",
+        "supervisor_calendar_warnings",
         "supervisor_actor_state",
         "supervisor_actor_restarts_total",
     ] {

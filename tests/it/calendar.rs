@@ -1,5 +1,6 @@
-//! The trading calendar: the CalendarActor driven by a manual clock, its phase broadcasts, and
-//! the `/api/v1/calendar` CRUD API with its validation.
+//! The trading calendar: the CalendarActor driven by a manual clock, its phase broadcasts, the
+//! `/api/v1/calendar` CRUD API with its validation, the warning when the holiday list runs out,
+//! and importing a year's holidays over HTTP and from the command line.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,6 +22,7 @@ use tokio::sync::mpsc;
 use trading_supervisor::configuration::DatabaseSettings;
 use trading_supervisor::database;
 
+use crate::admin::metrics_of;
 use crate::helpers::{TestApp, TestDatabase, fresh_database, poll_until, spawn_app_with_clock};
 
 /// An instant given in IST.
@@ -803,6 +805,443 @@ async fn invalid_input_is_422_and_changes_nothing() {
 
     let (code, body) = call(&app, Method::GET, "/api/v1/calendar/templates/abc", None).await;
     assert_eq!(code, StatusCode::BAD_REQUEST, "{body}");
+}
+
+// ---- the holiday list running out ----
+
+/// `GET /health` (open): status code and body.
+async fn health(app: &TestApp) -> (StatusCode, Value) {
+    let mut resp = app.client.get(app.url("/health")).send().await.unwrap();
+    let status = resp.status();
+    (status, crate::helpers::json_body(&mut resp).await)
+}
+
+async fn warnings_gauge(app: &TestApp) -> f64 {
+    metrics_of(&app.address).await["supervisor_calendar_warnings"]
+}
+
+/// POSTs a holiday list with the given Content-Type; returns status and body.
+async fn import(app: &TestApp, content_type: &str, body: &str) -> (StatusCode, Value) {
+    let mut resp = app
+        .post("/api/v1/calendar/holidays/import")
+        .insert_header(("Content-Type", content_type))
+        .send_body(body.to_string())
+        .await
+        .unwrap();
+    let status = resp.status();
+    let bytes = resp.body().await.unwrap();
+    let value = serde_json::from_slice(&bytes)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&bytes)));
+    (status, value)
+}
+
+/// Checks an error answer's status and code; returns its message.
+fn refusal(answer: &(StatusCode, Value), status: StatusCode, code: &str) -> String {
+    let (got, body) = answer;
+    assert_eq!(*got, status, "{body}");
+    assert_eq!(body["error"]["code"], code, "{body}");
+    body["error"]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// Test data for 2027 (not NSE's list: that is published each December).
+const HOLIDAYS_2027: &str = "date,name,exchange\n\
+                             2027-01-26,Republic Day,nse\n\
+                             2027-03-10,\"Test holiday, with a comma\",NSE\n";
+
+#[actix_web::test]
+async fn the_holiday_list_running_out_warns_until_the_year_is_imported() {
+    // 2026-12-10: the next 30 days reach 2027, for which nothing is loaded.
+    let (app, clock) = manual_app(ist(2026, 12, 10, 10, 0, 0)).await;
+
+    let status = calendar(&app).await;
+    let warnings = status["warnings"].as_array().unwrap();
+    assert_eq!(warnings.len(), 1, "{status}");
+    assert_eq!(warnings[0]["exchange"], "NSE");
+    assert_eq!(warnings[0]["year"], 2027);
+    assert_eq!(warnings[0]["from"], "2027-01-01");
+    let message = warnings[0]["message"].as_str().unwrap();
+    assert!(
+        message
+            .starts_with("no holidays loaded for NSE in 2027 (the next 30 days reach 2027-01-01)"),
+        "{message}"
+    );
+    // An operator problem, not a broken actor.
+    assert_eq!(status["state"], "Running");
+
+    let (code, body) = health(&app).await;
+    assert_eq!(code, StatusCode::OK, "{body}");
+    assert_eq!(body["status"], "degraded");
+    assert_eq!(body["database"]["reachable"], true);
+    assert_eq!(body["reasons"], json!([format!("calendar: {message}")]));
+    assert_eq!(warnings_gauge(&app).await, 1.0);
+
+    let (code, report) = import(&app, "text/csv", HOLIDAYS_2027).await;
+    assert_eq!(code, StatusCode::OK, "{report}");
+    assert_eq!(report, json!({"inserted": 2, "skipped": []}));
+    // No polling: the import answered once the calendar had reloaded.
+    assert_eq!(calendar(&app).await["warnings"], json!([]));
+    let (code, body) = health(&app).await;
+    assert_eq!(code, StatusCode::OK);
+    assert_eq!(body["status"], "ok", "{body}");
+    assert_eq!(body["reasons"], json!([]));
+    assert_eq!(warnings_gauge(&app).await, 0.0);
+
+    // A year later the window reaches 2028: the warning follows the clock.
+    clock.set(ist(2027, 12, 10, 10, 0, 0));
+    let status = poll_until(Duration::from_secs(10), "a warning for 2028", || async {
+        let status = calendar(&app).await;
+        (status["warnings"].as_array().unwrap().len() == 1).then_some(status)
+    })
+    .await;
+    assert_eq!(status["warnings"][0]["year"], 2028);
+    assert_eq!(health(&app).await.1["status"], "degraded");
+    assert_eq!(warnings_gauge(&app).await, 1.0);
+}
+
+#[actix_web::test]
+async fn no_warning_while_the_loaded_holidays_reach_30_days_ahead() {
+    let (app, clock) = manual_app(ist(2026, 11, 1, 10, 0, 0)).await;
+    assert_eq!(calendar(&app).await["warnings"], json!([]));
+    let (code, body) = health(&app).await;
+    assert_eq!((code, &body["status"]), (StatusCode::OK, &json!("ok")));
+    assert_eq!(warnings_gauge(&app).await, 0.0);
+
+    // The last second whose 30 days stay in 2026, then the first that reaches 2027.
+    clock.set(ist(2026, 12, 1, 23, 59, 59));
+    assert_eq!(calendar(&app).await["warnings"], json!([]));
+    clock.set(ist(2026, 12, 2, 0, 0, 0));
+    let status = poll_until(Duration::from_secs(10), "the 2027 warning", || async {
+        let status = calendar(&app).await;
+        (status["warnings"] != json!([])).then_some(status)
+    })
+    .await;
+    assert_eq!(status["warnings"][0]["year"], 2027);
+
+    // An inactive holiday does not count as loaded.
+    let (code, _) = import(
+        &app,
+        "application/json",
+        r#"[{"date": "2027-01-26", "name": "Republic Day", "exchange": "NSE",
+             "is_active": false}]"#,
+    )
+    .await;
+    assert_eq!(code, StatusCode::OK);
+    assert_eq!(calendar(&app).await["warnings"][0]["year"], 2027);
+
+    // With the market always open the calendar is not consulted, and nothing is warned about.
+    let clock = Arc::new(ManualClock::new(ist(2026, 12, 10, 10, 0, 0)));
+    let always = spawn_app_with_clock(|s| s.calendar.always_open = true, clock).await;
+    assert_eq!(calendar(&always).await["warnings"], json!([]));
+    assert_eq!(health(&always).await.1["status"], "ok");
+}
+
+// ---- importing holidays ----
+
+async fn holidays_of(app: &TestApp, year: i32) -> Value {
+    get(app, &format!("/api/v1/calendar/holidays?year={year}")).await
+}
+
+#[actix_web::test]
+async fn an_invalid_row_imports_nothing_and_every_invalid_line_is_named() {
+    let (app, _clock) = manual_app(tuesday(10, 0, 0)).await;
+    let csv = "date,name,exchange\n\
+               2027-01-26,Republic Day,NSE\n\
+               2027-02-30,Not a date,NSE\n\
+               2027-03-10,,NSE\n\
+               2027-04-14,No exchange,\n\
+               2027-05-01,Odd exchange,N/A\n";
+    let answer = import(&app, "text/csv", csv).await;
+    let message = refusal(&answer, StatusCode::UNPROCESSABLE_ENTITY, "unprocessable");
+    let body = answer.1;
+    assert!(
+        message.starts_with("4 invalid rows, nothing was imported: line 3: date: "),
+        "{message}"
+    );
+    for part in [
+        "line 4: name: must not be empty",
+        "line 5: exchange: must not be empty",
+        "line 6: exchange: must contain only",
+    ] {
+        assert!(message.contains(part), "{part} in {message}");
+    }
+    let lines: Vec<&Value> = body["error"]["details"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| &d["line"])
+        .collect();
+    assert_eq!(lines, [&json!(3), &json!(4), &json!(5), &json!(6)]);
+    assert!(
+        body["error"]["details"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("date: ")
+    );
+    assert_eq!(holidays_of(&app, 2027).await, json!([]), "nothing stored");
+
+    // A file without the header is refused as a whole, naming what it expected.
+    let answer = import(&app, "text/csv", "2027-01-26,Republic Day,NSE\n").await;
+    let message = refusal(&answer, StatusCode::UNPROCESSABLE_ENTITY, "unprocessable");
+    assert!(
+        message.contains("expected the header date,name,exchange"),
+        "{message}"
+    );
+    assert_eq!(holidays_of(&app, 2027).await, json!([]));
+}
+
+#[actix_web::test]
+async fn duplicates_are_skipped_and_importing_again_inserts_nothing() {
+    let (app, _clock) = manual_app(tuesday(10, 0, 0)).await;
+    let csv = "date,name,exchange\n\
+               2027-01-26,Republic Day,NSE\n\
+               2027-03-10,Test holiday,NSE\n\
+               2027-01-26,Republic Day again,nse\n\
+               2026-12-25,Christmas,NSE\n";
+    let (code, report) = import(&app, "text/csv; charset=utf-8", csv).await;
+    assert_eq!(code, StatusCode::OK, "{report}");
+    assert_eq!(
+        report,
+        json!({"inserted": 2, "skipped": [
+            {"line": 4, "date": "2027-01-26", "exchange": "NSE", "reason": "repeats line 2"},
+            {"line": 5, "date": "2026-12-25", "exchange": "NSE", "reason": "already present"},
+        ]})
+    );
+    let stored = holidays_of(&app, 2027).await;
+    let names: Vec<&str> = stored
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["Republic Day", "Test holiday"]);
+    // The seeded Christmas is untouched.
+    assert_eq!(holidays_of(&app, 2026).await.as_array().unwrap().len(), 15);
+
+    // The same import again: idempotent.
+    let (code, again) = import(&app, "text/csv", csv).await;
+    assert_eq!(code, StatusCode::OK, "{again}");
+    assert_eq!(again["inserted"], 0);
+    let reasons: Vec<(u64, &str)> = again["skipped"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["line"].as_u64().unwrap(), s["reason"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        reasons,
+        [
+            (2, "already present"),
+            (3, "already present"),
+            (4, "repeats line 2"),
+            (5, "already present"),
+        ]
+    );
+    assert_eq!(holidays_of(&app, 2027).await, stored);
+}
+
+#[actix_web::test]
+async fn a_json_array_imports_like_the_create_endpoint_takes_holidays() {
+    let (app, _clock) = manual_app(tuesday(10, 0, 0)).await;
+    let invalid = r#"[
+        {"date": "2027-01-26", "name": "Republic Day", "exchange": "NSE"},
+        {"date": "2027-03-10", "name": "", "exchange": "NSE"},
+        {"date": "2027-04-14", "name": "Extra", "exchange": "NSE", "colour": "red"}
+    ]"#;
+    let answer = import(&app, "application/json", invalid).await;
+    let message = refusal(&answer, StatusCode::UNPROCESSABLE_ENTITY, "unprocessable");
+    assert!(
+        message.contains("item 1: name: must not be empty"),
+        "{message}"
+    );
+    assert!(
+        message.contains("item 2: unknown field `colour`"),
+        "{message}"
+    );
+    assert_eq!(answer.1["error"]["details"][0]["item"], 1);
+    assert_eq!(holidays_of(&app, 2027).await, json!([]));
+
+    let list = r#"[
+        {"date": "2027-01-26", "name": "Republic Day", "exchange": "nse"},
+        {"date": "2027-03-10", "name": "Test holiday", "exchange": "BSE", "is_active": false},
+        {"date": "2027-01-26", "name": "Twice", "exchange": "NSE"}
+    ]"#;
+    let (code, report) = import(&app, "application/json", list).await;
+    assert_eq!(code, StatusCode::OK, "{report}");
+    assert_eq!(
+        report,
+        json!({"inserted": 2, "skipped": [
+            {"item": 2, "date": "2027-01-26", "exchange": "NSE", "reason": "repeats item 0"},
+        ]})
+    );
+    let stored = holidays_of(&app, 2027).await;
+    assert_eq!(stored[0]["exchange"], "NSE");
+    assert_eq!(stored[1]["exchange"], "BSE");
+    assert_eq!(stored[1]["is_active"], false);
+
+    // Not JSON, or not an array.
+    let answer = import(&app, "application/json", "[{").await;
+    refusal(&answer, StatusCode::BAD_REQUEST, "bad_request");
+    let answer = import(&app, "application/json", r#"{"date": "2027-01-26"}"#).await;
+    refusal(&answer, StatusCode::UNPROCESSABLE_ENTITY, "unprocessable");
+    assert_eq!(holidays_of(&app, 2027).await, stored);
+}
+
+#[actix_web::test]
+async fn an_import_needs_a_known_content_type_and_a_body_within_the_limit() {
+    let clock = Arc::new(ManualClock::new(tuesday(10, 0, 0)));
+    let app = spawn_app_with_clock(|s| s.server.body_limit_bytes = 4096, clock).await;
+    for content_type in ["text/plain", "application/x-www-form-urlencoded"] {
+        let answer = import(&app, content_type, HOLIDAYS_2027).await;
+        let message = refusal(
+            &answer,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+        );
+        assert!(
+            message.contains("text/csv") && message.contains("application/json"),
+            "{message}"
+        );
+    }
+    let mut resp = app
+        .post("/api/v1/calendar/holidays/import")
+        .send_body(HOLIDAYS_2027)
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    let body = crate::helpers::json_body(&mut resp).await;
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .ends_with("not none")
+    );
+
+    let mut big = String::from("date,name,exchange\n");
+    while big.len() <= 4096 {
+        big.push_str("2027-01-26,Republic Day,NSE\n");
+    }
+    let answer = import(&app, "text/csv", &big).await;
+    refusal(&answer, StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large");
+    assert_eq!(holidays_of(&app, 2027).await, json!([]));
+
+    // Without the token, like every /api route.
+    let resp = app
+        .client
+        .post(app.url("/api/v1/calendar/holidays/import"))
+        .insert_header(("Content-Type", "text/csv"))
+        .send_body(HOLIDAYS_2027)
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(holidays_of(&app, 2027).await, json!([]));
+}
+
+/// Runs `supervisor calendar import FILE` against the database at `url`.
+fn run_import(url: &str, file: &std::path::Path) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_supervisor"))
+        .args(["calendar", "import"])
+        .arg(file)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env_remove("DATABASE_URL")
+        .env("SUPERVISOR__DATABASE__URL", url)
+        .output()
+        .unwrap()
+}
+
+async fn stored_holidays(url: &str, year: i32) -> Vec<market_holidays::Model> {
+    use sea_orm::{ColumnTrait, QueryFilter};
+    let db = database::connect(&DatabaseSettings {
+        url: url.into(),
+        max_connections: 1,
+    })
+    .await
+    .unwrap();
+    let first = NaiveDate::from_ymd_opt(year, 1, 1).unwrap();
+    let last = NaiveDate::from_ymd_opt(year, 12, 31).unwrap();
+    let rows = entity::prelude::MarketHolidays::find()
+        .filter(market_holidays::Column::Date.between(first, last))
+        .all(&db)
+        .await
+        .unwrap();
+    db.close().await.unwrap();
+    rows
+}
+
+#[actix_web::test]
+async fn the_import_command_loads_a_file_into_a_fresh_database() {
+    let test_db = fresh_database().await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("holidays-2027.csv");
+    std::fs::write(&file, HOLIDAYS_2027).unwrap();
+
+    // The database is created and migrated first (the seeded 2026 list is there too).
+    let out = run_import(&test_db.url, &file);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("inserted 2, skipped 0 duplicates"),
+        "{stdout}"
+    );
+    assert_eq!(stored_holidays(&test_db.url, 2027).await.len(), 2);
+    assert_eq!(stored_holidays(&test_db.url, 2026).await.len(), 15);
+
+    let out = run_import(&test_db.url, &file);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success());
+    assert!(
+        stdout.contains("inserted 0, skipped 2 duplicates"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("line 2: NSE 2027-01-26 already present"),
+        "{stdout}"
+    );
+
+    let bad = dir.path().join("bad.csv");
+    std::fs::write(
+        &bad,
+        "date,name,exchange\n2027-06-01,Fine,NSE\n2027-06-31,Bad date,NSE\n",
+    )
+    .unwrap();
+    let out = run_import(&test_db.url, &bad);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("1 invalid row, nothing was imported"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("line 3: date: \"2027-06-31\""), "{stderr}");
+    assert_eq!(stored_holidays(&test_db.url, 2027).await.len(), 2);
+
+    // The library function behind it; a file without a telling extension is sniffed.
+    let json = dir.path().join("holidays.txt");
+    std::fs::write(
+        &json,
+        r#"[{"date": "2027-06-01", "name": "Test holiday", "exchange": "MCX"}]"#,
+    )
+    .unwrap();
+    let settings = DatabaseSettings {
+        url: test_db.url.clone(),
+        max_connections: 1,
+    };
+    let report = trading_supervisor::cli::import_holidays(&settings, &json)
+        .await
+        .unwrap();
+    assert_eq!(report.inserted, 1);
+    assert!(report.skipped.is_empty());
+    let mcx: Vec<_> = stored_holidays(&test_db.url, 2027)
+        .await
+        .into_iter()
+        .filter(|h| h.exchange == "MCX")
+        .collect();
+    assert_eq!(mcx.len(), 1);
 }
 
 // ---- the actor ----

@@ -1,16 +1,24 @@
 //! Health, authentication, error bodies and the request size limit.
 
-use actix_web::http::StatusCode;
+use std::sync::Arc;
 
-use crate::helpers::{json_body, spawn_app};
+use actix_web::http::StatusCode;
+use chrono::{TimeZone, Utc};
+use clock::ManualClock;
+
+use crate::helpers::{json_body, spawn_app, spawn_app_with_clock};
 
 #[actix_web::test]
 async fn health_is_open_and_reports_the_database() {
-    let app = spawn_app().await;
+    // A date whose next 30 days the seeded holidays cover: the real date may be past them,
+    // which `/health` would report (see the calendar tests).
+    let clock = ManualClock::new(Utc.with_ymd_and_hms(2026, 11, 17, 4, 30, 0).unwrap());
+    let app = spawn_app_with_clock(|_| {}, Arc::new(clock)).await;
     let mut resp = app.client.get(app.url("/health")).send().await.unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
     let body = json_body(&mut resp).await;
-    assert_eq!(body["status"], "ok");
+    assert_eq!(body["status"], "ok", "{body}");
+    assert_eq!(body["reasons"], serde_json::json!([]));
     assert_eq!(body["version"], env!("CARGO_PKG_VERSION"));
     assert_eq!(body["database"]["reachable"], true);
     let expected = if app.database.url.starts_with("postgres") {

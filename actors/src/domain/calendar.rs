@@ -6,6 +6,7 @@
 //! sessions are normal sessions on their date, even on a holiday; a holiday removes that date's
 //! regular sessions (and their buffers). Open outranks PreOpen where they overlap.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
@@ -19,6 +20,10 @@ use serde::{Deserialize, Serialize};
 
 /// How far ahead [`next_change`] looks for a phase change.
 pub const SEARCH_DAYS: i64 = 14;
+
+/// How far ahead the holiday list must reach: a year that begins within this many days without
+/// a holiday loaded is warned about (see [`missing_holiday_years`]).
+pub const HOLIDAY_LOOKAHEAD_DAYS: i64 = 30;
 
 /// Market phase.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -233,6 +238,73 @@ pub fn next_change(cal: &CalendarData, now: DateTime<Utc>) -> Option<(DateTime<U
         let phase = phase_at(cal, at);
         (phase != current).then_some((at, phase))
     })
+}
+
+/// A year the calendar reaches soon for which an exchange has no holiday loaded: its holidays
+/// would count as trading days.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CalendarWarning {
+    /// The exchange code, as the templates store it.
+    pub exchange: String,
+    /// The year without holidays.
+    pub year: i32,
+    /// The first local date of that year within the look-ahead (today, for the current year).
+    pub from: NaiveDate,
+    /// What is wrong and what to do, for a person.
+    pub message: String,
+}
+
+/// The (exchange, year) pairs that the next [`HOLIDAY_LOOKAHEAD_DAYS`] days reach without a
+/// holiday loaded, one warning each, ordered by exchange and year.
+///
+/// `templates` are the active templates' exchanges and timezones: the window runs from the local
+/// date of `now` to the local date [`HOLIDAY_LOOKAHEAD_DAYS`] days later in each template's
+/// timezone. `loaded` holds every (exchange, year) with at least one active holiday. An exchange
+/// with several templates is warned about once per year, from its earliest local date.
+pub fn missing_holiday_years<'a>(
+    templates: impl IntoIterator<Item = (&'a str, Tz)>,
+    loaded: &BTreeSet<(&str, i32)>,
+    now: DateTime<Utc>,
+) -> Vec<CalendarWarning> {
+    let end = now + TimeDelta::days(HOLIDAY_LOOKAHEAD_DAYS);
+    // (exchange, year) → (first local date reached, whether that year has already begun).
+    let mut missing: BTreeMap<(&str, i32), (NaiveDate, bool)> = BTreeMap::new();
+    for (exchange, tz) in templates {
+        let today = now.with_timezone(&tz).date_naive();
+        let last = end.with_timezone(&tz).date_naive();
+        for year in today.year()..=last.year() {
+            if loaded.contains(&(exchange, year)) {
+                continue;
+            }
+            let current = year == today.year();
+            let from = if current {
+                today
+            } else {
+                NaiveDate::from_ymd_opt(year, 1, 1).unwrap_or(today)
+            };
+            let entry = missing.entry((exchange, year)).or_insert((from, current));
+            *entry = (entry.0.min(from), entry.1 || current);
+        }
+    }
+    missing
+        .into_iter()
+        .map(|((exchange, year), (from, current))| {
+            let when = if current {
+                "the current year".to_string()
+            } else {
+                format!("the next {HOLIDAY_LOOKAHEAD_DAYS} days reach {from}")
+            };
+            CalendarWarning {
+                exchange: exchange.to_string(),
+                year,
+                from,
+                message: format!(
+                    "no holidays loaded for {exchange} in {year} ({when}); until they are \
+                     imported, that year's holidays count as trading days"
+                ),
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -563,6 +635,110 @@ mod tests {
             // About 16 trading days × 3 changes (PreOpen, Open, Closed).
             assert!(changes >= 45, "{changes} changes");
         }
+    }
+
+    fn loaded<'a>(pairs: &[(&'a str, i32)]) -> BTreeSet<(&'a str, i32)> {
+        pairs.iter().copied().collect()
+    }
+
+    const KOLKATA: Tz = chrono_tz::Asia::Kolkata;
+
+    #[test]
+    fn a_year_within_30_days_without_holidays_is_warned_about() {
+        let nse_2026 = loaded(&[("NSE", 2026)]);
+        let warnings =
+            missing_holiday_years([("NSE", KOLKATA)], &nse_2026, ist(2026, 12, 10, 10, 0, 0));
+        assert_eq!(
+            warnings,
+            vec![CalendarWarning {
+                exchange: "NSE".into(),
+                year: 2027,
+                from: date(2027, 1, 1),
+                message: "no holidays loaded for NSE in 2027 (the next 30 days reach \
+                          2027-01-01); until they are imported, that year's holidays count as \
+                          trading days"
+                    .into(),
+            }]
+        );
+        // Loading any holiday of 2027 clears it.
+        let both = loaded(&[("NSE", 2026), ("NSE", 2027)]);
+        assert_eq!(
+            missing_holiday_years([("NSE", KOLKATA)], &both, ist(2026, 12, 10, 10, 0, 0)),
+            vec![]
+        );
+        // Another exchange's holidays do not count.
+        let bse = loaded(&[("NSE", 2026), ("BSE", 2027)]);
+        let warnings = missing_holiday_years([("NSE", KOLKATA)], &bse, ist(2026, 12, 10, 10, 0, 0));
+        assert_eq!(warnings.len(), 1);
+        assert_eq!(
+            (warnings[0].exchange.as_str(), warnings[0].year),
+            ("NSE", 2027)
+        );
+    }
+
+    #[test]
+    fn the_window_ends_30_days_ahead_on_the_local_date() {
+        let nse_2026 = loaded(&[("NSE", 2026)]);
+        let at = |now| missing_holiday_years([("NSE", KOLKATA)], &nse_2026, now);
+        assert_eq!(at(ist(2026, 11, 1, 10, 0, 0)), vec![]);
+        // 30 days after 2026-12-01 23:59:59 is 2026-12-31 23:59:59: still 2026.
+        assert_eq!(at(ist(2026, 12, 1, 23, 59, 59)), vec![]);
+        // A second later the window reaches 2027-01-01.
+        let warnings = at(ist(2026, 12, 2, 0, 0, 0));
+        assert_eq!(warnings.len(), 1);
+        assert_eq!(warnings[0].year, 2027);
+        assert_eq!(warnings[0].from, date(2027, 1, 1));
+    }
+
+    #[test]
+    fn each_template_uses_its_own_timezone() {
+        // 2026-12-01 20:00 UTC: already 2026-12-02 in Kolkata, still 2026-12-01 in New York.
+        let now = Utc.with_ymd_and_hms(2026, 12, 1, 20, 0, 0).unwrap();
+        let both_2026 = loaded(&[("NSE", 2026), ("NYSE", 2026)]);
+        let warnings = missing_holiday_years(
+            [("NSE", KOLKATA), ("NYSE", chrono_tz::America::New_York)],
+            &both_2026,
+            now,
+        );
+        let years: Vec<(&str, i32)> = warnings
+            .iter()
+            .map(|w| (w.exchange.as_str(), w.year))
+            .collect();
+        assert_eq!(years, vec![("NSE", 2027)]);
+        // Two templates of one exchange give one warning, from the earlier local date.
+        let warnings = missing_holiday_years(
+            [("NSE", chrono_tz::America::New_York), ("NSE", KOLKATA)],
+            &BTreeSet::new(),
+            now,
+        );
+        let found: Vec<(i32, NaiveDate)> = warnings.iter().map(|w| (w.year, w.from)).collect();
+        assert_eq!(
+            found,
+            vec![(2026, date(2026, 12, 1)), (2027, date(2027, 1, 1))]
+        );
+    }
+
+    #[test]
+    fn the_current_year_without_holidays_is_warned_about_too() {
+        let warnings = missing_holiday_years(
+            [("MCX", KOLKATA)],
+            &loaded(&[("NSE", 2026)]),
+            ist(2026, 6, 1, 10, 0, 0),
+        );
+        assert_eq!(warnings.len(), 1);
+        assert_eq!(warnings[0].year, 2026);
+        assert_eq!(warnings[0].from, date(2026, 6, 1));
+        assert!(
+            warnings[0]
+                .message
+                .starts_with("no holidays loaded for MCX in 2026 (the current year)"),
+            "{}",
+            warnings[0].message
+        );
+        assert_eq!(
+            missing_holiday_years([], &BTreeSet::new(), ist(2026, 6, 1, 10, 0, 0)),
+            vec![]
+        );
     }
 
     #[test]
