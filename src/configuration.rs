@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration;
 
+use actors::secrets::{ExposeSecret, KeyCipher, SecretString};
 use config::{Config, Environment, File, FileFormat};
 use serde::Deserialize;
 
@@ -35,6 +36,7 @@ impl SettingsError {
 pub struct Settings {
     pub server: ServerSettings,
     pub security: SecuritySettings,
+    pub metrics: MetricsSettings,
     pub telemetry: TelemetrySettings,
     pub database: DatabaseSettings,
     pub connection: ConnectionSettings,
@@ -57,17 +59,40 @@ pub struct ServerSettings {
 #[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SecuritySettings {
-    pub admin_token: String,
-    pub encryption_key: String,
+    pub admin_token: SecretString,
+    pub encryption_key: SecretString,
 }
 
 impl std::fmt::Debug for SecuritySettings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let set = |s: &str| if s.is_empty() { "<unset>" } else { "<set>" };
         f.debug_struct("SecuritySettings")
-            .field("admin_token", &set(&self.admin_token))
-            .field("encryption_key", &set(&self.encryption_key))
+            .field("admin_token", &set_or_unset(&self.admin_token))
+            .field("encryption_key", &set_or_unset(&self.encryption_key))
             .finish()
+    }
+}
+
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsSettings {
+    pub token: SecretString,
+    pub public: bool,
+}
+
+impl std::fmt::Debug for MetricsSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MetricsSettings")
+            .field("token", &set_or_unset(&self.token))
+            .field("public", &self.public)
+            .finish()
+    }
+}
+
+fn set_or_unset(s: &SecretString) -> &'static str {
+    if s.expose_secret().is_empty() {
+        "<unset>"
+    } else {
+        "<set>"
     }
 }
 
@@ -260,15 +285,22 @@ impl Settings {
             "must be at least 1024",
         )?;
         check(
-            self.security.admin_token.is_empty() || self.security.admin_token.len() >= 16,
+            self.security.admin_token.expose_secret().is_empty()
+                || self.security.admin_token.expose_secret().len() >= 16,
             "security.admin_token",
             "must be empty (generate one) or at least 16 characters",
         )?;
         check(
-            self.security.encryption_key.is_empty()
-                || actors::secrets::KeyCipher::from_base64(&self.security.encryption_key).is_ok(),
+            self.security.encryption_key.expose_secret().is_empty()
+                || KeyCipher::from_base64(self.security.encryption_key.expose_secret()).is_ok(),
             "security.encryption_key",
             "must be empty or base64 of 32 random bytes (e.g. `openssl rand -base64 32`)",
+        )?;
+        check(
+            self.metrics.token.expose_secret().is_empty()
+                || self.metrics.token.expose_secret().len() >= 16,
+            "metrics.token",
+            "must be empty (the admin token only) or at least 16 characters",
         )?;
         check(
             tracing_subscriber::EnvFilter::try_new(&self.telemetry.log_level).is_ok(),

@@ -23,7 +23,7 @@ const BACKUP_KEY: &str = "demo-backup-key-0002";
 pub async fn run(mut settings: Settings) -> anyhow::Result<()> {
     reset_sqlite(&settings.database.url)?;
     let key: [u8; 32] = rand::rng().random();
-    settings.security.encryption_key = base64::engine::general_purpose::STANDARD.encode(key);
+    settings.security.encryption_key = base64::engine::general_purpose::STANDARD.encode(key).into();
 
     let sim = Simulator::start(SimConfig {
         rest_port: 0,

@@ -16,11 +16,12 @@ use actors::feed::Feed;
 use actors::orders::{GatewaySettings, OrderGatewayActor};
 use actors::positions::{MonitorSettings, PositionMonitorActor};
 use actors::risk::RiskSettings;
-use actors::secrets::KeyCipher;
+use actors::secrets::{ExposeSecret, KeyCipher, SecretString, Token};
 use actors::supervisor::{AddMember, FollowGateway, SupervisorActor};
 use anyhow::Context as _;
 use rand::Rng;
 use sea_orm::DatabaseConnection;
+use zeroize::Zeroize;
 
 use crate::configuration::Settings;
 use crate::database;
@@ -29,7 +30,7 @@ use crate::http::{self, AppState, error};
 pub struct Application {
     port: u16,
     server: Server,
-    admin_token: String,
+    admin_token: Token,
     token_generated: bool,
     feed: Feed,
     chains: Addr<ChainDirectoryActor>,
@@ -51,14 +52,15 @@ impl Application {
     ) -> anyhow::Result<Application> {
         let db = database::connect(&settings.database).await?;
         database::migrate(&db).await?;
-        let cipher = check_encryption_key(&db, &settings.security.encryption_key).await?;
+        let cipher =
+            check_encryption_key(&db, settings.security.encryption_key.expose_secret()).await?;
 
-        let token_generated = settings.security.admin_token.is_empty();
-        let admin_token = if token_generated {
+        let token_generated = settings.security.admin_token.expose_secret().is_empty();
+        let admin_token = Token::new(if token_generated {
             generate_token()
         } else {
             settings.security.admin_token.clone()
-        };
+        });
 
         let address = (settings.server.host.as_str(), settings.server.port);
         let listener = TcpListener::bind(address)
@@ -121,6 +123,10 @@ impl Application {
         let state = web::Data::new(AppState {
             db,
             admin_token: admin_token.clone(),
+            metrics_token: (!settings.metrics.token.expose_secret().is_empty())
+                .then(|| Token::new(settings.metrics.token.clone())),
+            metrics_public: settings.metrics.public,
+            metrics: Default::default(),
             body_limit,
             feed: feed.clone(),
             supervisor,
@@ -144,10 +150,9 @@ impl Application {
                 .app_data(web::PayloadConfig::default().limit(body_limit))
                 .app_data(web::PathConfig::default().error_handler(error::path_error_handler))
                 .app_data(web::QueryConfig::default().error_handler(error::query_error_handler))
-                .wrap(from_fn(http::auth::guard))
+                .wrap(from_fn(error::finish))
                 .wrap(request_logger())
                 .configure(http::routes)
-                .default_service(web::to(http::not_found))
         })
         .listen(listener)
         .context("starting the HTTP server")?
@@ -176,7 +181,7 @@ impl Application {
     }
 
     pub fn admin_token(&self) -> &str {
-        &self.admin_token
+        self.admin_token.expose()
     }
 
     /// True when no token was configured and a random one was generated for this run.
@@ -295,7 +300,9 @@ fn request_logger() -> actix_web::middleware::Logger {
         .custom_request_replace("request", |req| format!("{} {}", req.method(), req.path()))
 }
 
-fn generate_token() -> String {
-    let bytes: [u8; 24] = rand::rng().random();
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+fn generate_token() -> SecretString {
+    let mut bytes: [u8; 24] = rand::rng().random();
+    let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    bytes.zeroize();
+    SecretString::from(token)
 }

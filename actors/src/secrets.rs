@@ -1,11 +1,48 @@
-//! Encryption of account API keys at rest (ARCHITECTURE §8.1): XChaCha20-Poly1305 with a
-//! 32-byte key from the environment. A stored value is base64 of a random 24-byte nonce followed
-//! by the ciphertext and its tag. Errors never contain the key or the plaintext.
+//! Secrets: bearer tokens compared without leaking their length, and the encryption of account
+//! API keys at rest (ARCHITECTURE §8.1): XChaCha20-Poly1305 with a 32-byte key from the
+//! environment. A stored value is base64 of a random 24-byte nonce followed by the ciphertext
+//! and its tag. Errors never contain the key or the plaintext.
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use chacha20poly1305::aead::{Aead, KeyInit};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+pub use secrecy::{ExposeSecret, SecretString};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+/// A bearer token (the admin token, the metrics token). It is kept as a secret (zeroized on
+/// drop, never printed by `Debug`) and compared through its SHA-256 digest in constant time, so
+/// that neither the bytes nor the length of the real token can be timed out of a comparison.
+#[derive(Clone)]
+pub struct Token {
+    secret: SecretString,
+    digest: [u8; 32],
+}
+
+impl Token {
+    pub fn new(secret: SecretString) -> Token {
+        let digest = Sha256::digest(secret.expose_secret().as_bytes()).into();
+        Token { secret, digest }
+    }
+
+    /// True when `presented` is this token.
+    pub fn matches(&self, presented: &str) -> bool {
+        let presented: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
+        presented.ct_eq(&self.digest).into()
+    }
+
+    /// The token itself, to print it once when it was generated.
+    pub fn expose(&self) -> &str {
+        self.secret.expose_secret()
+    }
+}
+
+impl std::fmt::Debug for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Token(..)")
+    }
+}
 
 const KEY_LEN: usize = 32;
 const NONCE_LEN: usize = 24;
@@ -175,6 +212,18 @@ mod tests {
         assert!(KeyCipher::from_base64("").is_err());
         assert!(KeyCipher::from_base64(&STANDARD.encode([1u8; 33])).is_err());
         assert!(KeyCipher::from_base64(KEY_A).is_ok());
+    }
+
+    #[test]
+    fn tokens_match_only_themselves_and_never_print() {
+        let token = Token::new(SecretString::from("abcdef0123456789"));
+        assert!(token.matches("abcdef0123456789"));
+        assert!(!token.matches("abcdef0123456788"));
+        assert!(!token.matches("abcdef012345678"));
+        assert!(!token.matches("abcdef01234567890"));
+        assert!(!token.matches(""));
+        assert_eq!(format!("{token:?}"), "Token(..)");
+        assert_eq!(token.expose(), "abcdef0123456789");
     }
 
     #[test]

@@ -16,6 +16,8 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use actix_web_actors::ws;
 use serde::Deserialize;
 
+use ::actors::secrets::Token;
+
 use super::AppState;
 use super::auth::{WS_AUTH_TIMEOUT, WS_CLOSE_UNAUTHORIZED, authenticates, token_verified};
 use super::error::{ApiError, ErrorBody};
@@ -276,7 +278,7 @@ pub async fn stream(
 struct ChainViewer {
     id: String,
     directory: Addr<ChainDirectoryActor>,
-    admin_token: String,
+    admin_token: Token,
     authenticated: bool,
     session: Option<Addr<ChainSessionActor>>,
     last_heard: Instant,

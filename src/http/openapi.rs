@@ -1,6 +1,8 @@
 //! `GET /api/openapi.json`: the OpenAPI 3 document of the whole HTTP API, generated from the
 //! handlers' annotations (a test checks that every registered route is in it).
 
+use std::sync::OnceLock;
+
 use actix_web::HttpResponse;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
@@ -108,7 +110,54 @@ impl Modify for AdminToken {
                     .build(),
             ),
         );
+        components.add_security_scheme(
+            "metrics_token",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "`metrics.token`, for `/metrics` only (Prometheus' \
+                         `authorization: credentials`)",
+                    ))
+                    .build(),
+            ),
+        );
     }
+}
+
+/// The methods the document lists for the operation whose path template matches `path` (a
+/// `{name}` segment matches any one non-empty segment); None when no template matches.
+pub fn methods_of(path: &str) -> Option<Vec<&'static str>> {
+    static OPERATIONS: OnceLock<Vec<(Vec<String>, Vec<&'static str>)>> = OnceLock::new();
+    let operations = OPERATIONS.get_or_init(|| {
+        ApiDoc::openapi()
+            .paths
+            .paths
+            .into_iter()
+            .map(|(template, item)| {
+                let methods = [
+                    ("GET", item.get.is_some()),
+                    ("POST", item.post.is_some()),
+                    ("PUT", item.put.is_some()),
+                    ("PATCH", item.patch.is_some()),
+                    ("DELETE", item.delete.is_some()),
+                ];
+                let segments = template.split('/').map(str::to_owned).collect();
+                let allowed = methods.iter().filter(|m| m.1).map(|m| m.0).collect();
+                (segments, allowed)
+            })
+            .collect()
+    });
+    let segments: Vec<&str> = path.split('/').collect();
+    operations
+        .iter()
+        .find(|(template, _)| {
+            template.len() == segments.len()
+                && template.iter().zip(&segments).all(|(t, s)| {
+                    t == s || (t.starts_with('{') && t.ends_with('}') && !s.is_empty())
+                })
+        })
+        .map(|(_, allowed)| allowed.clone())
 }
 
 /// This document.

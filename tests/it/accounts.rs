@@ -15,7 +15,7 @@ use actors::accounts::{
     AccountMonitorActor, AccountMonitorSettings, FeedAccountChanged, GetAccountsStatus,
     load_accounts,
 };
-use actors::secrets::KeyCipher;
+use actors::secrets::{ExposeSecret, KeyCipher};
 use entity::prelude::*;
 use entity::{strategies, strategy_executions, trading_accounts};
 use sea_orm::ActiveValue::Set;
@@ -936,7 +936,7 @@ fn account_settings_have_defaults_and_are_validated() {
         vars(&[("SUPERVISOR__SECURITY__ENCRYPTION_KEY", KEY_A)]),
     )
     .unwrap();
-    assert_eq!(s.security.encryption_key, KEY_A);
+    assert_eq!(s.security.encryption_key.expose_secret(), KEY_A);
     assert!(!format!("{s:?}").contains(KEY_A));
     for (var, value, key) in [
         (
