@@ -61,6 +61,7 @@ pub struct ServerSettings {
 pub struct SecuritySettings {
     pub admin_token: SecretString,
     pub encryption_key: SecretString,
+    pub allow_insecure_gateways: bool,
 }
 
 impl std::fmt::Debug for SecuritySettings {
@@ -68,6 +69,7 @@ impl std::fmt::Debug for SecuritySettings {
         f.debug_struct("SecuritySettings")
             .field("admin_token", &set_or_unset(&self.admin_token))
             .field("encryption_key", &set_or_unset(&self.encryption_key))
+            .field("allow_insecure_gateways", &self.allow_insecure_gateways)
             .finish()
     }
 }

@@ -128,6 +128,7 @@ impl Application {
             metrics_public: settings.metrics.public,
             metrics: Default::default(),
             body_limit,
+            allow_insecure_gateways: settings.security.allow_insecure_gateways,
             feed: feed.clone(),
             supervisor,
             clock,

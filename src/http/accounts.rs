@@ -97,9 +97,10 @@ struct CreateAccount {
     name: String,
     /// At most 64 characters.
     broker: String,
-    /// The gateway's base URL, `http(s)://`.
+    /// The gateway's base URL: `https://`, or `http://` on a loopback host (any host with
+    /// `security.allow_insecure_gateways`).
     rest_url: String,
-    /// The gateway's market-data WebSocket, `ws(s)://`.
+    /// The gateway's market-data WebSocket: `wss://`, or `ws://` as for `rest_url`.
     ws_url: String,
     /// Encrypted at rest, never shown again.
     api_key: String,
@@ -111,7 +112,8 @@ struct CreateAccount {
     is_active: bool,
 }
 
-/// Every field optional; `api_key` rotates the key.
+/// Every field optional; `api_key` rotates the key, and is required when `rest_url` or
+/// `ws_url` changes.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct UpdateAccount {
@@ -139,31 +141,65 @@ fn text(field: &str, value: &str, max: usize) -> Result<String, ApiError> {
     Ok(value.to_owned())
 }
 
-fn url(field: &str, value: &str, schemes: [&str; 2]) -> Result<String, ApiError> {
+/// An absolute URL of one of `schemes` (`[secure, plain]`) with a host and no credentials.
+/// The plain scheme is accepted for a loopback host always, for another host only when
+/// `security.allow_insecure_gateways` is set: the API key travels to that host in clear.
+fn url(
+    field: &str,
+    value: &str,
+    schemes: [&str; 2],
+    allow_insecure: bool,
+) -> Result<String, ApiError> {
     let value = text(field, value, URL_MAX)?;
     let lower = value.to_ascii_lowercase();
-    let rest = schemes.iter().find_map(|s| lower.strip_prefix(s));
-    match rest {
-        Some(host)
-            if !host.is_empty()
-                && !host.starts_with('/')
-                && !value.contains(char::is_whitespace) =>
-        {
-            Ok(value)
-        }
-        _ => Err(ApiError::unprocessable(format!(
+    let invalid = || {
+        ApiError::unprocessable(format!(
             "{field} must be an absolute {} or {} URL with a host",
             schemes[0], schemes[1]
-        ))),
+        ))
+    };
+    let (scheme, rest) = schemes
+        .iter()
+        .find_map(|s| lower.strip_prefix(s).map(|rest| (*s, rest)))
+        .ok_or_else(invalid)?;
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    if authority.is_empty() || value.contains(char::is_whitespace) {
+        return Err(invalid());
     }
+    if authority.contains('@') {
+        return Err(ApiError::unprocessable(format!(
+            "{field} must not contain credentials (user@host): the API key authenticates"
+        )));
+    }
+    if scheme == schemes[1] && !allow_insecure && !loopback(authority) {
+        return Err(ApiError::unprocessable(format!(
+            "{field}: {} sends the API key in clear to a remote host; use {} (or set \
+             security.allow_insecure_gateways = true for a trusted network)",
+            schemes[1], schemes[0]
+        )));
+    }
+    Ok(value)
 }
 
-fn rest_url(value: &str) -> Result<String, ApiError> {
-    url("rest_url", value, ["http://", "https://"])
+/// True when the host of `authority` (`host[:port]`, lower case) is this machine.
+fn loopback(authority: &str) -> bool {
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => authority.split(':').next().unwrap_or_default(),
+    };
+    let host = host.trim_end_matches('.');
+    host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
-fn ws_url(value: &str) -> Result<String, ApiError> {
-    url("ws_url", value, ["ws://", "wss://"])
+fn rest_url(value: &str, allow_insecure: bool) -> Result<String, ApiError> {
+    url("rest_url", value, ["https://", "http://"], allow_insecure)
+}
+
+fn ws_url(value: &str, allow_insecure: bool) -> Result<String, ApiError> {
+    url("ws_url", value, ["wss://", "ws://"], allow_insecure)
 }
 
 fn api_key(value: &str) -> Result<String, ApiError> {
@@ -323,8 +359,9 @@ async fn create(
     let input = body.into_inner();
     let name = text("name", &input.name, NAME_MAX)?;
     let broker = text("broker", &input.broker, BROKER_MAX)?;
-    let rest_url = rest_url(&input.rest_url)?;
-    let ws_url = ws_url(&input.ws_url)?;
+    let insecure = state.allow_insecure_gateways;
+    let rest_url = rest_url(&input.rest_url, insecure)?;
+    let ws_url = ws_url(&input.ws_url, insecure)?;
     let key = api_key(&input.api_key)?;
     let (ciphertext, hint) = seal(&state, &key)?;
 
@@ -403,15 +440,34 @@ async fn update(
         .as_deref()
         .map(|v| text("broker", v, BROKER_MAX))
         .transpose()?;
-    let rest = input.rest_url.as_deref().map(rest_url).transpose()?;
-    let ws = input.ws_url.as_deref().map(ws_url).transpose()?;
+    let insecure = state.allow_insecure_gateways;
+    let rest = input
+        .rest_url
+        .as_deref()
+        .map(|v| rest_url(v, insecure))
+        .transpose()?;
+    let ws = input
+        .ws_url
+        .as_deref()
+        .map(|v| ws_url(v, insecure))
+        .transpose()?;
+    // The key follows its host: pointing an account at another gateway needs its key in the same
+    // request, else the stored key would be sent to a host chosen by whoever holds the token.
+    let moved = rest.as_ref().is_some_and(|r| *r != current.rest_url)
+        || ws.as_ref().is_some_and(|w| *w != current.ws_url);
+    if moved && input.api_key.is_none() {
+        return Err(ApiError::unprocessable(
+            "api_key: required when rest_url or ws_url changes (the stored key is never sent to \
+             a new gateway)",
+        ));
+    }
     let sealed = match input.api_key.as_deref() {
         Some(v) => Some(seal(&state, &api_key(v)?)?),
         None => None,
     };
 
     let key_rotated = sealed.is_some();
-    let gateway_changed = key_rotated || rest.as_ref().is_some_and(|r| *r != current.rest_url);
+    let gateway_changed = key_rotated || moved;
     let final_name = name.clone().unwrap_or_else(|| current.name.clone());
     let mut active: trading_accounts::ActiveModel = current.into();
     if let Some(v) = name {

@@ -42,6 +42,8 @@ pub struct AppState {
     pub metrics_public: bool,
     pub metrics: metrics::MetricsCache,
     pub body_limit: usize,
+    /// `security.allow_insecure_gateways`: remote `http://` and `ws://` gateways accepted.
+    pub allow_insecure_gateways: bool,
     pub feed: Feed,
     pub supervisor: Addr<SupervisorActor>,
     /// The time source of the service (a manual clock in tests).

@@ -244,6 +244,131 @@ async fn create(app: &TestApp, body: Value) -> Value {
     serde_json::from_str(&raw).unwrap()
 }
 
+// ---------------------------------------------------------------- the key follows its host
+
+#[actix_web::test]
+async fn moving_an_account_to_another_gateway_needs_its_key_in_the_same_request() {
+    let app = spawn_app_with_key().await;
+    let home = fake_gateway(0, API_KEY, Duration::ZERO).await;
+    let other = fake_gateway(0, API_KEY_2, Duration::ZERO).await;
+    let created = create(&app, account_body("main", &home.url(), API_KEY, false)).await;
+    let id = created["id"].as_i64().unwrap();
+    // Whatever the spelling of the path, a new URL without a key changes nothing.
+    for path in [
+        format!("/api/v1/accounts/{id}"),
+        format!("/%61pi/v1/accounts/{id}"),
+    ] {
+        for body in [
+            json!({"rest_url": other.url()}),
+            json!({"ws_url": "ws://127.0.0.1:9"}),
+            json!({"rest_url": other.url(), "name": "renamed"}),
+        ] {
+            let (status, err) = send_json(&app, "PUT", &path, Some(body.clone())).await;
+            assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body} → {err}");
+            let message = err["error"]["message"].as_str().unwrap_or_default();
+            assert!(message.starts_with("api_key: required"), "{message}");
+        }
+    }
+    let (_, now) = send_json(&app, "GET", &format!("/api/v1/accounts/{id}"), None).await;
+    assert_eq!(now["rest_url"], home.url().as_str());
+    assert_eq!(now["ws_url"], "ws://127.0.0.1:8765");
+    assert_eq!(now["name"], "main");
+    // The same URL again is no move.
+    let (status, _) = send_json(
+        &app,
+        "PUT",
+        &format!("/api/v1/accounts/{id}"),
+        Some(json!({"rest_url": home.url(), "ws_url": "ws://127.0.0.1:8765"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    // A ping still goes home with the stored key; the other gateway never saw a request.
+    let (status, pong) =
+        send_json(&app, "POST", &format!("/api/v1/accounts/{id}/ping"), None).await;
+    assert_eq!(status, StatusCode::OK, "{pong}");
+    assert_eq!(pong["ok"], true, "{pong}");
+    assert_eq!(other.hits.load(Ordering::SeqCst), 0);
+
+    // With its key the account moves, and the ping follows it.
+    let (status, moved) = send_json(
+        &app,
+        "PUT",
+        &format!("/api/v1/accounts/{id}"),
+        Some(json!({"rest_url": other.url(), "api_key": API_KEY_2})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{moved}");
+    assert_eq!(moved["rest_url"], other.url().as_str());
+    let (_, pong) = send_json(&app, "POST", &format!("/api/v1/accounts/{id}/ping"), None).await;
+    assert_eq!(pong["ok"], true, "{pong}");
+    assert!(other.hits.load(Ordering::SeqCst) >= 1);
+    home.stop().await;
+    other.stop().await;
+}
+
+#[actix_web::test]
+async fn plain_http_and_ws_gateways_must_be_on_this_machine_unless_allowed() {
+    let app = spawn_app_with_key().await;
+    let body = |name: &str, rest: &str, ws: &str| {
+        json!({"name": name, "broker": "sim", "rest_url": rest, "ws_url": ws,
+            "api_key": API_KEY, "is_active": false})
+    };
+    for (rest, ws) in [
+        ("http://gw.invalid:5000", "wss://gw.invalid/ws"),
+        ("https://gw.invalid", "ws://gw.invalid:8765"),
+        ("http://127.0.0.1.gw.invalid", "wss://gw.invalid"),
+        ("http://user:pass@127.0.0.1:5000", "ws://127.0.0.1:8765"),
+        ("http://127.0.0.1@gw.invalid", "ws://127.0.0.1:8765"),
+    ] {
+        let (status, err) =
+            send_json(&app, "POST", "/api/v1/accounts", Some(body("x", rest, ws))).await;
+        assert_eq!(
+            status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{rest} {ws} → {err}"
+        );
+    }
+    for (i, (rest, ws)) in [
+        ("https://gw.invalid", "wss://gw.invalid/ws"),
+        ("http://localhost:5000", "ws://localhost:8765"),
+        ("http://127.0.0.2:5000", "ws://[::1]:8765"),
+        ("HTTP://LOCALHOST:5000", "WS://127.0.0.1"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let (status, created) = send_json(
+            &app,
+            "POST",
+            "/api/v1/accounts",
+            Some(body(&format!("ok{i}"), rest, ws)),
+        )
+        .await;
+        assert_eq!(status, StatusCode::CREATED, "{rest} {ws} → {created}");
+    }
+    // Nothing was stored by the refused requests.
+    let (_, list) = send_json(&app, "GET", "/api/v1/accounts", None).await;
+    assert_eq!(list.as_array().unwrap().len(), 4, "{list}");
+
+    let trusting = spawn_app_with(|s| {
+        s.security.encryption_key = KEY_A.into();
+        s.security.allow_insecure_gateways = true;
+    })
+    .await;
+    let (status, created) = send_json(
+        &trusting,
+        "POST",
+        "/api/v1/accounts",
+        Some(body(
+            "lan",
+            "http://gw.invalid:5000",
+            "ws://gw.invalid:8765",
+        )),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+}
+
 // ---------------------------------------------------------------- CRUD
 
 #[actix_web::test]
