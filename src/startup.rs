@@ -239,7 +239,8 @@ fn chain_settings(settings: &Settings) -> anyhow::Result<ChainSettings> {
 }
 
 /// Refuses to start when account API keys are stored and the configured encryption key is
-/// missing, malformed or not the one they were encrypted with. Changes nothing.
+/// missing, malformed or not the one they were encrypted with. Keys stored before ciphertexts
+/// were bound to their account are re-encrypted with the account id as associated data.
 async fn check_encryption_key(
     db: &DatabaseConnection,
     setting: &str,
@@ -251,6 +252,15 @@ async fn check_encryption_key(
             .map_err(|m| anyhow::anyhow!("invalid setting `security.encryption_key`: {m}"))?;
         Some(cipher)
     };
+    if let Some(cipher) = &cipher {
+        let bound = actors::accounts::bind_stored_keys(db, cipher).await?;
+        if bound > 0 {
+            tracing::info!(
+                accounts = bound,
+                "API keys re-encrypted, bound to their accounts"
+            );
+        }
+    }
     actors::accounts::load_all(db, cipher.as_ref()).await?;
     Ok(cipher)
 }

@@ -16,7 +16,10 @@ use chrono::{DateTime, Utc};
 use entity::prelude::*;
 use entity::trading_accounts;
 use sea_orm::ActiveValue::Set;
-use sea_orm::{ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder};
+use sea_orm::sea_query::Expr;
+use sea_orm::{
+    ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder, TransactionTrait,
+};
 use serde::Serialize;
 use serde_json::json;
 
@@ -24,7 +27,7 @@ use crate::domain::mask::mask_secret;
 use crate::feed::FeedTarget;
 use crate::openalgo::rest::RestClient;
 use crate::orders::{AccountEndpoint, SetAccounts};
-use crate::secrets::{DecryptError, KeyCipher};
+use crate::secrets::{ApiKey, DecryptError, KeyCipher};
 use crate::status::Lifecycle;
 use crate::supervised::RestartTracker;
 
@@ -36,7 +39,7 @@ pub struct Account {
     pub broker: String,
     pub rest_url: String,
     pub ws_url: String,
-    pub api_key: String,
+    pub api_key: ApiKey,
     pub is_primary: bool,
     pub is_active: bool,
 }
@@ -49,7 +52,7 @@ impl std::fmt::Debug for Account {
             .field("broker", &self.broker)
             .field("rest_url", &self.rest_url)
             .field("ws_url", &self.ws_url)
-            .field("api_key", &mask_secret(&self.api_key))
+            .field("api_key", &self.api_key)
             .field("is_primary", &self.is_primary)
             .field("is_active", &self.is_active)
             .finish()
@@ -63,10 +66,15 @@ impl Account {
         cipher: &KeyCipher,
     ) -> Result<Account, LoadError> {
         let api_key = cipher
-            .decrypt(&model.api_key_ciphertext)
-            .map_err(|source| LoadError::WrongKey {
-                name: model.name.clone(),
-                source,
+            .decrypt(model.id, &model.api_key_ciphertext)
+            .map_err(|source| match source {
+                DecryptError::Unbound => LoadError::Unbound {
+                    name: model.name.clone(),
+                },
+                source => LoadError::WrongKey {
+                    name: model.name.clone(),
+                    source,
+                },
             })?;
         Ok(Account {
             id: model.id,
@@ -125,6 +133,57 @@ pub enum LoadError {
         #[source]
         source: DecryptError,
     },
+    #[error(
+        "the API key of account '{name}' is stored without its account binding; restart the \
+         service to re-encrypt it"
+    )]
+    Unbound { name: String },
+    #[error("the API key of account '{name}' could not be re-encrypted")]
+    Encrypt { name: String },
+}
+
+/// Re-encrypts every API key stored before ciphertexts were bound to their account (associated
+/// data = the account id), in one transaction; returns how many rows changed. A row is only
+/// rewritten while it still holds the value that was read (an edit in between wins). Runs at
+/// start, after the schema migrations: those never see the encryption key.
+pub async fn bind_stored_keys(
+    db: &DatabaseConnection,
+    cipher: &KeyCipher,
+) -> Result<usize, LoadError> {
+    let txn = db.begin().await?;
+    let rows = TradingAccounts::find()
+        .order_by_asc(trading_accounts::Column::Id)
+        .all(&txn)
+        .await?;
+    let mut bound = 0;
+    for row in rows {
+        if !KeyCipher::is_unbound(&row.api_key_ciphertext) {
+            continue;
+        }
+        let key = cipher
+            .decrypt_unbound(&row.api_key_ciphertext)
+            .map_err(|source| LoadError::WrongKey {
+                name: row.name.clone(),
+                source,
+            })?;
+        let sealed = cipher
+            .encrypt(row.id, &key)
+            .map_err(|_| LoadError::Encrypt {
+                name: row.name.clone(),
+            })?;
+        let updated = TradingAccounts::update_many()
+            .col_expr(
+                trading_accounts::Column::ApiKeyCiphertext,
+                Expr::value(sealed),
+            )
+            .filter(trading_accounts::Column::Id.eq(row.id))
+            .filter(trading_accounts::Column::ApiKeyCiphertext.eq(row.api_key_ciphertext))
+            .exec(&txn)
+            .await?;
+        bound += updated.rows_affected as usize;
+    }
+    txn.commit().await?;
+    Ok(bound)
 }
 
 /// Every account (active or not), ordered by id, with its API key decrypted.
@@ -168,7 +227,7 @@ pub struct PingOutcome {
 }
 
 /// Calls the gateway's `/api/v1/ping` with `api_key`, waiting at most `timeout`.
-pub async fn ping_gateway(rest_url: &str, api_key: &str, timeout: Duration) -> PingOutcome {
+pub async fn ping_gateway(rest_url: &str, api_key: &ApiKey, timeout: Duration) -> PingOutcome {
     let client = RestClient::new(rest_url, api_key, timeout);
     let at = Utc::now();
     let started = Instant::now();
@@ -189,7 +248,7 @@ pub async fn ping_gateway(rest_url: &str, api_key: &str, timeout: Duration) -> P
             ok: false,
             latency_ms,
             broker: None,
-            error: Some(scrub(&message, api_key)),
+            error: Some(scrub(&message, api_key.expose())),
             at,
         },
     }
@@ -591,7 +650,7 @@ impl AccountMonitorActor {
             if m.consecutive_failures <= threshold {
                 tracing::warn!(
                     account = %m.account.name,
-                    key = %mask_secret(&m.account.api_key),
+                    key = %m.account.api_key.hint(),
                     failures = m.consecutive_failures,
                     error = outcome.error.as_deref().unwrap_or(""),
                     "account ping failed"
@@ -679,7 +738,7 @@ impl AccountMonitorActor {
                     last_ping_at: m.last_ping_at,
                     last_latency_ms: m.last_latency_ms,
                     last_error: m.last_error.clone(),
-                    api_key_hint: mask_secret(&m.account.api_key),
+                    api_key_hint: m.account.api_key.hint(),
                 })
                 .collect(),
         }
@@ -751,7 +810,7 @@ mod tests {
                 broker: "sim".into(),
                 rest_url: "http://127.0.0.1:1".into(),
                 ws_url: "ws://127.0.0.1:1".into(),
-                api_key: format!("key-{id}-0123456789"),
+                api_key: format!("key-{id}-0123456789").into(),
                 is_primary: primary,
                 is_active: true,
             },

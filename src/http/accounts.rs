@@ -9,8 +9,7 @@
 
 use actix_web::{HttpResponse, web};
 use actors::accounts::{Account, ReloadAccounts, ping_gateway, record_ping};
-use actors::domain::mask::mask_secret;
-use actors::secrets::KeyCipher;
+use actors::secrets::{ApiKey, KeyCipher};
 use chrono::{DateTime, Utc};
 use entity::prelude::*;
 use entity::{strategy_executions, trading_accounts};
@@ -103,7 +102,8 @@ struct CreateAccount {
     /// The gateway's market-data WebSocket: `wss://`, or `ws://` as for `rest_url`.
     ws_url: String,
     /// Encrypted at rest, never shown again.
-    api_key: String,
+    #[schema(value_type = String)]
+    api_key: ApiKey,
     /// Making an account primary demotes the previous primary.
     #[serde(default)]
     is_primary: bool,
@@ -121,7 +121,8 @@ struct UpdateAccount {
     broker: Option<String>,
     rest_url: Option<String>,
     ws_url: Option<String>,
-    api_key: Option<String>,
+    #[schema(value_type = Option<String>)]
+    api_key: Option<ApiKey>,
     is_primary: Option<bool>,
     is_active: Option<bool>,
 }
@@ -202,14 +203,23 @@ fn ws_url(value: &str, allow_insecure: bool) -> Result<String, ApiError> {
     url("ws_url", value, ["wss://", "ws://"], allow_insecure)
 }
 
-fn api_key(value: &str) -> Result<String, ApiError> {
-    let value = text("api_key", value, API_KEY_MAX)?;
+/// Checks a key without copying it out of its secret.
+fn check_api_key(key: &ApiKey) -> Result<(), ApiError> {
+    let value = key.expose();
+    if value.is_empty() {
+        return Err(ApiError::unprocessable("api_key must not be empty"));
+    }
+    if value.chars().count() > API_KEY_MAX {
+        return Err(ApiError::unprocessable(format!(
+            "api_key must be at most {API_KEY_MAX} characters"
+        )));
+    }
     if value.contains(char::is_whitespace) {
         return Err(ApiError::unprocessable(
             "api_key must not contain whitespace",
         ));
     }
-    Ok(value)
+    Ok(())
 }
 
 /// The cipher, or 409 explaining how to configure one (a key is never generated silently:
@@ -225,12 +235,11 @@ fn cipher(state: &AppState) -> Result<&KeyCipher, ApiError> {
     })
 }
 
-/// (ciphertext, hint) of an API key.
-fn seal(state: &AppState, key: &str) -> Result<(String, String), ApiError> {
-    let ciphertext = cipher(state)?
-        .encrypt(key)
-        .map_err(|e| ApiError::unprocessable(e.to_string()))?;
-    Ok((ciphertext, mask_secret(key)))
+/// The ciphertext of account `id`'s API key (bound to that id).
+fn seal(cipher: &KeyCipher, id: i32, key: &ApiKey) -> Result<String, ApiError> {
+    cipher
+        .encrypt(id, key)
+        .map_err(|e| ApiError::unprocessable(e.to_string()))
 }
 
 fn database(context: &'static str) -> impl Fn(DbErr) -> ApiError {
@@ -362,8 +371,8 @@ async fn create(
     let insecure = state.allow_insecure_gateways;
     let rest_url = rest_url(&input.rest_url, insecure)?;
     let ws_url = ws_url(&input.ws_url, insecure)?;
-    let key = api_key(&input.api_key)?;
-    let (ciphertext, hint) = seal(&state, &key)?;
+    check_api_key(&input.api_key)?;
+    let cipher = cipher(&state)?;
 
     let txn = state
         .db
@@ -380,8 +389,9 @@ async fn create(
         broker: Set(broker),
         rest_url: Set(rest_url),
         ws_url: Set(ws_url),
-        api_key_ciphertext: Set(ciphertext),
-        api_key_hint: Set(hint),
+        // Sealed below, once the row has the id the ciphertext is bound to.
+        api_key_ciphertext: Set(String::new()),
+        api_key_hint: Set(input.api_key.hint()),
         is_primary: Set(input.is_primary),
         is_active: Set(input.is_active),
         connection_status: Set(ConnectionStatus::Unknown),
@@ -396,6 +406,13 @@ async fn create(
             return Err(write_error(&state, &name, None, e).await);
         }
     };
+    let ciphertext = seal(cipher, model.id, &input.api_key)?;
+    let mut sealed: trading_accounts::ActiveModel = model.into();
+    sealed.api_key_ciphertext = Set(ciphertext);
+    let model = sealed
+        .update(&txn)
+        .await
+        .map_err(database("storing the encrypted API key failed"))?;
     if let Err(e) = txn.commit().await {
         return Err(write_error(&state, &name, None, e).await);
     }
@@ -461,8 +478,11 @@ async fn update(
              a new gateway)",
         ));
     }
-    let sealed = match input.api_key.as_deref() {
-        Some(v) => Some(seal(&state, &api_key(v)?)?),
+    let sealed = match &input.api_key {
+        Some(key) => {
+            check_api_key(key)?;
+            Some((seal(cipher(&state)?, id, key)?, key.hint()))
+        }
         None => None,
     };
 

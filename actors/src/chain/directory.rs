@@ -21,9 +21,9 @@ use super::session::{
     SessionTiming,
 };
 use super::{ChainCreated, ChainError, ChainRequest, ChainSettings, MAX_STRIKES};
-use crate::domain::mask::mask_secret;
 use crate::feed::{Mode, SubscriptionRegistryActor};
 use crate::openalgo::rest::RestClient;
+use crate::secrets::ApiKey;
 use crate::status::Lifecycle;
 use crate::supervised::RestartTracker;
 
@@ -38,14 +38,14 @@ type PlanFuture = Shared<LocalBoxFuture<'static, Result<Arc<ChainPlan>, ChainErr
 #[rtype(result = "()")]
 pub struct SetChainGateway {
     pub rest_url: String,
-    pub api_key: String,
+    pub api_key: ApiKey,
 }
 
 impl std::fmt::Debug for SetChainGateway {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SetChainGateway")
             .field("rest_url", &self.rest_url)
-            .field("api_key", &mask_secret(&self.api_key))
+            .field("api_key", &self.api_key)
             .finish()
     }
 }
@@ -286,7 +286,7 @@ impl Handler<SetChainGateway> for ChainDirectoryActor {
     fn handle(&mut self, msg: SetChainGateway, _ctx: &mut Context<Self>) {
         let view = GatewayView {
             rest_url: msg.rest_url.trim_end_matches('/').to_string(),
-            api_key: mask_secret(&msg.api_key),
+            api_key: msg.api_key.hint(),
         };
         tracing::info!(rest_url = %view.rest_url, api_key = %view.api_key, "option chains read from this gateway");
         self.gateway = Some(Gateway {

@@ -8,6 +8,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 use super::lenient::{f64_optional, f64_required};
+use crate::secrets::ApiKey;
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum RestError {
@@ -40,7 +41,7 @@ impl RestError {
 #[derive(Clone)]
 pub struct RestClient {
     base_url: String,
-    api_key: String,
+    api_key: ApiKey,
     timeout: Duration,
     http: awc::Client,
 }
@@ -134,10 +135,10 @@ pub struct OptionSymbol {
 }
 
 impl RestClient {
-    pub fn new(base_url: &str, api_key: &str, timeout: Duration) -> Self {
+    pub fn new(base_url: &str, api_key: &ApiKey, timeout: Duration) -> Self {
         Self {
             base_url: base_url.trim_end_matches('/').to_string(),
-            api_key: api_key.to_string(),
+            api_key: api_key.clone(),
             timeout,
             http: awc::Client::builder().timeout(timeout).finish(),
         }
@@ -146,7 +147,10 @@ impl RestClient {
     /// POSTs `body` (plus the API key) to `/api/v1/<endpoint>` and returns the success body.
     pub async fn call(&self, endpoint: &str, mut body: Value) -> Result<Value, RestError> {
         if let Value::Object(map) = &mut body {
-            map.insert("apikey".into(), Value::String(self.api_key.clone()));
+            map.insert(
+                "apikey".into(),
+                Value::String(self.api_key.expose().to_owned()),
+            );
         }
         let url = format!("{}/api/v1/{endpoint}", self.base_url);
         let mut resp = self
