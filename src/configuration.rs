@@ -54,6 +54,8 @@ pub struct ServerSettings {
     pub host: String,
     pub port: u16,
     pub body_limit_bytes: usize,
+    pub max_admin_sockets: usize,
+    pub max_pending_sockets: usize,
 }
 
 #[derive(Clone, Deserialize)]
@@ -134,6 +136,7 @@ pub struct ConnectionSettings {
     pub max_frame_bytes: usize,
     pub subscribe_batch_size: usize,
     pub max_symbols: usize,
+    pub position_reserve_share: f64,
     pub rest_timeout_ms: u64,
 }
 
@@ -173,6 +176,9 @@ pub struct OptionChainSettings {
     pub default_expiries: u32,
     pub session_timeout_s: u64,
     pub max_push_hz: f64,
+    pub max_sessions: usize,
+    pub max_sessions_per_client: usize,
+    pub closed_session_retention_s: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -287,6 +293,16 @@ impl Settings {
             "must be at least 1024",
         )?;
         check(
+            self.server.max_admin_sockets >= 1,
+            "server.max_admin_sockets",
+            "must be at least 1",
+        )?;
+        check(
+            self.server.max_pending_sockets >= 1,
+            "server.max_pending_sockets",
+            "must be at least 1",
+        )?;
+        check(
             self.security.admin_token.expose_secret().is_empty()
                 || self.security.admin_token.expose_secret().len() >= 16,
             "security.admin_token",
@@ -374,6 +390,11 @@ impl Settings {
             "must be at least 1",
         )?;
         check(
+            c.position_reserve_share.is_finite() && (0.0..=1.0).contains(&c.position_reserve_share),
+            "connection.position_reserve_share",
+            "must be between 0 and 1",
+        )?;
+        check(
             c.rest_timeout_ms >= 1,
             "connection.rest_timeout_ms",
             "must be at least 1",
@@ -430,6 +451,16 @@ impl Settings {
             "must be at least 1",
         )?;
         check(
+            o.max_sessions >= 1,
+            "option_chain.max_sessions",
+            "must be at least 1",
+        )?;
+        check(
+            (1..=o.max_sessions).contains(&o.max_sessions_per_client),
+            "option_chain.max_sessions_per_client",
+            "must be between 1 and option_chain.max_sessions",
+        )?;
+        check(
             o.max_push_hz.is_finite() && o.max_push_hz > 0.0 && o.max_push_hz <= 100.0,
             "option_chain.max_push_hz",
             "must be above 0 and at most 100",
@@ -472,6 +503,7 @@ impl Settings {
             max_frame_bytes: c.max_frame_bytes,
             subscribe_batch_size: c.subscribe_batch_size,
             max_symbols: c.max_symbols,
+            position_reserve_share: c.position_reserve_share,
             crash_loop_max_restarts: self.supervision.crash_loop_max_restarts,
             crash_loop_window: Duration::from_secs(self.supervision.crash_loop_window_s),
         }

@@ -25,6 +25,7 @@ use zeroize::Zeroize;
 
 use crate::configuration::Settings;
 use crate::database;
+use crate::http::limits::Slots;
 use crate::http::{self, AppState, error};
 
 pub struct Application {
@@ -127,6 +128,8 @@ impl Application {
                 .then(|| Token::new(settings.metrics.token.clone())),
             metrics_public: settings.metrics.public,
             metrics: Default::default(),
+            admin_sockets: Slots::new(settings.server.max_admin_sockets),
+            pending_sockets: Slots::new(settings.server.max_pending_sockets),
             body_limit,
             allow_insecure_gateways: settings.security.allow_insecure_gateways,
             feed: feed.clone(),
@@ -227,6 +230,9 @@ fn chain_settings(settings: &Settings) -> anyhow::Result<ChainSettings> {
         default_expiries: o.default_expiries,
         session_timeout: Duration::from_secs(o.session_timeout_s),
         max_push_hz: o.max_push_hz,
+        max_sessions: o.max_sessions,
+        max_sessions_per_client: o.max_sessions_per_client,
+        closed_retention: Duration::from_secs(o.closed_session_retention_s),
         rest_timeout: Duration::from_millis(settings.connection.rest_timeout_ms),
         timezone: settings
             .calendar

@@ -23,7 +23,7 @@ use sea_orm::{
 use serde::Serialize;
 use serde_json::json;
 
-use crate::domain::mask::mask_secret;
+use crate::domain::mask::{clip, mask_secret};
 use crate::feed::FeedTarget;
 use crate::openalgo::rest::RestClient;
 use crate::orders::{AccountEndpoint, SetAccounts};
@@ -240,7 +240,7 @@ pub async fn ping_gateway(rest_url: &str, api_key: &ApiKey, timeout: Duration) -
         Ok(body) => PingOutcome {
             ok: true,
             latency_ms,
-            broker: body["data"]["broker"].as_str().map(str::to_owned),
+            broker: body["data"]["broker"].as_str().map(clip),
             error: None,
             at,
         },
@@ -248,7 +248,7 @@ pub async fn ping_gateway(rest_url: &str, api_key: &ApiKey, timeout: Duration) -
             ok: false,
             latency_ms,
             broker: None,
-            error: Some(scrub(&message, api_key.expose())),
+            error: Some(clip(&scrub(&message, api_key.expose()))),
             at,
         },
     }
@@ -279,7 +279,7 @@ pub async fn record_ping(
         .set(trading_accounts::ActiveModel {
             connection_status: Set(status),
             last_ping_at: Set(Some(outcome.at)),
-            last_error: Set(outcome.error.clone()),
+            last_error: Set(outcome.error.as_deref().map(clip)),
             ..Default::default()
         })
         .filter(trading_accounts::Column::Id.eq(account_id))

@@ -30,8 +30,8 @@ use crate::domain::pnl::{RunPnl, Side, accept_price, is_stale, leg_pnl};
 use crate::domain::rate_limit::RateLimiter;
 use crate::domain::reconcile::{self, Action, BrokerPosition, Confirmations, TrackedPosition};
 use crate::feed::{
-    FeedEvent, Key, Mode, ReleaseAll, Subscribe, SubscriberId, SubscriptionRegistryActor, Tick,
-    Unsubscribe, next_subscriber_id,
+    FeedEvent, Holder, Key, Mode, ReleaseAll, Subscribe, SubscriberId, SubscriptionRegistryActor,
+    Tick, Unsubscribe, next_subscriber_id,
 };
 use crate::openalgo::rest::RestClient;
 use crate::orders::{
@@ -560,6 +560,7 @@ impl PositionMonitorActor {
             label: "position-monitor".into(),
             recipient: ctx.address().recipient(),
             keys: new.iter().map(|k| (k.clone(), Mode::Quote)).collect(),
+            holder: Holder::Positions,
         };
         let registry = self.registry.clone();
         ctx.spawn(

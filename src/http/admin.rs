@@ -17,8 +17,11 @@ use actix_web_actors::ws;
 use chrono::Utc;
 
 use super::AppState;
-use super::auth::{WS_AUTH_TIMEOUT, WS_CLOSE_UNAUTHORIZED, authenticates, token_verified};
+use super::auth::{
+    WS_AUTH_TIMEOUT, WS_CLOSE_UNAUTHORIZED, authenticates, socket_admission, token_verified,
+};
 use super::error::{ApiError, ErrorBody};
+use super::limits::Slot;
 use super::state::collect;
 
 const INDEX_HTML: &str = include_str!("../../static/index.html");
@@ -95,6 +98,8 @@ pub async fn asset(file: web::Path<String>) -> Result<HttpResponse, ApiError> {
             that does not authenticate within 10 s is closed with code 4401."),
         (status = 400, description = "not a WebSocket upgrade", body = ErrorBody),
         (status = 401, description = "wrong admin token in `?token=`", body = ErrorBody),
+        (status = 429, description = "`server.max_admin_sockets` sockets are open, or \
+            `server.max_pending_sockets` sockets wait to authenticate", body = ErrorBody),
     )
 )]
 pub async fn stream(
@@ -102,7 +107,16 @@ pub async fn stream(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, actix_web::Error> {
+    let pending = socket_admission(&req, &state)?;
+    let slot = state.admin_sockets.try_take().ok_or_else(|| {
+        ApiError::too_many_requests(format!(
+            "{} admin sockets are open (server.max_admin_sockets); close one",
+            state.admin_sockets.max()
+        ))
+    })?;
     let socket = AdminSocket {
+        _slot: slot,
+        pending,
         state,
         authenticated: token_verified(&req),
         collecting: false,
@@ -114,6 +128,10 @@ pub async fn stream(
 
 /// One browser's live state stream.
 struct AdminSocket {
+    /// Its place among `server.max_admin_sockets`, given back when the actor is dropped.
+    _slot: Slot,
+    /// Its place among the sockets waiting to authenticate, until it does.
+    pending: Option<Slot>,
     state: web::Data<AppState>,
     authenticated: bool,
     /// A collection is in flight: never start a second one.
@@ -218,6 +236,7 @@ impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for AdminSocket {
             ws::Message::Text(text) if !self.authenticated => {
                 if authenticates(&text, &self.state.admin_token) {
                     self.authenticated = true;
+                    self.pending = None;
                     self.push(ctx);
                 } else {
                     Self::close(

@@ -17,6 +17,7 @@ use serde::Deserialize;
 
 use super::AppState;
 use super::error::ApiError;
+use super::limits::Slot;
 
 /// A WebSocket opened without `?token=` must send its authentication message within this long.
 pub const WS_AUTH_TIMEOUT: Duration = Duration::from_secs(10);
@@ -189,6 +190,24 @@ pub async fn require_metrics_token(
         }
     });
     pass_or_refuse(req, next, checked).await
+}
+
+/// Refuses a WebSocket request that is not an upgrade (JSON 400), and takes a slot among the
+/// sockets waiting to authenticate for one that came without a token (429 when all are taken).
+/// The slot is given back when the socket authenticates or ends.
+pub fn socket_admission(req: &HttpRequest, state: &AppState) -> Result<Option<Slot>, ApiError> {
+    actix_web_actors::ws::handshake(req)
+        .map_err(|e| ApiError::bad_request(format!("not a WebSocket upgrade: {e}")))?;
+    if token_verified(req) {
+        return Ok(None);
+    }
+    state.pending_sockets.try_take().map(Some).ok_or_else(|| {
+        ApiError::too_many_requests(format!(
+            "{} sockets are already waiting to authenticate (server.max_pending_sockets); \
+             authenticate with ?token= or retry later",
+            state.pending_sockets.max()
+        ))
+    })
 }
 
 fn within_limit(req: &ServiceRequest, limit: usize) -> Result<(), ApiError> {

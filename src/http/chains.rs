@@ -19,8 +19,11 @@ use serde::Deserialize;
 use ::actors::secrets::Token;
 
 use super::AppState;
-use super::auth::{WS_AUTH_TIMEOUT, WS_CLOSE_UNAUTHORIZED, authenticates, token_verified};
+use super::auth::{
+    WS_AUTH_TIMEOUT, WS_CLOSE_UNAUTHORIZED, authenticates, socket_admission, token_verified,
+};
 use super::error::{ApiError, ErrorBody};
+use super::limits::Slot;
 
 /// Protocol ping to the browser; a client silent for `SILENT_MAX` is gone.
 const PING_EVERY: Duration = Duration::from_secs(20);
@@ -65,6 +68,7 @@ fn api_error(e: ChainError) -> ApiError {
             ApiError::unprocessable(message)
         }
         ChainError::Gateway(_) => ApiError::new(StatusCode::BAD_GATEWAY, "bad_gateway", message),
+        ChainError::TooMany(_) => ApiError::too_many_requests(message),
         ChainError::Internal(detail) => ApiError::internal("the chain session failed", detail),
     }
 }
@@ -103,14 +107,21 @@ async fn find(state: &AppState, id: &str) -> Result<Addr<ChainSessionActor>, Api
             would be exceeded", body = ErrorBody),
         (status = 422, description = "unlisted expiry (the available ones are named), bad \
             strikes or mode, or unknown fields", body = ErrorBody),
+        (status = 429, description = "`option_chain.max_sessions` sessions are open, or \
+            `option_chain.max_sessions_per_client` for this client", body = ErrorBody),
         (status = 502, description = "the gateway failed", body = ErrorBody),
     )
 )]
 pub async fn create(
+    req: HttpRequest,
     state: web::Data<AppState>,
     body: web::Json<CreateBody>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
+    // The peer's address, never a forwarded header a client could choose.
+    let client = req
+        .peer_addr()
+        .map_or_else(|| "unknown".to_owned(), |a| a.ip().to_string());
     let created = state
         .chains
         .send(CreateChainSession(ChainRequest {
@@ -119,6 +130,7 @@ pub async fn create(
             expiry: body.expiry,
             strikes: body.strikes,
             mode: body.mode,
+            client,
         }))
         .await
         .map_err(directory_gone)?
@@ -250,6 +262,8 @@ pub async fn delete(
         (status = 401, description = "wrong admin token in `?token=`", body = ErrorBody),
         (status = 404, description = "no such session (checked before the upgrade when the \
             token is in the URL)", body = ErrorBody),
+        (status = 429, description = "`server.max_pending_sockets` sockets wait to \
+            authenticate", body = ErrorBody),
     )
 )]
 pub async fn stream(
@@ -259,11 +273,13 @@ pub async fn stream(
     id: web::Path<String>,
 ) -> Result<HttpResponse, actix_web::Error> {
     let id = id.into_inner();
+    let pending = socket_admission(&req, &state)?;
     let authenticated = token_verified(&req);
     if authenticated {
         find(&state, &id).await?;
     }
     let viewer = ChainViewer {
+        pending,
         id,
         directory: state.chains.clone(),
         admin_token: state.admin_token.clone(),
@@ -276,6 +292,8 @@ pub async fn stream(
 
 /// One browser socket watching one chain session.
 struct ChainViewer {
+    /// Its place among the sockets waiting to authenticate, until it does.
+    pending: Option<Slot>,
     id: String,
     directory: Addr<ChainDirectoryActor>,
     admin_token: Token,
@@ -316,6 +334,7 @@ impl ChainViewer {
     fn authenticate(&mut self, text: &str, ctx: &mut ws::WebsocketContext<Self>) {
         if authenticates(text, &self.admin_token) {
             self.authenticated = true;
+            self.pending = None;
             self.attach(ctx);
         } else {
             Self::close(

@@ -8,6 +8,7 @@ mod chains;
 pub mod error;
 mod feed;
 mod health;
+pub mod limits;
 mod metrics;
 pub mod openapi;
 pub mod positions;
@@ -41,6 +42,11 @@ pub struct AppState {
     /// `metrics.public`: `/metrics` without any token.
     pub metrics_public: bool,
     pub metrics: metrics::MetricsCache,
+    /// Admin page sockets open (`server.max_admin_sockets`).
+    pub admin_sockets: limits::Slots,
+    /// Sockets opened without a token that have not authenticated yet
+    /// (`server.max_pending_sockets`).
+    pub pending_sockets: limits::Slots,
     pub body_limit: usize,
     /// `security.allow_insecure_gateways`: remote `http://` and `ws://` gateways accepted.
     pub allow_insecure_gateways: bool,

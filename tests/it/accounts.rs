@@ -369,6 +369,50 @@ async fn plain_http_and_ws_gateways_must_be_on_this_machine_unless_allowed() {
     assert_eq!(status, StatusCode::CREATED, "{created}");
 }
 
+#[actix_web::test]
+async fn a_gateway_error_is_cut_short_before_it_is_stored_or_shown() {
+    let app = spawn_app_with_key().await;
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = HttpServer::new(|| {
+        App::new().route(
+            "/api/v1/ping",
+            web::post().to(|| async {
+                HttpResponse::Forbidden()
+                    .json(json!({"status": "error", "message": "x".repeat(100_000)}))
+            }),
+        )
+    })
+    .workers(1)
+    .listen(listener)
+    .unwrap()
+    .run();
+    let handle = server.handle();
+    actix_rt::spawn(server);
+    let created = create(
+        &app,
+        account_body(
+            "chatty",
+            &format!("http://127.0.0.1:{port}"),
+            API_KEY,
+            false,
+        ),
+    )
+    .await;
+    let id = created["id"].as_i64().unwrap();
+    let (status, pong) =
+        send_json(&app, "POST", &format!("/api/v1/accounts/{id}/ping"), None).await;
+    assert_eq!(status, StatusCode::OK, "{pong}");
+    assert_eq!(pong["ok"], false);
+    let shown = pong["error"].as_str().unwrap();
+    assert!(shown.len() < 400, "{} characters shown", shown.len());
+    assert!(shown.contains("more characters"), "{shown}");
+    let (_, account) = send_json(&app, "GET", &format!("/api/v1/accounts/{id}"), None).await;
+    let stored = account["last_error"].as_str().unwrap();
+    assert!(stored.len() < 400, "{} characters stored", stored.len());
+    handle.stop(false).await;
+}
+
 // ---------------------------------------------------------------- CRUD
 
 #[actix_web::test]

@@ -764,3 +764,53 @@ async fn metrics_count_strategies_exits_and_the_tick_to_decision_latency() {
     assert_eq!(m["supervisor_exit_legs_failed_total"], 0.0);
     assert_eq!(m[r#"supervisor_strategies{state="monitoring"}"#], 0.0);
 }
+
+/// The status of an admin socket upgrade (101 when it opened; the socket is then dropped).
+async fn admin_upgrade(app: &TestApp, token: Option<&str>) -> u16 {
+    let base = app.address.replace("http://", "ws://");
+    let url = match token {
+        Some(t) => format!("{base}/ws/admin?token={t}"),
+        None => format!("{base}/ws/admin"),
+    };
+    match app.client.ws(url).connect().await {
+        Ok((resp, _conn)) => resp.status().as_u16(),
+        Err(awc::error::WsClientError::InvalidResponseStatus(status)) => status.as_u16(),
+        Err(e) => panic!("admin socket: {e}"),
+    }
+}
+
+#[actix_web::test]
+async fn admin_sockets_and_sockets_waiting_to_authenticate_are_bounded() {
+    let app = spawn_app_with(|s| {
+        s.server.max_admin_sockets = 3;
+        s.server.max_pending_sockets = 1;
+    })
+    .await;
+    // One socket may wait for its authentication message; a second one is refused, one that
+    // brings its token is not.
+    let mut waiting = connect_admin(&app, None).await;
+    assert_eq!(admin_upgrade(&app, None).await, 429);
+    let with_token = connect_admin(&app, Some(TEST_TOKEN)).await;
+    // Authenticating gives the waiting place back.
+    waiting
+        .send(Message::Text(
+            json!({"action": "authenticate", "token": TEST_TOKEN})
+                .to_string()
+                .into(),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        next_message(&mut waiting, WAIT).await.unwrap()["type"],
+        "state"
+    );
+    let _second_waiting = connect_admin(&app, None).await;
+    // Three admin sockets are open: a fourth is refused, token or not.
+    assert_eq!(admin_upgrade(&app, Some(TEST_TOKEN)).await, 429);
+    // Closing one gives its place back.
+    drop(with_token);
+    poll_until(WAIT, "a free admin socket place", || async {
+        (admin_upgrade(&app, Some(TEST_TOKEN)).await == 101).then_some(())
+    })
+    .await;
+}

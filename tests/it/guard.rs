@@ -304,6 +304,13 @@ const TABLE: &[Row] = &[
         &[200],
     ),
     row(
+        "DELETE",
+        "/api/v1/strategies/{id}",
+        "/api/v1/strategies/{new_strategy}",
+        None,
+        &[204],
+    ),
+    row(
         "POST",
         "/api/v1/executions",
         "/api/v1/executions",
@@ -335,13 +342,6 @@ const TABLE: &[Row] = &[
         "/api/v1/strategies/{strategy}/exit",
         None,
         &[202, 409],
-    ),
-    row(
-        "DELETE",
-        "/api/v1/strategies/{id}",
-        "/api/v1/strategies/{new_strategy}",
-        None,
-        &[204],
     ),
     row(
         "POST",

@@ -39,6 +39,9 @@ pub struct ConnectionSettings {
     pub max_frame_bytes: usize,
     pub subscribe_batch_size: usize,
     pub max_symbols: usize,
+    /// The share of `max_symbols` kept for the position monitor: option-chain viewers are
+    /// refused once the feed would carry more than the rest.
+    pub position_reserve_share: f64,
     pub crash_loop_max_restarts: u32,
     pub crash_loop_window: Duration,
 }

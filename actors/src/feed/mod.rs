@@ -15,7 +15,7 @@ pub use connection::{
     Reconnect, SetTarget, StartFeed, StopFeed,
 };
 pub use registry::{
-    GetRegistryStatus, RegistryError, RegistryStatus, ReleaseAll, Subscribe,
+    GetRegistryStatus, Holder, RegistryError, RegistryStatus, ReleaseAll, Subscribe,
     SubscriptionRegistryActor, SubscriptionView, Unsubscribe,
 };
 

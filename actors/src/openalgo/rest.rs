@@ -8,6 +8,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 use super::lenient::{f64_optional, f64_required};
+use crate::domain::mask::clip;
 use crate::secrets::ApiKey;
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -165,7 +166,7 @@ impl RestClient {
                 },
                 other => RestError::Transport {
                     endpoint: endpoint.into(),
-                    detail: other.to_string(),
+                    detail: clip(&other.to_string()),
                 },
             })?;
         let status = resp.status().as_u16();
@@ -179,13 +180,14 @@ impl RestClient {
                 })?;
         let value: Value = serde_json::from_slice(&bytes).map_err(|e| RestError::Decode {
             endpoint: endpoint.into(),
-            detail: format!("HTTP {status}, not JSON: {e}"),
+            detail: clip(&format!("HTTP {status}, not JSON: {e}")),
         })?;
         if status >= 400 || value["status"] != "success" {
+            // The gateway decides how long its message is: only a bounded part is kept.
             let message = match &value["message"] {
-                Value::String(s) => s.clone(),
+                Value::String(s) => clip(s),
                 Value::Null => "no message".into(),
-                other => other.to_string(),
+                other => clip(&other.to_string()),
             };
             return Err(RestError::Rejected {
                 endpoint: endpoint.into(),
@@ -199,7 +201,7 @@ impl RestClient {
     fn decode<T: DeserializeOwned>(endpoint: &str, v: Value) -> Result<T, RestError> {
         serde_json::from_value(v).map_err(|e| RestError::Decode {
             endpoint: endpoint.into(),
-            detail: e.to_string(),
+            detail: clip(&e.to_string()),
         })
     }
 
