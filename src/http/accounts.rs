@@ -93,16 +93,28 @@ fn yes() -> bool {
 #[serde(deny_unknown_fields)]
 struct CreateAccount {
     /// Unique, at most 100 characters.
+    #[schema(min_length = 1, max_length = 100, pattern = "\\S")]
     name: String,
     /// At most 64 characters.
+    #[schema(min_length = 1, max_length = 64, pattern = "\\S")]
     broker: String,
     /// The gateway's base URL: `https://`, or `http://` on a loopback host (any host with
     /// `security.allow_insecure_gateways`).
+    #[schema(
+        max_length = 2048,
+        pattern = "^[ \\t\\r\\n]*[Hh][Tt][Tt][Pp][Ss]?://[^/?#@\\s]",
+        example = "https://gateway.example"
+    )]
     rest_url: String,
     /// The gateway's market-data WebSocket: `wss://`, or `ws://` as for `rest_url`.
+    #[schema(
+        max_length = 2048,
+        pattern = "^[ \\t\\r\\n]*[Ww][Ss][Ss]?://[^/?#@\\s]",
+        example = "wss://gateway.example/ws"
+    )]
     ws_url: String,
-    /// Encrypted at rest, never shown again.
-    #[schema(value_type = String)]
+    /// Encrypted at rest, never shown again. No whitespace.
+    #[schema(value_type = String, min_length = 1, max_length = 512, pattern = "^\\S+$")]
     api_key: ApiKey,
     /// Making an account primary demotes the previous primary.
     #[serde(default)]
@@ -117,11 +129,21 @@ struct CreateAccount {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct UpdateAccount {
+    #[schema(min_length = 1, max_length = 100, pattern = "\\S")]
     name: Option<String>,
+    #[schema(min_length = 1, max_length = 64, pattern = "\\S")]
     broker: Option<String>,
+    #[schema(
+        max_length = 2048,
+        pattern = "^[ \\t\\r\\n]*[Hh][Tt][Tt][Pp][Ss]?://[^/?#@\\s]"
+    )]
     rest_url: Option<String>,
+    #[schema(
+        max_length = 2048,
+        pattern = "^[ \\t\\r\\n]*[Ww][Ss][Ss]?://[^/?#@\\s]"
+    )]
     ws_url: Option<String>,
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, min_length = 1, max_length = 512, pattern = "^\\S+$")]
     api_key: Option<ApiKey>,
     is_primary: Option<bool>,
     is_active: Option<bool>,

@@ -57,6 +57,16 @@ pub async fn index() -> HttpResponse {
     page("text/html; charset=utf-8", INDEX_HTML)
 }
 
+/// The files under `/static/`.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+enum AssetName {
+    #[schema(rename = "admin.js")]
+    AdminJs,
+    #[schema(rename = "admin.css")]
+    AdminCss,
+}
+
 /// The admin page's script and style sheet.
 #[utoipa::path(
     get,
@@ -64,10 +74,10 @@ pub async fn index() -> HttpResponse {
     operation_id = "admin_asset",
     tag = "admin page",
     security(()),
-    params(("file" = String, Path, description = "`admin.js` or `admin.css`")),
+    params(("file" = inline(AssetName), Path, description = "`admin.js` or `admin.css`")),
     responses(
-        (status = 200, description = "the file", content_type = "text/javascript",
-            body = String),
+        (status = 200, description = "the file",
+            content((String = "text/javascript"), (String = "text/css"))),
         (status = 404, description = "no such file", body = ErrorBody),
     )
 )]

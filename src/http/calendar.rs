@@ -24,6 +24,7 @@ use actors::calendar::{GetCalendarStatus, ReloadCalendar};
 
 use super::AppState;
 use super::error::{ApiError, ErrorBody};
+use super::numbers::whole;
 
 /// Longest accepted name or description line.
 const MAX_NAME_LEN: usize = 200;
@@ -182,10 +183,16 @@ fn read_error(context: &'static str) -> impl FnOnce(DbErr) -> ApiError {
 #[schema(example = json!({"name": "NSE Default", "exchange": "NSE", "timezone": "Asia/Kolkata"}))]
 struct TemplateBody {
     /// Unique.
+    #[schema(min_length = 1, max_length = 200, pattern = "\\S")]
     name: String,
     /// Stored in upper case.
+    #[schema(
+        max_length = 200,
+        pattern = "^[ \\t\\r\\n]*[A-Za-z0-9_-]+[ \\t\\r\\n]*$"
+    )]
     exchange: String,
     /// An IANA timezone, e.g. Asia/Kolkata.
+    #[schema(min_length = 1, example = "Asia/Kolkata")]
     timezone: String,
     #[serde(default = "yes")]
     #[schema(default = true)]
@@ -392,15 +399,27 @@ async fn delete_template(
 #[schema(example = json!({"template_id": 1, "weekday": 0, "start_time": "09:15",
     "end_time": "15:30", "session_type": "normal"}))]
 struct SessionBody {
+    /// An existing template.
+    #[serde(deserialize_with = "whole")]
     template_id: i32,
     /// 0 = Monday … 6 = Sunday.
+    #[serde(deserialize_with = "whole")]
     #[schema(minimum = 0, maximum = 6)]
     weekday: i32,
     /// `HH:MM` or `HH:MM:SS`.
+    #[schema(
+        pattern = "^([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9])?$",
+        example = "09:15"
+    )]
     start_time: String,
     /// `HH:MM` or `HH:MM:SS`, after `start_time` on the same day.
+    #[schema(
+        pattern = "^([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9])?$",
+        example = "15:30"
+    )]
     end_time: String,
     /// `normal` or `pre_open`.
+    #[schema(pattern = "^(normal|pre_open)$")]
     session_type: String,
     #[serde(default = "yes")]
     #[schema(default = true)]
@@ -588,9 +607,15 @@ async fn delete_session(
 #[schema(example = json!({"date": "2026-11-24", "name": "Guru Nanak Jayanti", "exchange": "NSE"}))]
 struct HolidayBody {
     /// `YYYY-MM-DD`.
+    #[schema(format = Date)]
     date: String,
+    #[schema(min_length = 1, max_length = 200, pattern = "\\S")]
     name: String,
     /// Stored in upper case.
+    #[schema(
+        max_length = 200,
+        pattern = "^[ \\t\\r\\n]*[A-Za-z0-9_-]+[ \\t\\r\\n]*$"
+    )]
     exchange: String,
     #[serde(default = "yes")]
     #[schema(default = true)]
@@ -614,6 +639,7 @@ impl HolidayBody {
 #[into_params(parameter_in = Query)]
 struct HolidayQuery {
     /// Only holidays of this year.
+    #[param(minimum = 1, maximum = 9999)]
     year: Option<i32>,
     /// Only holidays of this exchange.
     exchange: Option<String>,
@@ -652,6 +678,11 @@ async fn list_holidays(
     let query = query.into_inner();
     let mut find = MarketHolidays::find();
     if let Some(year) = query.year {
+        if !(1..=9999).contains(&year) {
+            return Err(ApiError::bad_request(format!(
+                "year {year} is out of range: 1 to 9999"
+            )));
+        }
         let first = NaiveDate::from_ymd_opt(year, 1, 1)
             .ok_or_else(|| ApiError::bad_request(format!("year {year} is out of range")))?;
         let last = first
@@ -781,13 +812,27 @@ async fn delete_holiday(
     "start_time": "18:00", "end_time": "19:15", "exchange": "NSE"}))]
 struct SpecialBody {
     /// `YYYY-MM-DD`.
+    #[schema(format = Date)]
     date: String,
+    #[schema(min_length = 1, max_length = 200, pattern = "\\S")]
     name: String,
     /// `HH:MM` or `HH:MM:SS`.
+    #[schema(
+        pattern = "^([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9])?$",
+        example = "18:00"
+    )]
     start_time: String,
     /// `HH:MM` or `HH:MM:SS`, after `start_time` on the same day.
+    #[schema(
+        pattern = "^([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9])?$",
+        example = "19:15"
+    )]
     end_time: String,
     /// Stored in upper case.
+    #[schema(
+        max_length = 200,
+        pattern = "^[ \\t\\r\\n]*[A-Za-z0-9_-]+[ \\t\\r\\n]*$"
+    )]
     exchange: String,
     #[serde(default = "yes")]
     #[schema(default = true)]

@@ -24,6 +24,7 @@ use super::auth::{
 };
 use super::error::{ApiError, ErrorBody};
 use super::limits::Slot;
+use super::numbers::whole_opt;
 
 /// Protocol ping to the browser; a client silent for `SILENT_MAX` is gone.
 const PING_EVERY: Duration = Duration::from_secs(20);
@@ -39,20 +40,39 @@ const CLOSE_NOT_FOUND: u16 = 4404;
 #[schema(as = ChainSessionRequest, example = json!({"underlying": "NIFTY", "exchange": "NSE_INDEX", "strikes": 10}))]
 pub struct CreateBody {
     /// e.g. NIFTY, BANKNIFTY, SENSEX.
+    #[schema(min_length = 1, pattern = "\\S", example = "NIFTY")]
     underlying: String,
     /// The underlying's exchange, e.g. NSE_INDEX (the options trade on NFO).
+    #[schema(min_length = 1, pattern = "\\S", example = "NSE_INDEX")]
     exchange: String,
     /// `DD-MMM-YY` or `DDMMMYY`; the nearest listed expiry when absent.
     #[serde(default)]
     expiry: Option<String>,
     /// Strikes on each side of ATM, 1–50; `option_chain.default_strikes` when absent.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "whole_opt")]
     #[schema(minimum = 1, maximum = 50)]
     strikes: Option<i64>,
-    /// 1, 2, 3 or "LTP", "Quote", "Depth"; Quote when absent.
+    /// 1, 2, 3 or "LTP", "Quote", "Depth" (any case); Quote when absent.
     #[serde(default)]
-    #[schema(value_type = Option<Value>, example = 2)]
+    #[schema(schema_with = mode_schema)]
     mode: Option<Mode>,
+}
+
+/// A subscription mode: 1–3, or its name in any case (or the digit as a string).
+fn mode_schema() -> utoipa::openapi::schema::Schema {
+    use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Type};
+    OneOfBuilder::new()
+        .item(ObjectBuilder::new().schema_type(Type::Integer).minimum(Some(1)).maximum(Some(3)))
+        .item(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .pattern(Some(
+                    "^[ \\t\\r\\n]*([Ll][Tt][Pp]|[Qq][Uu][Oo][Tt][Ee]|[Dd][Ee][Pp][Tt][Hh]|[123])[ \\t\\r\\n]*$",
+                )),
+        )
+        .item(ObjectBuilder::new().schema_type(Type::Null))
+        .description(Some("1 (LTP), 2 (Quote) or 3 (Depth), or the name"))
+        .into()
 }
 
 fn api_error(e: ChainError) -> ApiError {

@@ -10,6 +10,7 @@ mod feed;
 mod health;
 pub mod limits;
 mod metrics;
+mod numbers;
 pub mod openapi;
 pub mod positions;
 mod state;

@@ -76,7 +76,7 @@ use super::{
         positions::kill_switch,
     ),
     components(schemas(ErrorBody)),
-    modifiers(&AdminToken),
+    modifiers(&AdminToken, &Contract),
     security(("admin_token" = [])),
     tags(
         (name = "state", description = "every actor's status, live, and the service controls"),
@@ -124,6 +124,70 @@ impl Modify for AdminToken {
         );
     }
 }
+
+/// The answers every operation may get from the layers around its handler, declared on each:
+/// 401 from the token guard (all but the public routes), 403 from the same-origin check
+/// (state-changing requests and WebSocket upgrades), and for a JSON body 400 (malformed),
+/// 413 (over `server.body_limit_bytes`), 415 (not `application/json`) and 422 (wrong shape).
+struct Contract;
+
+impl Modify for Contract {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
+        let error = |description: &str| {
+            RefOr::T(
+                ResponseBuilder::new()
+                    .description(description)
+                    .content(
+                        "application/json",
+                        ContentBuilder::new()
+                            .schema(Some(Ref::from_schema_name("ErrorBody")))
+                            .build(),
+                    )
+                    .build(),
+            )
+        };
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            let public = PUBLIC.contains(&path.as_str());
+            let socket = path.starts_with("/ws/");
+            let operations = [
+                (false, item.get.as_mut()),
+                (true, item.post.as_mut()),
+                (true, item.put.as_mut()),
+                (true, item.patch.as_mut()),
+                (true, item.delete.as_mut()),
+            ];
+            for (changes_state, operation) in operations {
+                let Some(operation) = operation else { continue };
+                let mut add = |status: &str, description: &str| {
+                    operation
+                        .responses
+                        .responses
+                        .entry(status.to_string())
+                        .or_insert_with(|| error(description));
+                };
+                if !public {
+                    add("401", "missing or wrong token");
+                }
+                if changes_state || socket {
+                    add(
+                        "403",
+                        "a foreign `Origin`: cross-site requests that change state are refused",
+                    );
+                }
+                if operation.request_body.is_some() {
+                    add("400", "malformed JSON");
+                    add("413", "body above `server.body_limit_bytes`");
+                    add("415", "not `Content-Type: application/json`");
+                    add("422", "a field of the wrong type, out of range, or unknown");
+                }
+            }
+        }
+    }
+}
+
+/// The paths open without any token.
+pub const PUBLIC: [&str; 3] = ["/", "/static/{file}", "/health"];
 
 /// The methods the document lists for the operation whose path template matches `path` (a
 /// `{name}` segment matches any one non-empty segment); None when no template matches.

@@ -15,6 +15,7 @@ use serde_json::json;
 
 use super::AppState;
 use super::error::{ApiError, ErrorBody};
+use super::numbers::{whole, whole_opt};
 
 const DEFAULT_EVENTS: u64 = 100;
 const MAX_EVENTS: u64 = 1000;
@@ -52,22 +53,42 @@ fn no_answer(e: actix::MailboxError) -> ApiError {
     "exchange": "NFO", "product": "NRML", "action": "SELL", "quantity": 75, "entry_price": 120.5,
     "lot_size": 75}))]
 pub struct ExecutionBody {
+    /// An existing strategy.
+    #[serde(deserialize_with = "whole")]
     strategy_id: i32,
-    /// The leg's own account: its exit goes there.
+    /// The leg's own account (an existing one): its exit goes there.
+    #[serde(deserialize_with = "whole")]
     account_id: i32,
+    #[schema(min_length = 1, pattern = "\\S")]
     symbol: String,
+    #[schema(min_length = 1, pattern = "\\S")]
     exchange: String,
-    /// MIS, NRML or CNC.
+    /// MIS, NRML or CNC, in any case.
+    #[schema(
+        pattern = "^[ \\t\\r\\n]*([Mm][Ii][Ss]|[Nn][Rr][Mm][Ll]|[Cc][Nn][Cc])[ \\t\\r\\n]*$",
+        example = "NRML"
+    )]
     product: String,
-    /// BUY or SELL.
+    /// BUY or SELL, in any case.
+    #[schema(
+        pattern = "^[ \\t\\r\\n]*([Bb][Uu][Yy]|[Ss][Ee][Ll][Ll])[ \\t\\r\\n]*$",
+        example = "SELL"
+    )]
     action: String,
     /// Units, > 0.
+    #[serde(deserialize_with = "whole")]
+    #[schema(minimum = 1)]
     quantity: i64,
+    #[schema(exclusive_minimum = 0.0)]
     entry_price: f64,
     entry_order_id: Option<String>,
     /// Exchange freeze quantity: exits above it are split.
+    #[serde(default, deserialize_with = "whole_opt")]
+    #[schema(minimum = 1)]
     freeze_qty: Option<i64>,
     /// When given, `quantity` must be whole lots.
+    #[serde(default, deserialize_with = "whole_opt")]
+    #[schema(minimum = 1)]
     lot_size: Option<i64>,
 }
 
@@ -163,6 +184,7 @@ pub struct EventsQuery {
     /// Only this strategy's events.
     strategy_id: Option<i32>,
     /// 1–1000, default 100.
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<u64>,
 }
 
