@@ -214,7 +214,7 @@ pub async fn load_all(
 }
 
 /// The answer to one `ping` of a gateway.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct PingOutcome {
     pub ok: bool,
     pub latency_ms: u64,
@@ -223,6 +223,7 @@ pub struct PingOutcome {
     /// Why the ping failed; never contains the API key.
     pub error: Option<String>,
     #[serde(skip)]
+    #[schema(ignore)]
     pub at: DateTime<Utc>,
 }
 

@@ -102,7 +102,7 @@ pub enum GatewayError {
 }
 
 /// A leg queued for exit.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct QueuedLeg {
     pub execution_id: i32,
     pub strategy_id: i32,
@@ -118,7 +118,7 @@ pub struct QueuedLeg {
 }
 
 /// What a [`RequestExit`] did.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
 pub struct ExitTicket {
     /// Legs queued now, in sending order per account.
     pub queued: Vec<QueuedLeg>,

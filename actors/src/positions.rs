@@ -129,7 +129,7 @@ pub struct ManualExitStrategy(pub i32);
 #[rtype(result = "Result<KillSwitchReport, MonitorError>")]
 pub struct KillSwitch;
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct KillSwitchReport {
     pub strategies_paused: Vec<i32>,
     pub exits: ExitTicket,
@@ -159,14 +159,14 @@ pub struct GetMonitorStatus;
 #[rtype(result = "Vec<RiskStatus>")]
 pub struct GetRiskStatuses;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum PriceSource {
     Feed,
     Rest,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct PositionView {
     pub execution_id: i32,
     pub strategy_id: i32,

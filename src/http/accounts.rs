@@ -8,7 +8,7 @@
 //! deactivated (`is_active: false`) instead.
 
 use actix_web::{HttpResponse, web};
-use actors::accounts::{Account, ReloadAccounts, ping_gateway, record_ping};
+use actors::accounts::{Account, PingOutcome, ReloadAccounts, ping_gateway, record_ping};
 use actors::secrets::{ApiKey, KeyCipher};
 use chrono::{DateTime, Utc};
 use entity::prelude::*;
@@ -645,7 +645,7 @@ fn history_kept(name: &str, executions: u64) -> ApiError {
     params(("id" = i32, Path, description = "the account id")),
     responses(
         (status = 200, description = "the ping's outcome (also when the gateway failed)",
-            body = Object, example = json!({"ok": true, "latency_ms": 3, "broker": "sim",
+            body = PingOutcome, example = json!({"ok": true, "latency_ms": 3, "broker": "sim",
                 "error": null})),
         (status = 400, description = "the id is not a number", body = ErrorBody),
         (status = 401, description = "missing or wrong admin token", body = ErrorBody),

@@ -244,7 +244,7 @@ async fn find_template(
     path = "/api/v1/calendar/templates",
     tag = "calendar",
     responses(
-        (status = 200, description = "templates: `id`, `name`, `exchange`, `timezone`, `is_active`, `description`, `created_at`, `updated_at`", body = [Object]),
+        (status = 200, description = "templates: `id`, `name`, `exchange`, `timezone`, `is_active`, `description`, `created_at`, `updated_at`", body = [trading_hours_templates::Model]),
         (status = 401, description = "missing or wrong admin token", body = ErrorBody),
     )
 )]
@@ -264,7 +264,7 @@ async fn list_templates(state: web::Data<AppState>) -> Result<HttpResponse, ApiE
     tag = "calendar",
     params(("id" = i32, Path, description = "the row id")),
     responses(
-        (status = 200, description = "the template", body = Object),
+        (status = 200, description = "the template", body = trading_hours_templates::Model),
         (status = 401, description = "missing or wrong admin token", body = ErrorBody),
         (status = 400, description = "the id is not a number", body = ErrorBody),
         (status = 404, description = "no such template", body = ErrorBody),
@@ -284,7 +284,7 @@ async fn get_template(
     tag = "calendar",
     request_body = TemplateBody,
     responses(
-        (status = 201, description = "the template", body = Object),
+        (status = 201, description = "the template", body = trading_hours_templates::Model),
         (status = 401, description = "missing or wrong admin token", body = ErrorBody),
         (status = 400, description = "malformed JSON", body = ErrorBody),
         (status = 422, description = "an invalid or unknown field, named as `<field>: <reason>`",
@@ -317,7 +317,7 @@ async fn create_template(
     params(("id" = i32, Path, description = "the row id")),
     request_body = TemplateBody,
     responses(
-        (status = 200, description = "the template", body = Object),
+        (status = 200, description = "the template", body = trading_hours_templates::Model),
         (status = 401, description = "missing or wrong admin token", body = ErrorBody),
         (status = 400, description = "malformed JSON", body = ErrorBody),
         (status = 422, description = "an invalid or unknown field, named as `<field>: <reason>`",
@@ -477,7 +477,7 @@ fn session_not_found(id: i32) -> ApiError {
     tag = "calendar",
     params(SessionQuery),
     responses(
-        (status = 200, description = "sessions: `id`, `template_id`, `weekday`, `start_time`, `end_time`, `session_type`, `is_active`", body = [Object]),
+        (status = 200, description = "sessions: `id`, `template_id`, `weekday`, `start_time`, `end_time`, `session_type`, `is_active`", body = [trading_sessions::Model]),
         (status = 401, description = "missing or wrong admin token", body = ErrorBody),
         (status = 400, description = "an invalid or unknown query parameter", body = ErrorBody),
     )
@@ -508,7 +508,7 @@ async fn list_sessions(
     tag = "calendar",
     request_body = SessionBody,
     responses(
-        (status = 201, description = "the session", body = Object),
+        (status = 201, description = "the session", body = trading_sessions::Model),
         (status = 401, description = "missing or wrong admin token", body = ErrorBody),
         (status = 400, description = "malformed JSON", body = ErrorBody),
         (status = 422, description = "an invalid or unknown field, named as `<field>: <reason>`",
@@ -538,7 +538,7 @@ async fn create_session(
     params(("id" = i32, Path, description = "the row id")),
     request_body = SessionBody,
     responses(
-        (status = 200, description = "the session", body = Object),
+        (status = 200, description = "the session", body = trading_sessions::Model),
         (status = 401, description = "missing or wrong admin token", body = ErrorBody),
         (status = 400, description = "malformed JSON", body = ErrorBody),
         (status = 422, description = "an invalid or unknown field, named as `<field>: <reason>`",
@@ -666,7 +666,7 @@ fn holiday_conflict(body: &HolidayBody) -> impl FnOnce() -> String + '_ {
     tag = "calendar",
     params(HolidayQuery),
     responses(
-        (status = 200, description = "holidays: `id`, `date`, `name`, `exchange`, `is_active`", body = [Object]),
+        (status = 200, description = "holidays: `id`, `date`, `name`, `exchange`, `is_active`", body = [market_holidays::Model]),
         (status = 401, description = "missing or wrong admin token", body = ErrorBody),
         (status = 400, description = "an invalid or unknown query parameter, or a year out of range", body = ErrorBody),
     )
@@ -710,7 +710,7 @@ async fn list_holidays(
     tag = "calendar",
     request_body = HolidayBody,
     responses(
-        (status = 201, description = "the holiday", body = Object),
+        (status = 201, description = "the holiday", body = market_holidays::Model),
         (status = 401, description = "missing or wrong admin token", body = ErrorBody),
         (status = 400, description = "malformed JSON", body = ErrorBody),
         (status = 422, description = "an invalid or unknown field, named as `<field>: <reason>`",
@@ -741,7 +741,7 @@ async fn create_holiday(
     params(("id" = i32, Path, description = "the row id")),
     request_body = HolidayBody,
     responses(
-        (status = 200, description = "the holiday", body = Object),
+        (status = 200, description = "the holiday", body = market_holidays::Model),
         (status = 401, description = "missing or wrong admin token", body = ErrorBody),
         (status = 400, description = "malformed JSON", body = ErrorBody),
         (status = 422, description = "an invalid or unknown field, named as `<field>: <reason>`",
@@ -866,7 +866,7 @@ fn special_not_found(id: i32) -> ApiError {
     path = "/api/v1/calendar/special-sessions",
     tag = "calendar",
     responses(
-        (status = 200, description = "special sessions: `id`, `date`, `name`, `start_time`, `end_time`, `exchange`, `is_active`", body = [Object]),
+        (status = 200, description = "special sessions: `id`, `date`, `name`, `start_time`, `end_time`, `exchange`, `is_active`", body = [special_trading_sessions::Model]),
         (status = 401, description = "missing or wrong admin token", body = ErrorBody),
     )
 )]
@@ -888,7 +888,7 @@ async fn list_specials(state: web::Data<AppState>) -> Result<HttpResponse, ApiEr
     tag = "calendar",
     request_body = SpecialBody,
     responses(
-        (status = 201, description = "the special session", body = Object),
+        (status = 201, description = "the special session", body = special_trading_sessions::Model),
         (status = 401, description = "missing or wrong admin token", body = ErrorBody),
         (status = 400, description = "malformed JSON", body = ErrorBody),
         (status = 422, description = "an invalid or unknown field, named as `<field>: <reason>`",
@@ -919,7 +919,7 @@ async fn create_special(
     params(("id" = i32, Path, description = "the row id")),
     request_body = SpecialBody,
     responses(
-        (status = 200, description = "the special session", body = Object),
+        (status = 200, description = "the special session", body = special_trading_sessions::Model),
         (status = 401, description = "missing or wrong admin token", body = ErrorBody),
         (status = 400, description = "malformed JSON", body = ErrorBody),
         (status = 422, description = "an invalid or unknown field, named as `<field>: <reason>`",

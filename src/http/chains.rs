@@ -5,9 +5,9 @@
 use std::time::{Duration, Instant};
 
 use ::actors::chain::{
-    ChainDirectoryActor, ChainError, ChainHeartbeat, ChainPush, ChainRequest, ChainSessionActor,
-    CloseChainSession, CloseReason, CreateChainSession, FindChainSession, GetChainDirectoryStatus,
-    GetChainSnapshot, WatchChain,
+    ChainCreated, ChainDirectoryActor, ChainError, ChainHeartbeat, ChainPush, ChainRequest,
+    ChainSessionActor, ChainSnapshot, CloseChainSession, CloseReason, CreateChainSession,
+    FindChainSession, GetChainDirectoryStatus, GetChainSnapshot, WatchChain,
 };
 use ::actors::feed::Mode;
 use actix::prelude::*;
@@ -120,7 +120,7 @@ async fn find(state: &AppState, id: &str) -> Result<Addr<ChainSessionActor>, Api
     responses(
         (status = 201, description = "the session: `id`, `underlying`, `exchange`, \
             `underlying_exchange`, `underlying_symbol`, `expiry`, `expiries`, `atm_strike`, \
-            `strike_step`, `strikes`, `mode`, `symbols`", body = Object),
+            `strike_step`, `strikes`, `mode`, `symbols`", body = ChainCreated),
         (status = 401, description = "missing or wrong admin token", body = ErrorBody),
         (status = 404, description = "unknown underlying", body = ErrorBody),
         (status = 409, description = "chains disabled, no feed account yet, or the symbol cap \
@@ -189,7 +189,7 @@ pub async fn list(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> 
         (status = 200, description = "`{\"id\",\"underlying\",\"exchange\",\"expiry\",\
             \"atm_strike\",\"underlying_ltp\",\"strike_step\",\"updated_at\",\"rows\":[{\"strike\",\
             \"ce\":{\"symbol\",\"ltp\",\"bid\",\"ask\",\"volume\",\"oi\"},\"pe\":{…}}]}`, null where \
-            the feed has nothing yet", body = Object),
+            the feed has nothing yet", body = ChainSnapshot),
         (status = 401, description = "missing or wrong admin token", body = ErrorBody),
         (status = 404, description = "no such session", body = ErrorBody),
     )

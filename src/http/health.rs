@@ -1,9 +1,26 @@
 //! `GET /health`: open, reports status, version and database reachability.
 
 use actix_web::{HttpResponse, web};
-use serde_json::json;
+use serde::Serialize;
 
 use super::AppState;
+
+/// The answer of `GET /health`.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Health {
+    /// `ok`, or `degraded` when the database does not answer.
+    status: &'static str,
+    version: &'static str,
+    database: DatabaseHealth,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct DatabaseHealth {
+    /// `sqlite` or `postgres`.
+    backend: &'static str,
+    reachable: bool,
+    error: Option<&'static str>,
+}
 
 /// Liveness and database reachability; open, no token needed.
 #[utoipa::path(
@@ -13,10 +30,10 @@ use super::AppState;
     tag = "health",
     security(()),
     responses(
-        (status = 200, description = "healthy", body = Object,
+        (status = 200, description = "healthy", body = Health,
             example = json!({"status": "ok", "version": "0.1.0",
                 "database": {"backend": "sqlite", "reachable": true, "error": null}})),
-        (status = 503, description = "the database does not answer", body = Object,
+        (status = 503, description = "the database does not answer", body = Health,
             example = json!({"status": "degraded", "version": "0.1.0",
                 "database": {"backend": "postgres", "reachable": false,
                     "error": "database did not answer"}})),
@@ -35,11 +52,15 @@ pub async fn health(state: web::Data<AppState>) -> HttpResponse {
             (false, Some("database did not answer"))
         }
     };
-    let body = json!({
-        "status": if reachable { "ok" } else { "degraded" },
-        "version": env!("CARGO_PKG_VERSION"),
-        "database": { "backend": backend, "reachable": reachable, "error": error },
-    });
+    let body = Health {
+        status: if reachable { "ok" } else { "degraded" },
+        version: env!("CARGO_PKG_VERSION"),
+        database: DatabaseHealth {
+            backend,
+            reachable,
+            error,
+        },
+    };
     if reachable {
         HttpResponse::Ok().json(body)
     } else {

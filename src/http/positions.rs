@@ -5,13 +5,15 @@ use std::collections::HashMap;
 
 use actix_web::{HttpResponse, web};
 use actors::domain::pnl::Side;
-use actors::positions::{GetPositions, KillSwitch, MonitorError, NewExecution, RegisterExecution};
+use actors::positions::{
+    GetPositions, KillSwitch, KillSwitchReport, MonitorError, NewExecution, PositionView,
+    RegisterExecution,
+};
 use entity::risk_events;
-use entity::strategy_executions::{Product, TradeAction};
+use entity::strategy_executions::{self, Product, TradeAction};
 use entity::trading_accounts;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
 
 use super::AppState;
 use super::error::{ApiError, ErrorBody};
@@ -100,7 +102,7 @@ pub struct ExecutionBody {
     tag = "positions",
     request_body = ExecutionBody,
     responses(
-        (status = 201, description = "the leg as stored (`strategy_executions` row)", body = Object),
+        (status = 201, description = "the leg as stored", body = strategy_executions::Model),
         (status = 401, description = "missing or wrong admin token", body = ErrorBody),
         (status = 404, description = "unknown strategy or account", body = ErrorBody),
         (status = 400, description = "malformed JSON", body = ErrorBody),
@@ -153,7 +155,7 @@ pub async fn register(
     operation_id = "list_positions",
     tag = "positions",
     responses(
-        (status = 200, description = "`{\"positions\": [...]}`: each open leg with `execution_id`, `strategy_id`, `strategy`, `run_id`, `account_id`, `account`, `exchange`, `symbol`, `product`, `action`, `quantity`, `entry_price`, `status`, `ltp`, `pnl`, `price_age_ms`, `price_source` (`feed`/`rest`), `stale`", body = Object),
+        (status = 200, description = "every open leg with its price, P&L, price age and source (`feed`/`rest`) and staleness", body = Positions),
         (status = 401, description = "missing or wrong admin token", body = ErrorBody),
     )
 )]
@@ -168,13 +170,34 @@ pub async fn positions(state: web::Data<AppState>) -> Result<HttpResponse, ApiEr
         .collect();
     let positions = legs
         .into_iter()
-        .map(|p| {
-            let mut v = json!(p);
-            v["account"] = json!(accounts.get(&p.account_id));
-            v
+        .map(|leg| OpenLeg {
+            account: accounts.get(&leg.account_id).cloned(),
+            leg,
         })
-        .collect::<Vec<_>>();
-    Ok(HttpResponse::Ok().json(json!({ "positions": positions })))
+        .collect();
+    Ok(HttpResponse::Ok().json(Positions { positions }))
+}
+
+/// The answer of `GET /api/v1/positions`.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Positions {
+    positions: Vec<OpenLeg>,
+}
+
+/// An open leg with its account's name.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct OpenLeg {
+    #[serde(flatten)]
+    leg: PositionView,
+    /// The account's name (null when it was deleted meanwhile).
+    account: Option<String>,
+}
+
+/// The answer of `GET /api/v1/risk-events`.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct RiskEvents {
+    /// Newest first.
+    events: Vec<risk_events::Model>,
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -196,7 +219,7 @@ pub struct EventsQuery {
     tag = "positions",
     params(EventsQuery),
     responses(
-        (status = 200, description = "`{\"events\": [...]}`, newest first: `risk_events` rows (type, threshold, pnl, peak, stop, action)", body = Object),
+        (status = 200, description = "risk events, newest first (type, threshold, pnl, peak, stop, action)", body = RiskEvents),
         (status = 400, description = "an invalid or unknown query parameter", body = ErrorBody),
         (status = 401, description = "missing or wrong admin token", body = ErrorBody),
         (status = 422, description = "limit out of 1–1000", body = ErrorBody),
@@ -222,7 +245,7 @@ pub async fn risk_events(
         .all(&state.db)
         .await
         .map_err(|e| ApiError::internal("reading risk events", e))?;
-    Ok(HttpResponse::Ok().json(json!({ "events": events })))
+    Ok(HttpResponse::Ok().json(RiskEvents { events }))
 }
 
 /// `POST /api/v1/kill-switch`: pauses every risk actor and exits every open leg on every
@@ -233,7 +256,7 @@ pub async fn risk_events(
     operation_id = "kill_switch",
     tag = "positions",
     responses(
-        (status = 200, description = "`{\"strategies_paused\": [ids], \"exits\": {\"queued\", \"already_exiting\", \"failed\"}, \"errors\": [...]}`", body = Object),
+        (status = 200, description = "the strategies paused, the exits queued, already running or failed, and errors", body = KillSwitchReport),
         (status = 401, description = "missing or wrong admin token", body = ErrorBody),
     )
 )]

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use actix_web::{HttpResponse, web};
 use actors::domain::risk::{self, RiskLimits, Trailing, TrailingKind};
+use actors::orders::ExitTicket;
 use actors::positions::{GetRiskStatuses, ManualExitStrategy, ResumeStrategy, StrategyChanged};
 use actors::risk::RiskStatus;
 use entity::strategies::{self, TrailingSlType};
@@ -20,7 +21,7 @@ use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter,
     QueryOrder, SqlErr, TransactionTrait,
 };
-use serde::{Deserialize, Deserializer};
+use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Value, json};
 
 use super::AppState;
@@ -583,7 +584,7 @@ pub async fn set_risk(
     tag = "strategies",
     params(("id" = i32, Path, description = "the strategy id")),
     responses(
-        (status = 202, description = "`{\"strategy_id\", \"exit\": {\"queued\": [legs], \"already_exiting\": [ids], \"failed\": [ids]}}`", body = Object),
+        (status = 202, description = "the legs queued for exit, already exiting, or failed", body = ExitAccepted),
         (status = 400, description = "the id is not a number", body = ErrorBody),
         (status = 401, description = "missing or wrong admin token", body = ErrorBody),
         (status = 404, description = "no such strategy", body = ErrorBody),
@@ -602,5 +603,15 @@ pub async fn exit(
         .await
         .map_err(|e| ApiError::internal("the position monitor did not answer", e))?
         .map_err(monitor_error)?;
-    Ok(HttpResponse::Accepted().json(json!({ "strategy_id": id, "exit": ticket })))
+    Ok(HttpResponse::Accepted().json(ExitAccepted {
+        strategy_id: id,
+        exit: ticket,
+    }))
+}
+
+/// The answer of `POST /api/v1/strategies/{id}/exit`.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ExitAccepted {
+    strategy_id: i32,
+    exit: ExitTicket,
 }

@@ -108,7 +108,7 @@ pub enum ChainError {
 }
 
 /// The answer to a successful [`CreateChainSession`].
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct ChainCreated {
     pub id: String,
     pub underlying: String,
@@ -123,13 +123,15 @@ pub struct ChainCreated {
     pub atm_strike: f64,
     pub strike_step: f64,
     pub strikes: u32,
+    /// 1 (LTP), 2 (Quote) or 3 (Depth).
+    #[schema(value_type = u8, minimum = 1, maximum = 3)]
     pub mode: Mode,
     /// The option symbols subscribed: per strike ascending, CE then PE.
     pub symbols: Vec<String>,
 }
 
 /// What a viewer sees: the window's strikes with CE and PE quotes, the underlying and ATM.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct ChainSnapshot {
     pub id: String,
     pub underlying: String,
