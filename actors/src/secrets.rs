@@ -1,5 +1,5 @@
 //! Secrets: bearer tokens compared without leaking their length, broker API keys typed as
-//! secrets, and the encryption of API keys at rest (ARCHITECTURE §8.1): XChaCha20-Poly1305 with
+//! secrets, and the encryption of API keys at rest: XChaCha20-Poly1305 with
 //! a 32-byte key from the environment. A stored value is `v2:` and base64 of a random 24-byte
 //! nonce followed by the ciphertext and its tag, with the account's id as associated data: a
 //! ciphertext copied to another account's row does not decrypt. Values from before that binding

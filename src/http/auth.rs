@@ -12,7 +12,7 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::{Method, header};
 use actix_web::middleware::Next;
 use actix_web::{HttpMessage, HttpRequest, ResponseError, web};
-use actors::secrets::Token;
+use actors::secrets::{ExposeSecret, SecretString, Token};
 use serde::Deserialize;
 
 use super::AppState;
@@ -27,14 +27,14 @@ pub const WS_CLOSE_UNAUTHORIZED: u16 = 4401;
 #[derive(Deserialize)]
 struct Authenticate {
     action: String,
-    token: String,
+    token: SecretString,
 }
 
 /// True when a WebSocket's first message, `{"action":"authenticate","token":…}`, carries the
 /// admin token.
 pub fn authenticates(text: &str, admin_token: &Token) -> bool {
     serde_json::from_str::<Authenticate>(text)
-        .is_ok_and(|m| m.action == "authenticate" && admin_token.matches(&m.token))
+        .is_ok_and(|m| m.action == "authenticate" && admin_token.matches(m.token.expose_secret()))
 }
 
 /// Marks a request whose admin token a guard verified.
@@ -61,14 +61,15 @@ enum Presented {
     Nothing,
     /// An `Authorization` header that is not `Bearer <token>`.
     Malformed,
-    Token(String),
+    Token(SecretString),
 }
 
 /// `Authorization: Bearer <t>`, or `?token=<t>` when `query` is allowed (WebSockets: browsers
 /// cannot set headers on upgrades).
 fn presented_token(req: &ServiceRequest, query: bool) -> Presented {
     if let Some(value) = req.headers().get(header::AUTHORIZATION) {
-        return bearer(value.to_str().ok()).map_or(Presented::Malformed, Presented::Token);
+        return bearer(value.to_str().ok())
+            .map_or(Presented::Malformed, |t| Presented::Token(t.into()));
     }
     if query {
         let token =
@@ -76,7 +77,7 @@ fn presented_token(req: &ServiceRequest, query: bool) -> Presented {
                 .ok()
                 .and_then(|mut q| q.remove("token"));
         if let Some(token) = token {
-            return Presented::Token(token);
+            return Presented::Token(token.into());
         }
     }
     Presented::Nothing
@@ -108,7 +109,7 @@ fn invalid_token() -> ApiError {
 fn verify(req: &ServiceRequest, state: &AppState, query: bool) -> Result<bool, ApiError> {
     match presented_token(req, query) {
         Presented::Nothing => Ok(false),
-        Presented::Token(t) if state.admin_token.matches(&t) => {
+        Presented::Token(t) if state.admin_token.matches(t.expose_secret()) => {
             req.extensions_mut().insert(TokenVerified);
             Ok(true)
         }
@@ -175,14 +176,17 @@ pub async fn require_metrics_token(
         let presented = req
             .headers()
             .get(header::AUTHORIZATION)
-            .map(|v| bearer(v.to_str().ok()));
+            .map(|v| bearer(v.to_str().ok()).map(SecretString::from));
         match presented {
             None => Err(ApiError::unauthorized(
                 "missing credentials: send Authorization: Bearer <admin token or metrics.token>",
             )),
             Some(Some(t))
-                if state.admin_token.matches(&t)
-                    || state.metrics_token.as_ref().is_some_and(|m| m.matches(&t)) =>
+                if state.admin_token.matches(t.expose_secret())
+                    || state
+                        .metrics_token
+                        .as_ref()
+                        .is_some_and(|m| m.matches(t.expose_secret())) =>
             {
                 Ok(())
             }
@@ -272,7 +276,6 @@ fn origin_matches_host(origin: &str, host: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use actors::secrets::SecretString;
 
     #[test]
     fn first_message_authentication() {
