@@ -2,6 +2,7 @@
 //! the program's asynchronous bodies compile with the rest of the library, in parallel, instead
 //! of in the binary crate after it (a first release build is about 20 s shorter).
 
+use actors::secrets::ExposeSecret;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
@@ -49,6 +50,12 @@ async fn run() -> anyhow::Result<()> {
         Command::Migrate => {
             let db = database::connect(&settings.database).await?;
             database::migrate(&db).await?;
+            // With the key at hand, API keys stored before they were bound to their account are
+            // re-encrypted now rather than at the next start.
+            let key = settings.security.encryption_key.expose_secret();
+            if !key.is_empty() {
+                crate::startup::check_encryption_key(&db, key).await?;
+            }
             println!(
                 "migrations applied to {}",
                 database::redact(&settings.database.url)

@@ -247,7 +247,7 @@ fn chain_settings(settings: &Settings) -> anyhow::Result<ChainSettings> {
 /// Refuses to start when account API keys are stored and the configured encryption key is
 /// missing, malformed or not the one they were encrypted with. Keys stored before ciphertexts
 /// were bound to their account are re-encrypted with the account id as associated data.
-async fn check_encryption_key(
+pub(crate) async fn check_encryption_key(
     db: &DatabaseConnection,
     setting: &str,
 ) -> anyhow::Result<Option<KeyCipher>> {

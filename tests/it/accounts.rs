@@ -1072,7 +1072,34 @@ async fn keys_stored_before_the_account_binding_are_re_encrypted_at_start() {
         settings.security.encryption_key = key.into();
         Application::build(settings)
     };
-    // A wrong key is refused before anything is rewritten.
+    // `supervisor migrate` without a key leaves the keys as they are.
+    let migrate = |key: Option<&str>| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_supervisor"));
+        cmd.arg("migrate")
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .env_remove("DATABASE_URL")
+            .env("SUPERVISOR__DATABASE__URL", &test_db.url);
+        if let Some(key) = key {
+            cmd.env("SUPERVISOR__SECURITY__ENCRYPTION_KEY", key);
+        }
+        cmd.output().unwrap()
+    };
+    let out = migrate(None);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(rows(&db).await, before);
+    // A wrong key is refused before anything is rewritten, by `migrate` as by `serve`.
+    let out = migrate(Some(KEY_B));
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("account 'old-one'"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(rows(&db).await, before);
     let err = build(KEY_B).await.err().expect("wrong key: refused");
     assert!(format!("{err:#}").contains("account 'old-one'"), "{err:#}");
     assert_eq!(rows(&db).await, before, "nothing was rewritten");
