@@ -93,6 +93,16 @@ fn unprocessable(field: &str, reason: impl std::fmt::Display) -> ApiError {
     ApiError::unprocessable(format!("{field}: {reason}"))
 }
 
+/// Every IANA timezone name the service knows.
+fn timezone_schema() -> utoipa::openapi::schema::Schema {
+    use utoipa::openapi::schema::{ObjectBuilder, Type};
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .enum_values(Some(chrono_tz::TZ_VARIANTS.iter().map(|tz| tz.name())))
+        .description(Some("An IANA timezone, e.g. Asia/Kolkata."))
+        .into()
+}
+
 /// A trimmed, non-empty name of at most [`MAX_NAME_LEN`] characters.
 fn name(field: &str, value: &str) -> Result<String, ApiError> {
     let v = value.trim();
@@ -192,7 +202,7 @@ struct TemplateBody {
     )]
     exchange: String,
     /// An IANA timezone, e.g. Asia/Kolkata.
-    #[schema(min_length = 1, example = "Asia/Kolkata")]
+    #[schema(schema_with = timezone_schema)]
     timezone: String,
     #[serde(default = "yes")]
     #[schema(default = true)]
