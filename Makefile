@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 PG_URL ?= postgres://postgres@127.0.0.1:5432/test
 
-.PHONY: run serve test test-sqlite test-postgres bench lint fmt
+.PHONY: run serve test test-sqlite test-postgres contract bench lint fmt
 
 ## Build, then run the gateway simulator and the service with demo data (fresh SQLite database).
 run:
@@ -33,6 +33,11 @@ test-postgres:
 	else \
 		echo "PostgreSQL is not reachable at 127.0.0.1:5432: skipping the PostgreSQL leg"; \
 	fi
+
+## The OpenAPI contract: schemathesis against the running service and the simulator.
+contract:
+	$(CARGO) build --bin supervisor
+	bash .ci/schemathesis.sh "$${CARGO_TARGET_DIR:-target}/debug/supervisor"
 
 ## Benchmark on a release build: prints one JSON line (BENCHMARKS.md explains the figures).
 ## Default load S=1000 symbols, K=50 strategies, V=20 viewers, 10 s, firehose; override with

@@ -123,9 +123,15 @@ pub fn span(start: &str, end: &str) -> Result<(NaiveTime, NaiveTime), FieldError
 #[schema(example = json!({"date": "2026-11-24", "name": "Guru Nanak Jayanti", "exchange": "NSE"}))]
 pub struct HolidayInput {
     /// `YYYY-MM-DD`.
+    #[schema(format = Date)]
     pub date: String,
+    #[schema(min_length = 1, max_length = 200, pattern = "\\S")]
     pub name: String,
     /// Stored in upper case.
+    #[schema(
+        max_length = 200,
+        pattern = "^[ \\t\\r\\n]*[A-Za-z0-9_-]+[ \\t\\r\\n]*$"
+    )]
     pub exchange: String,
     #[serde(default = "yes")]
     #[schema(default = true)]

@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
+use actors::secrets::ExposeSecret;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
@@ -67,6 +68,12 @@ async fn run() -> anyhow::Result<()> {
         Command::Migrate => {
             let db = database::connect(&settings.database).await?;
             database::migrate(&db).await?;
+            // With the key at hand, API keys stored before they were bound to their account are
+            // re-encrypted now rather than at the next start.
+            let key = settings.security.encryption_key.expose_secret();
+            if !key.is_empty() {
+                crate::startup::check_encryption_key(&db, key).await?;
+            }
             println!(
                 "migrations applied to {}",
                 database::redact(&settings.database.url)

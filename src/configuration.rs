@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration;
 
+use actors::secrets::{ExposeSecret, KeyCipher, SecretString};
 use config::{Config, Environment, File, FileFormat};
 use serde::Deserialize;
 
@@ -35,6 +36,7 @@ impl SettingsError {
 pub struct Settings {
     pub server: ServerSettings,
     pub security: SecuritySettings,
+    pub metrics: MetricsSettings,
     pub telemetry: TelemetrySettings,
     pub database: DatabaseSettings,
     pub connection: ConnectionSettings,
@@ -52,22 +54,49 @@ pub struct ServerSettings {
     pub host: String,
     pub port: u16,
     pub body_limit_bytes: usize,
+    pub max_admin_sockets: usize,
+    pub max_pending_sockets: usize,
 }
 
 #[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SecuritySettings {
-    pub admin_token: String,
-    pub encryption_key: String,
+    pub admin_token: SecretString,
+    pub encryption_key: SecretString,
+    pub allow_insecure_gateways: bool,
 }
 
 impl std::fmt::Debug for SecuritySettings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let set = |s: &str| if s.is_empty() { "<unset>" } else { "<set>" };
         f.debug_struct("SecuritySettings")
-            .field("admin_token", &set(&self.admin_token))
-            .field("encryption_key", &set(&self.encryption_key))
+            .field("admin_token", &set_or_unset(&self.admin_token))
+            .field("encryption_key", &set_or_unset(&self.encryption_key))
+            .field("allow_insecure_gateways", &self.allow_insecure_gateways)
             .finish()
+    }
+}
+
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsSettings {
+    pub token: SecretString,
+    pub public: bool,
+}
+
+impl std::fmt::Debug for MetricsSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MetricsSettings")
+            .field("token", &set_or_unset(&self.token))
+            .field("public", &self.public)
+            .finish()
+    }
+}
+
+fn set_or_unset(s: &SecretString) -> &'static str {
+    if s.expose_secret().is_empty() {
+        "<unset>"
+    } else {
+        "<set>"
     }
 }
 
@@ -107,6 +136,7 @@ pub struct ConnectionSettings {
     pub max_frame_bytes: usize,
     pub subscribe_batch_size: usize,
     pub max_symbols: usize,
+    pub position_reserve_share: f64,
     pub rest_timeout_ms: u64,
 }
 
@@ -146,6 +176,9 @@ pub struct OptionChainSettings {
     pub default_expiries: u32,
     pub session_timeout_s: u64,
     pub max_push_hz: f64,
+    pub max_sessions: usize,
+    pub max_sessions_per_client: usize,
+    pub closed_session_retention_s: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -260,15 +293,32 @@ impl Settings {
             "must be at least 1024",
         )?;
         check(
-            self.security.admin_token.is_empty() || self.security.admin_token.len() >= 16,
+            self.server.max_admin_sockets >= 1,
+            "server.max_admin_sockets",
+            "must be at least 1",
+        )?;
+        check(
+            self.server.max_pending_sockets >= 1,
+            "server.max_pending_sockets",
+            "must be at least 1",
+        )?;
+        check(
+            self.security.admin_token.expose_secret().is_empty()
+                || self.security.admin_token.expose_secret().len() >= 16,
             "security.admin_token",
             "must be empty (generate one) or at least 16 characters",
         )?;
         check(
-            self.security.encryption_key.is_empty()
-                || actors::secrets::KeyCipher::from_base64(&self.security.encryption_key).is_ok(),
+            self.security.encryption_key.expose_secret().is_empty()
+                || KeyCipher::from_base64(self.security.encryption_key.expose_secret()).is_ok(),
             "security.encryption_key",
             "must be empty or base64 of 32 random bytes (e.g. `openssl rand -base64 32`)",
+        )?;
+        check(
+            self.metrics.token.expose_secret().is_empty()
+                || self.metrics.token.expose_secret().len() >= 16,
+            "metrics.token",
+            "must be empty (the admin token only) or at least 16 characters",
         )?;
         check(
             tracing_subscriber::EnvFilter::try_new(&self.telemetry.log_level).is_ok(),
@@ -340,6 +390,11 @@ impl Settings {
             "must be at least 1",
         )?;
         check(
+            c.position_reserve_share.is_finite() && (0.0..=1.0).contains(&c.position_reserve_share),
+            "connection.position_reserve_share",
+            "must be between 0 and 1",
+        )?;
+        check(
             c.rest_timeout_ms >= 1,
             "connection.rest_timeout_ms",
             "must be at least 1",
@@ -396,6 +451,16 @@ impl Settings {
             "must be at least 1",
         )?;
         check(
+            o.max_sessions >= 1,
+            "option_chain.max_sessions",
+            "must be at least 1",
+        )?;
+        check(
+            (1..=o.max_sessions).contains(&o.max_sessions_per_client),
+            "option_chain.max_sessions_per_client",
+            "must be between 1 and option_chain.max_sessions",
+        )?;
+        check(
             o.max_push_hz.is_finite() && o.max_push_hz > 0.0 && o.max_push_hz <= 100.0,
             "option_chain.max_push_hz",
             "must be above 0 and at most 100",
@@ -438,6 +503,7 @@ impl Settings {
             max_frame_bytes: c.max_frame_bytes,
             subscribe_batch_size: c.subscribe_batch_size,
             max_symbols: c.max_symbols,
+            position_reserve_share: c.position_reserve_share,
             crash_loop_max_restarts: self.supervision.crash_loop_max_restarts,
             crash_loop_window: Duration::from_secs(self.supervision.crash_loop_window_s),
         }

@@ -23,7 +23,7 @@ const BACKUP_KEY: &str = "demo-backup-key-0002";
 pub async fn run(mut settings: Settings) -> anyhow::Result<()> {
     reset_sqlite(&settings.database.url)?;
     let key: [u8; 32] = rand::rng().random();
-    settings.security.encryption_key = base64::engine::general_purpose::STANDARD.encode(key);
+    settings.security.encryption_key = base64::engine::general_purpose::STANDARD.encode(key).into();
 
     let sim = Simulator::start(SimConfig {
         rest_port: 0,
@@ -94,7 +94,11 @@ async fn seed(api: &ApiClient, sim: &Simulator) -> anyhow::Result<()> {
     }
 
     // A short NIFTY straddle on the primary account: one lot of the nearest-expiry ATM CE and PE.
-    let primary = RestClient::new(&sim.rest_url(), PRIMARY_KEY, Duration::from_secs(10));
+    let primary = RestClient::new(
+        &sim.rest_url(),
+        &PRIMARY_KEY.into(),
+        Duration::from_secs(10),
+    );
     let expiries = primary.expiries("NIFTY", "NFO").await?;
     let expiry = expiries
         .first()
@@ -130,7 +134,7 @@ async fn seed(api: &ApiClient, sim: &Simulator) -> anyhow::Result<()> {
     }
 
     // An equity basket on the backup account with a trailing stop.
-    let backup = RestClient::new(&sim.rest_url(), BACKUP_KEY, Duration::from_secs(10));
+    let backup = RestClient::new(&sim.rest_url(), &BACKUP_KEY.into(), Duration::from_secs(10));
     let basket = strategy(
         api,
         "Equity momentum",

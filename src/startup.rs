@@ -15,21 +15,23 @@ use actors::feed::Feed;
 use actors::orders::{GatewaySettings, OrderGatewayActor};
 use actors::positions::{MonitorSettings, PositionMonitorActor};
 use actors::risk::RiskSettings;
-use actors::secrets::KeyCipher;
+use actors::secrets::{ExposeSecret, KeyCipher, SecretString, Token};
 use actors::supervisor::{AddMember, FollowGateway, SupervisorActor};
 use anyhow::Context as _;
 use clock::{SharedClock, SystemClock};
 use rand::Rng;
 use sea_orm::DatabaseConnection;
+use zeroize::Zeroize;
 
 use crate::configuration::Settings;
 use crate::database;
+use crate::http::limits::Slots;
 use crate::http::{self, AppState, error};
 
 pub struct Application {
     port: u16,
     server: Server,
-    admin_token: String,
+    admin_token: Token,
     token_generated: bool,
     feed: Feed,
     chains: Addr<ChainDirectoryActor>,
@@ -51,14 +53,15 @@ impl Application {
     ) -> anyhow::Result<Application> {
         let db = database::connect(&settings.database).await?;
         database::migrate(&db).await?;
-        let cipher = check_encryption_key(&db, &settings.security.encryption_key).await?;
+        let cipher =
+            check_encryption_key(&db, settings.security.encryption_key.expose_secret()).await?;
 
-        let token_generated = settings.security.admin_token.is_empty();
-        let admin_token = if token_generated {
+        let token_generated = settings.security.admin_token.expose_secret().is_empty();
+        let admin_token = Token::new(if token_generated {
             generate_token()
         } else {
             settings.security.admin_token.clone()
-        };
+        });
 
         let address = (settings.server.host.as_str(), settings.server.port);
         let listener = TcpListener::bind(address)
@@ -122,7 +125,14 @@ impl Application {
         let state = web::Data::new(AppState {
             db,
             admin_token: admin_token.clone(),
+            metrics_token: (!settings.metrics.token.expose_secret().is_empty())
+                .then(|| Token::new(settings.metrics.token.clone())),
+            metrics_public: settings.metrics.public,
+            metrics: Default::default(),
+            admin_sockets: Slots::new(settings.server.max_admin_sockets),
+            pending_sockets: Slots::new(settings.server.max_pending_sockets),
             body_limit,
+            allow_insecure_gateways: settings.security.allow_insecure_gateways,
             feed: feed.clone(),
             supervisor,
             clock,
@@ -145,10 +155,9 @@ impl Application {
                 .app_data(web::PayloadConfig::default().limit(body_limit))
                 .app_data(web::PathConfig::default().error_handler(error::path_error_handler))
                 .app_data(web::QueryConfig::default().error_handler(error::query_error_handler))
-                .wrap(from_fn(http::auth::guard))
+                .wrap(from_fn(error::finish))
                 .wrap(request_logger())
                 .configure(http::routes)
-                .default_service(web::to(http::not_found))
         })
         .listen(listener)
         .context("starting the HTTP server")?
@@ -177,7 +186,7 @@ impl Application {
     }
 
     pub fn admin_token(&self) -> &str {
-        &self.admin_token
+        self.admin_token.expose()
     }
 
     /// True when no token was configured and a random one was generated for this run.
@@ -222,6 +231,9 @@ fn chain_settings(settings: &Settings) -> anyhow::Result<ChainSettings> {
         default_expiries: o.default_expiries,
         session_timeout: Duration::from_secs(o.session_timeout_s),
         max_push_hz: o.max_push_hz,
+        max_sessions: o.max_sessions,
+        max_sessions_per_client: o.max_sessions_per_client,
+        closed_retention: Duration::from_secs(o.closed_session_retention_s),
         rest_timeout: Duration::from_millis(settings.connection.rest_timeout_ms),
         timezone: settings
             .calendar
@@ -234,8 +246,9 @@ fn chain_settings(settings: &Settings) -> anyhow::Result<ChainSettings> {
 }
 
 /// Refuses to start when account API keys are stored and the configured encryption key is
-/// missing, malformed or not the one they were encrypted with. Changes nothing.
-async fn check_encryption_key(
+/// missing, malformed or not the one they were encrypted with. Keys stored before ciphertexts
+/// were bound to their account are re-encrypted with the account id as associated data.
+pub(crate) async fn check_encryption_key(
     db: &DatabaseConnection,
     setting: &str,
 ) -> anyhow::Result<Option<KeyCipher>> {
@@ -246,6 +259,15 @@ async fn check_encryption_key(
             .map_err(|m| anyhow::anyhow!("invalid setting `security.encryption_key`: {m}"))?;
         Some(cipher)
     };
+    if let Some(cipher) = &cipher {
+        let bound = actors::accounts::bind_stored_keys(db, cipher).await?;
+        if bound > 0 {
+            tracing::info!(
+                accounts = bound,
+                "API keys re-encrypted, bound to their accounts"
+            );
+        }
+    }
     actors::accounts::load_all(db, cipher.as_ref()).await?;
     Ok(cipher)
 }
@@ -296,7 +318,9 @@ fn request_logger() -> actix_web::middleware::Logger {
         .custom_request_replace("request", |req| format!("{} {}", req.method(), req.path()))
 }
 
-fn generate_token() -> String {
-    let bytes: [u8; 24] = rand::rng().random();
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+fn generate_token() -> SecretString {
+    let mut bytes: [u8; 24] = rand::rng().random();
+    let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    bytes.zeroize();
+    SecretString::from(token)
 }

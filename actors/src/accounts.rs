@@ -16,15 +16,18 @@ use chrono::{DateTime, Utc};
 use entity::prelude::*;
 use entity::trading_accounts;
 use sea_orm::ActiveValue::Set;
-use sea_orm::{ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder};
+use sea_orm::sea_query::Expr;
+use sea_orm::{
+    ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder, TransactionTrait,
+};
 use serde::Serialize;
 use serde_json::json;
 
-use crate::domain::mask::mask_secret;
+use crate::domain::mask::{clip, mask_secret};
 use crate::feed::FeedTarget;
 use crate::openalgo::rest::RestClient;
 use crate::orders::{AccountEndpoint, SetAccounts};
-use crate::secrets::{DecryptError, KeyCipher};
+use crate::secrets::{ApiKey, DecryptError, KeyCipher};
 use crate::status::Lifecycle;
 use crate::supervised::RestartTracker;
 
@@ -36,7 +39,7 @@ pub struct Account {
     pub broker: String,
     pub rest_url: String,
     pub ws_url: String,
-    pub api_key: String,
+    pub api_key: ApiKey,
     pub is_primary: bool,
     pub is_active: bool,
 }
@@ -49,7 +52,7 @@ impl std::fmt::Debug for Account {
             .field("broker", &self.broker)
             .field("rest_url", &self.rest_url)
             .field("ws_url", &self.ws_url)
-            .field("api_key", &mask_secret(&self.api_key))
+            .field("api_key", &self.api_key)
             .field("is_primary", &self.is_primary)
             .field("is_active", &self.is_active)
             .finish()
@@ -63,10 +66,15 @@ impl Account {
         cipher: &KeyCipher,
     ) -> Result<Account, LoadError> {
         let api_key = cipher
-            .decrypt(&model.api_key_ciphertext)
-            .map_err(|source| LoadError::WrongKey {
-                name: model.name.clone(),
-                source,
+            .decrypt(model.id, &model.api_key_ciphertext)
+            .map_err(|source| match source {
+                DecryptError::Unbound => LoadError::Unbound {
+                    name: model.name.clone(),
+                },
+                source => LoadError::WrongKey {
+                    name: model.name.clone(),
+                    source,
+                },
             })?;
         Ok(Account {
             id: model.id,
@@ -125,6 +133,57 @@ pub enum LoadError {
         #[source]
         source: DecryptError,
     },
+    #[error(
+        "the API key of account '{name}' is stored without its account binding; restart the \
+         service to re-encrypt it"
+    )]
+    Unbound { name: String },
+    #[error("the API key of account '{name}' could not be re-encrypted")]
+    Encrypt { name: String },
+}
+
+/// Re-encrypts every API key stored before ciphertexts were bound to their account (associated
+/// data = the account id), in one transaction; returns how many rows changed. A row is only
+/// rewritten while it still holds the value that was read (an edit in between wins). Runs at
+/// start, after the schema migrations: those never see the encryption key.
+pub async fn bind_stored_keys(
+    db: &DatabaseConnection,
+    cipher: &KeyCipher,
+) -> Result<usize, LoadError> {
+    let txn = db.begin().await?;
+    let rows = TradingAccounts::find()
+        .order_by_asc(trading_accounts::Column::Id)
+        .all(&txn)
+        .await?;
+    let mut bound = 0;
+    for row in rows {
+        if !KeyCipher::is_unbound(&row.api_key_ciphertext) {
+            continue;
+        }
+        let key = cipher
+            .decrypt_unbound(&row.api_key_ciphertext)
+            .map_err(|source| LoadError::WrongKey {
+                name: row.name.clone(),
+                source,
+            })?;
+        let sealed = cipher
+            .encrypt(row.id, &key)
+            .map_err(|_| LoadError::Encrypt {
+                name: row.name.clone(),
+            })?;
+        let updated = TradingAccounts::update_many()
+            .col_expr(
+                trading_accounts::Column::ApiKeyCiphertext,
+                Expr::value(sealed),
+            )
+            .filter(trading_accounts::Column::Id.eq(row.id))
+            .filter(trading_accounts::Column::ApiKeyCiphertext.eq(row.api_key_ciphertext))
+            .exec(&txn)
+            .await?;
+        bound += updated.rows_affected as usize;
+    }
+    txn.commit().await?;
+    Ok(bound)
 }
 
 /// Every account (active or not), ordered by id, with its API key decrypted.
@@ -155,7 +214,7 @@ pub async fn load_all(
 }
 
 /// The answer to one `ping` of a gateway.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct PingOutcome {
     pub ok: bool,
     pub latency_ms: u64,
@@ -164,11 +223,12 @@ pub struct PingOutcome {
     /// Why the ping failed; never contains the API key.
     pub error: Option<String>,
     #[serde(skip)]
+    #[schema(ignore)]
     pub at: DateTime<Utc>,
 }
 
 /// Calls the gateway's `/api/v1/ping` with `api_key`, waiting at most `timeout`.
-pub async fn ping_gateway(rest_url: &str, api_key: &str, timeout: Duration) -> PingOutcome {
+pub async fn ping_gateway(rest_url: &str, api_key: &ApiKey, timeout: Duration) -> PingOutcome {
     let client = RestClient::new(rest_url, api_key, timeout);
     let at = Utc::now();
     let started = Instant::now();
@@ -181,7 +241,7 @@ pub async fn ping_gateway(rest_url: &str, api_key: &str, timeout: Duration) -> P
         Ok(body) => PingOutcome {
             ok: true,
             latency_ms,
-            broker: body["data"]["broker"].as_str().map(str::to_owned),
+            broker: body["data"]["broker"].as_str().map(clip),
             error: None,
             at,
         },
@@ -189,7 +249,7 @@ pub async fn ping_gateway(rest_url: &str, api_key: &str, timeout: Duration) -> P
             ok: false,
             latency_ms,
             broker: None,
-            error: Some(scrub(&message, api_key)),
+            error: Some(clip(&scrub(&message, api_key.expose()))),
             at,
         },
     }
@@ -220,7 +280,7 @@ pub async fn record_ping(
         .set(trading_accounts::ActiveModel {
             connection_status: Set(status),
             last_ping_at: Set(Some(outcome.at)),
-            last_error: Set(outcome.error.clone()),
+            last_error: Set(outcome.error.as_deref().map(clip)),
             ..Default::default()
         })
         .filter(trading_accounts::Column::Id.eq(account_id))
@@ -591,7 +651,7 @@ impl AccountMonitorActor {
             if m.consecutive_failures <= threshold {
                 tracing::warn!(
                     account = %m.account.name,
-                    key = %mask_secret(&m.account.api_key),
+                    key = %m.account.api_key.hint(),
                     failures = m.consecutive_failures,
                     error = outcome.error.as_deref().unwrap_or(""),
                     "account ping failed"
@@ -679,7 +739,7 @@ impl AccountMonitorActor {
                     last_ping_at: m.last_ping_at,
                     last_latency_ms: m.last_latency_ms,
                     last_error: m.last_error.clone(),
-                    api_key_hint: mask_secret(&m.account.api_key),
+                    api_key_hint: m.account.api_key.hint(),
                 })
                 .collect(),
         }
@@ -751,7 +811,7 @@ mod tests {
                 broker: "sim".into(),
                 rest_url: "http://127.0.0.1:1".into(),
                 ws_url: "ws://127.0.0.1:1".into(),
-                api_key: format!("key-{id}-0123456789"),
+                api_key: format!("key-{id}-0123456789").into(),
                 is_primary: primary,
                 is_active: true,
             },

@@ -31,10 +31,10 @@ use crate::domain::exits::{
     ExitLeg, RequestFate, Verdict, exit_progress, leg_still_open, next_chunk, plan_exits,
     retry_delay,
 };
-use crate::domain::mask::mask_secret;
 use crate::domain::pnl::{Side, leg_pnl};
 use crate::domain::rate_limit::RateLimiter;
 use crate::openalgo::rest::{Order, OrderRequest, RestClient, RestError};
+use crate::secrets::ApiKey;
 use crate::status::Lifecycle;
 use crate::supervised::RestartTracker;
 
@@ -47,7 +47,7 @@ pub struct AccountEndpoint {
     pub id: i32,
     pub name: String,
     pub rest_url: String,
-    pub api_key: String,
+    pub api_key: ApiKey,
 }
 
 impl std::fmt::Debug for AccountEndpoint {
@@ -56,7 +56,7 @@ impl std::fmt::Debug for AccountEndpoint {
             .field("id", &self.id)
             .field("name", &self.name)
             .field("rest_url", &self.rest_url)
-            .field("api_key", &mask_secret(&self.api_key))
+            .field("api_key", &self.api_key)
             .finish()
     }
 }
@@ -102,7 +102,7 @@ pub enum GatewayError {
 }
 
 /// A leg queued for exit.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct QueuedLeg {
     pub execution_id: i32,
     pub strategy_id: i32,
@@ -118,7 +118,7 @@ pub struct QueuedLeg {
 }
 
 /// What a [`RequestExit`] did.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
 pub struct ExitTicket {
     /// Legs queued now, in sending order per account.
     pub queued: Vec<QueuedLeg>,
@@ -1163,7 +1163,7 @@ impl OrderGatewayActor {
             .map(|l| LaneView {
                 account_id: l.endpoint.id,
                 account: l.endpoint.name.clone(),
-                api_key: mask_secret(&l.endpoint.api_key),
+                api_key: l.endpoint.api_key.hint(),
                 queued: l.queue.len(),
                 busy: l.busy,
             })

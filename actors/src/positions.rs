@@ -30,8 +30,8 @@ use crate::domain::pnl::{RunPnl, Side, accept_price, is_stale, leg_pnl};
 use crate::domain::rate_limit::RateLimiter;
 use crate::domain::reconcile::{self, Action, BrokerPosition, Confirmations, TrackedPosition};
 use crate::feed::{
-    FeedEvent, Key, Mode, ReleaseAll, Subscribe, SubscriberId, SubscriptionRegistryActor, Tick,
-    Unsubscribe, next_subscriber_id,
+    FeedEvent, Holder, Key, Mode, ReleaseAll, Subscribe, SubscriberId, SubscriptionRegistryActor,
+    Tick, Unsubscribe, next_subscriber_id,
 };
 use crate::openalgo::rest::RestClient;
 use crate::orders::{
@@ -129,7 +129,7 @@ pub struct ManualExitStrategy(pub i32);
 #[rtype(result = "Result<KillSwitchReport, MonitorError>")]
 pub struct KillSwitch;
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct KillSwitchReport {
     pub strategies_paused: Vec<i32>,
     pub exits: ExitTicket,
@@ -159,14 +159,14 @@ pub struct GetMonitorStatus;
 #[rtype(result = "Vec<RiskStatus>")]
 pub struct GetRiskStatuses;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum PriceSource {
     Feed,
     Rest,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct PositionView {
     pub execution_id: i32,
     pub strategy_id: i32,
@@ -560,6 +560,7 @@ impl PositionMonitorActor {
             label: "position-monitor".into(),
             recipient: ctx.address().recipient(),
             keys: new.iter().map(|k| (k.clone(), Mode::Quote)).collect(),
+            holder: Holder::Positions,
         };
         let registry = self.registry.clone();
         ctx.spawn(

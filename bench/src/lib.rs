@@ -249,6 +249,20 @@ impl Bench {
                 "SUPERVISOR__CONNECTION__MAX_SYMBOLS",
                 (self.args.symbols + 1000).to_string(),
             ),
+            // Every viewer's chain session comes from this one client.
+            (
+                "SUPERVISOR__OPTION_CHAIN__MAX_SESSIONS",
+                self.args.viewers.max(1).to_string(),
+            ),
+            (
+                "SUPERVISOR__OPTION_CHAIN__MAX_SESSIONS_PER_CLIENT",
+                self.args.viewers.max(1).to_string(),
+            ),
+            // The positions' S symbols are their reserve; the chain viewers get the other 1000.
+            (
+                "SUPERVISOR__CONNECTION__POSITION_RESERVE_SHARE",
+                (self.args.symbols as f64 / (self.args.symbols + 1000) as f64).to_string(),
+            ),
             (
                 "SUPERVISOR__POSITION_MONITOR__RECONCILE_INTERVAL_S",
                 "0".to_string(),

@@ -18,7 +18,8 @@ string_enum! {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, DeriveEntityModel, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, DeriveEntityModel, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = RiskEvent)]
 #[sea_orm(table_name = "risk_events")]
 pub struct Model {
     #[sea_orm(primary_key)]
@@ -37,6 +38,7 @@ pub struct Model {
     pub action: String,
     #[sea_orm(column_type = "Text", nullable)]
     pub message: Option<String>,
+    #[schema(value_type = String, format = DateTime)]
     pub created_at: DateTimeUtc,
 }
 

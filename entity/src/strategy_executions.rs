@@ -62,7 +62,8 @@ string_enum! {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, DeriveEntityModel, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, DeriveEntityModel, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = Execution)]
 #[sea_orm(table_name = "strategy_executions")]
 pub struct Model {
     #[sea_orm(primary_key)]
@@ -80,6 +81,7 @@ pub struct Model {
     pub entry_price: f64,
     pub status: ExecutionStatus,
     pub entry_order_id: Option<String>,
+    #[schema(value_type = String, format = DateTime)]
     pub entered_at: DateTimeUtc,
     /// Largest quantity the exchange accepts in one order; exits above it are split.
     pub freeze_qty: Option<i64>,
@@ -88,12 +90,16 @@ pub struct Model {
     pub exit_order_id: Option<String>,
     /// Exit attempts so far; 0 when left unset on insert.
     pub exit_attempts: i32,
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub exit_pending_since: Option<DateTimeUtc>,
     pub exit_reason: Option<ExitReason>,
     pub exit_price: Option<f64>,
     pub realized_pnl: Option<f64>,
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub exited_at: Option<DateTimeUtc>,
+    #[schema(value_type = String, format = DateTime)]
     pub created_at: DateTimeUtc,
+    #[schema(value_type = String, format = DateTime)]
     pub updated_at: DateTimeUtc,
 }
 

@@ -3,7 +3,8 @@
 use sea_orm::entity::prelude::*;
 use serde::{Deserialize, Serialize};
 
-#[derive(Clone, Debug, PartialEq, DeriveEntityModel, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, DeriveEntityModel, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = TradingHoursTemplate)]
 #[sea_orm(table_name = "trading_hours_templates")]
 pub struct Model {
     #[sea_orm(primary_key)]
@@ -16,7 +17,9 @@ pub struct Model {
     pub is_active: bool,
     #[sea_orm(column_type = "Text", nullable)]
     pub description: Option<String>,
+    #[schema(value_type = String, format = DateTime)]
     pub created_at: DateTimeUtc,
+    #[schema(value_type = String, format = DateTime)]
     pub updated_at: DateTimeUtc,
 }
 

@@ -13,7 +13,8 @@ string_enum! {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, DeriveEntityModel, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, DeriveEntityModel, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = TradingSession)]
 #[sea_orm(table_name = "trading_sessions")]
 pub struct Model {
     #[sea_orm(primary_key)]
@@ -22,8 +23,10 @@ pub struct Model {
     /// Day of the week, 0 = Monday … 6 = Sunday.
     pub weekday: i32,
     /// Local time in the template's timezone.
+    #[schema(value_type = String, example = "09:15:00")]
     pub start_time: ChronoTime,
     /// Local time in the template's timezone.
+    #[schema(value_type = String, example = "09:15:00")]
     pub end_time: ChronoTime,
     pub session_type: SessionType,
     pub is_active: bool,

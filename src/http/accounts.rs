@@ -8,9 +8,8 @@
 //! deactivated (`is_active: false`) instead.
 
 use actix_web::{HttpResponse, web};
-use actors::accounts::{Account, ReloadAccounts, ping_gateway, record_ping};
-use actors::domain::mask::mask_secret;
-use actors::secrets::KeyCipher;
+use actors::accounts::{Account, PingOutcome, ReloadAccounts, ping_gateway, record_ping};
+use actors::secrets::{ApiKey, KeyCipher};
 use chrono::{DateTime, Utc};
 use entity::prelude::*;
 use entity::{strategy_executions, trading_accounts};
@@ -94,15 +93,29 @@ fn yes() -> bool {
 #[serde(deny_unknown_fields)]
 struct CreateAccount {
     /// Unique, at most 100 characters.
+    #[schema(min_length = 1, max_length = 100, pattern = "\\S")]
     name: String,
     /// At most 64 characters.
+    #[schema(min_length = 1, max_length = 64, pattern = "\\S")]
     broker: String,
-    /// The gateway's base URL, `http(s)://`.
+    /// The gateway's base URL: `https://`, or `http://` on a loopback host (any host with
+    /// `security.allow_insecure_gateways`).
+    #[schema(
+        max_length = 2048,
+        pattern = "^[ \\t\\r\\n]*[Hh][Tt][Tt][Pp][Ss]?://[^/?#@\\s]",
+        example = "https://gateway.example"
+    )]
     rest_url: String,
-    /// The gateway's market-data WebSocket, `ws(s)://`.
+    /// The gateway's market-data WebSocket: `wss://`, or `ws://` as for `rest_url`.
+    #[schema(
+        max_length = 2048,
+        pattern = "^[ \\t\\r\\n]*[Ww][Ss][Ss]?://[^/?#@\\s]",
+        example = "wss://gateway.example/ws"
+    )]
     ws_url: String,
-    /// Encrypted at rest, never shown again.
-    api_key: String,
+    /// Encrypted at rest, never shown again. No whitespace.
+    #[schema(value_type = String, min_length = 1, max_length = 512, pattern = "^\\S+$")]
+    api_key: ApiKey,
     /// Making an account primary demotes the previous primary.
     #[serde(default)]
     is_primary: bool,
@@ -111,15 +124,27 @@ struct CreateAccount {
     is_active: bool,
 }
 
-/// Every field optional; `api_key` rotates the key.
+/// Every field optional; `api_key` rotates the key, and is required when `rest_url` or
+/// `ws_url` changes.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct UpdateAccount {
+    #[schema(min_length = 1, max_length = 100, pattern = "\\S")]
     name: Option<String>,
+    #[schema(min_length = 1, max_length = 64, pattern = "\\S")]
     broker: Option<String>,
+    #[schema(
+        max_length = 2048,
+        pattern = "^[ \\t\\r\\n]*[Hh][Tt][Tt][Pp][Ss]?://[^/?#@\\s]"
+    )]
     rest_url: Option<String>,
+    #[schema(
+        max_length = 2048,
+        pattern = "^[ \\t\\r\\n]*[Ww][Ss][Ss]?://[^/?#@\\s]"
+    )]
     ws_url: Option<String>,
-    api_key: Option<String>,
+    #[schema(value_type = Option<String>, min_length = 1, max_length = 512, pattern = "^\\S+$")]
+    api_key: Option<ApiKey>,
     is_primary: Option<bool>,
     is_active: Option<bool>,
 }
@@ -139,41 +164,84 @@ fn text(field: &str, value: &str, max: usize) -> Result<String, ApiError> {
     Ok(value.to_owned())
 }
 
-fn url(field: &str, value: &str, schemes: [&str; 2]) -> Result<String, ApiError> {
+/// An absolute URL of one of `schemes` (`[secure, plain]`) with a host and no credentials.
+/// The plain scheme is accepted for a loopback host always, for another host only when
+/// `security.allow_insecure_gateways` is set: the API key travels to that host in clear.
+fn url(
+    field: &str,
+    value: &str,
+    schemes: [&str; 2],
+    allow_insecure: bool,
+) -> Result<String, ApiError> {
     let value = text(field, value, URL_MAX)?;
     let lower = value.to_ascii_lowercase();
-    let rest = schemes.iter().find_map(|s| lower.strip_prefix(s));
-    match rest {
-        Some(host)
-            if !host.is_empty()
-                && !host.starts_with('/')
-                && !value.contains(char::is_whitespace) =>
-        {
-            Ok(value)
-        }
-        _ => Err(ApiError::unprocessable(format!(
+    let invalid = || {
+        ApiError::unprocessable(format!(
             "{field} must be an absolute {} or {} URL with a host",
             schemes[0], schemes[1]
-        ))),
+        ))
+    };
+    let (scheme, rest) = schemes
+        .iter()
+        .find_map(|s| lower.strip_prefix(s).map(|rest| (*s, rest)))
+        .ok_or_else(invalid)?;
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    if authority.is_empty() || value.contains(char::is_whitespace) {
+        return Err(invalid());
     }
+    if authority.contains('@') {
+        return Err(ApiError::unprocessable(format!(
+            "{field} must not contain credentials (user@host): the API key authenticates"
+        )));
+    }
+    if scheme == schemes[1] && !allow_insecure && !loopback(authority) {
+        return Err(ApiError::unprocessable(format!(
+            "{field}: {} sends the API key in clear to a remote host; use {} (or set \
+             security.allow_insecure_gateways = true for a trusted network)",
+            schemes[1], schemes[0]
+        )));
+    }
+    Ok(value)
 }
 
-fn rest_url(value: &str) -> Result<String, ApiError> {
-    url("rest_url", value, ["http://", "https://"])
+/// True when the host of `authority` (`host[:port]`, lower case) is this machine.
+fn loopback(authority: &str) -> bool {
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => authority.split(':').next().unwrap_or_default(),
+    };
+    let host = host.trim_end_matches('.');
+    host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
-fn ws_url(value: &str) -> Result<String, ApiError> {
-    url("ws_url", value, ["ws://", "wss://"])
+fn rest_url(value: &str, allow_insecure: bool) -> Result<String, ApiError> {
+    url("rest_url", value, ["https://", "http://"], allow_insecure)
 }
 
-fn api_key(value: &str) -> Result<String, ApiError> {
-    let value = text("api_key", value, API_KEY_MAX)?;
+fn ws_url(value: &str, allow_insecure: bool) -> Result<String, ApiError> {
+    url("ws_url", value, ["wss://", "ws://"], allow_insecure)
+}
+
+/// Checks a key without copying it out of its secret.
+fn check_api_key(key: &ApiKey) -> Result<(), ApiError> {
+    let value = key.expose();
+    if value.is_empty() {
+        return Err(ApiError::unprocessable("api_key must not be empty"));
+    }
+    if value.chars().count() > API_KEY_MAX {
+        return Err(ApiError::unprocessable(format!(
+            "api_key must be at most {API_KEY_MAX} characters"
+        )));
+    }
     if value.contains(char::is_whitespace) {
         return Err(ApiError::unprocessable(
             "api_key must not contain whitespace",
         ));
     }
-    Ok(value)
+    Ok(())
 }
 
 /// The cipher, or 409 explaining how to configure one (a key is never generated silently:
@@ -189,12 +257,11 @@ fn cipher(state: &AppState) -> Result<&KeyCipher, ApiError> {
     })
 }
 
-/// (ciphertext, hint) of an API key.
-fn seal(state: &AppState, key: &str) -> Result<(String, String), ApiError> {
-    let ciphertext = cipher(state)?
-        .encrypt(key)
-        .map_err(|e| ApiError::unprocessable(e.to_string()))?;
-    Ok((ciphertext, mask_secret(key)))
+/// The ciphertext of account `id`'s API key (bound to that id).
+fn seal(cipher: &KeyCipher, id: i32, key: &ApiKey) -> Result<String, ApiError> {
+    cipher
+        .encrypt(id, key)
+        .map_err(|e| ApiError::unprocessable(e.to_string()))
 }
 
 fn database(context: &'static str) -> impl Fn(DbErr) -> ApiError {
@@ -323,10 +390,11 @@ async fn create(
     let input = body.into_inner();
     let name = text("name", &input.name, NAME_MAX)?;
     let broker = text("broker", &input.broker, BROKER_MAX)?;
-    let rest_url = rest_url(&input.rest_url)?;
-    let ws_url = ws_url(&input.ws_url)?;
-    let key = api_key(&input.api_key)?;
-    let (ciphertext, hint) = seal(&state, &key)?;
+    let insecure = state.allow_insecure_gateways;
+    let rest_url = rest_url(&input.rest_url, insecure)?;
+    let ws_url = ws_url(&input.ws_url, insecure)?;
+    check_api_key(&input.api_key)?;
+    let cipher = cipher(&state)?;
 
     let txn = state
         .db
@@ -343,8 +411,9 @@ async fn create(
         broker: Set(broker),
         rest_url: Set(rest_url),
         ws_url: Set(ws_url),
-        api_key_ciphertext: Set(ciphertext),
-        api_key_hint: Set(hint),
+        // Sealed below, once the row has the id the ciphertext is bound to.
+        api_key_ciphertext: Set(String::new()),
+        api_key_hint: Set(input.api_key.hint()),
         is_primary: Set(input.is_primary),
         is_active: Set(input.is_active),
         connection_status: Set(ConnectionStatus::Unknown),
@@ -359,6 +428,13 @@ async fn create(
             return Err(write_error(&state, &name, None, e).await);
         }
     };
+    let ciphertext = seal(cipher, model.id, &input.api_key)?;
+    let mut sealed: trading_accounts::ActiveModel = model.into();
+    sealed.api_key_ciphertext = Set(ciphertext);
+    let model = sealed
+        .update(&txn)
+        .await
+        .map_err(database("storing the encrypted API key failed"))?;
     if let Err(e) = txn.commit().await {
         return Err(write_error(&state, &name, None, e).await);
     }
@@ -403,15 +479,37 @@ async fn update(
         .as_deref()
         .map(|v| text("broker", v, BROKER_MAX))
         .transpose()?;
-    let rest = input.rest_url.as_deref().map(rest_url).transpose()?;
-    let ws = input.ws_url.as_deref().map(ws_url).transpose()?;
-    let sealed = match input.api_key.as_deref() {
-        Some(v) => Some(seal(&state, &api_key(v)?)?),
+    let insecure = state.allow_insecure_gateways;
+    let rest = input
+        .rest_url
+        .as_deref()
+        .map(|v| rest_url(v, insecure))
+        .transpose()?;
+    let ws = input
+        .ws_url
+        .as_deref()
+        .map(|v| ws_url(v, insecure))
+        .transpose()?;
+    // The key follows its host: pointing an account at another gateway needs its key in the same
+    // request, else the stored key would be sent to a host chosen by whoever holds the token.
+    let moved = rest.as_ref().is_some_and(|r| *r != current.rest_url)
+        || ws.as_ref().is_some_and(|w| *w != current.ws_url);
+    if moved && input.api_key.is_none() {
+        return Err(ApiError::unprocessable(
+            "api_key: required when rest_url or ws_url changes (the stored key is never sent to \
+             a new gateway)",
+        ));
+    }
+    let sealed = match &input.api_key {
+        Some(key) => {
+            check_api_key(key)?;
+            Some((seal(cipher(&state)?, id, key)?, key.hint()))
+        }
         None => None,
     };
 
     let key_rotated = sealed.is_some();
-    let gateway_changed = key_rotated || rest.as_ref().is_some_and(|r| *r != current.rest_url);
+    let gateway_changed = key_rotated || moved;
     let final_name = name.clone().unwrap_or_else(|| current.name.clone());
     let mut active: trading_accounts::ActiveModel = current.into();
     if let Some(v) = name {
@@ -547,7 +645,7 @@ fn history_kept(name: &str, executions: u64) -> ApiError {
     params(("id" = i32, Path, description = "the account id")),
     responses(
         (status = 200, description = "the ping's outcome (also when the gateway failed)",
-            body = Object, example = json!({"ok": true, "latency_ms": 3, "broker": "sim",
+            body = PingOutcome, example = json!({"ok": true, "latency_ms": 3, "broker": "sim",
                 "error": null})),
         (status = 400, description = "the id is not a number", body = ErrorBody),
         (status = 401, description = "missing or wrong admin token", body = ErrorBody),

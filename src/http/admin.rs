@@ -17,8 +17,11 @@ use actix_web_actors::ws;
 use chrono::Utc;
 
 use super::AppState;
-use super::auth::{WS_AUTH_TIMEOUT, WS_CLOSE_UNAUTHORIZED, authenticates, token_verified};
+use super::auth::{
+    WS_AUTH_TIMEOUT, WS_CLOSE_UNAUTHORIZED, authenticates, socket_admission, token_verified,
+};
 use super::error::{ApiError, ErrorBody};
+use super::limits::Slot;
 use super::state::collect;
 
 const INDEX_HTML: &str = include_str!("../../static/index.html");
@@ -31,19 +34,12 @@ pub const PUSH_EVERY: Duration = Duration::from_millis(250);
 const PING_EVERY: Duration = Duration::from_secs(20);
 const SILENT_MAX: Duration = Duration::from_secs(60);
 
-/// The page may load its own script and style and talk to its own origin (HTTP and WebSocket),
-/// nothing else; no inline script or style.
-const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
-     img-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'none'; \
-     frame-ancestors 'none'";
-
+/// The security headers (the content security policy among them) are added to every response
+/// by [`super::error::finish`].
 fn page(content_type: &'static str, body: &'static str) -> HttpResponse {
     HttpResponse::Ok()
         .content_type(content_type)
         .insert_header((header::CACHE_CONTROL, "no-cache"))
-        .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
-        .insert_header((header::REFERRER_POLICY, "no-referrer"))
-        .insert_header((header::CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY))
         .body(body)
 }
 
@@ -61,6 +57,16 @@ pub async fn index() -> HttpResponse {
     page("text/html; charset=utf-8", INDEX_HTML)
 }
 
+/// The files under `/static/`.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+enum AssetName {
+    #[schema(rename = "admin.js")]
+    AdminJs,
+    #[schema(rename = "admin.css")]
+    AdminCss,
+}
+
 /// The admin page's script and style sheet.
 #[utoipa::path(
     get,
@@ -68,10 +74,10 @@ pub async fn index() -> HttpResponse {
     operation_id = "admin_asset",
     tag = "admin page",
     security(()),
-    params(("file" = String, Path, description = "`admin.js` or `admin.css`")),
+    params(("file" = inline(AssetName), Path, description = "`admin.js` or `admin.css`")),
     responses(
-        (status = 200, description = "the file", content_type = "text/javascript",
-            body = String),
+        (status = 200, description = "the file",
+            content((String = "text/javascript"), (String = "text/css"))),
         (status = 404, description = "no such file", body = ErrorBody),
     )
 )]
@@ -102,6 +108,8 @@ pub async fn asset(file: web::Path<String>) -> Result<HttpResponse, ApiError> {
             that does not authenticate within 10 s is closed with code 4401."),
         (status = 400, description = "not a WebSocket upgrade", body = ErrorBody),
         (status = 401, description = "wrong admin token in `?token=`", body = ErrorBody),
+        (status = 429, description = "`server.max_admin_sockets` sockets are open, or \
+            `server.max_pending_sockets` sockets wait to authenticate", body = ErrorBody),
     )
 )]
 pub async fn stream(
@@ -109,7 +117,16 @@ pub async fn stream(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, actix_web::Error> {
+    let pending = socket_admission(&req, &state)?;
+    let slot = state.admin_sockets.try_take().ok_or_else(|| {
+        ApiError::too_many_requests(format!(
+            "{} admin sockets are open (server.max_admin_sockets); close one",
+            state.admin_sockets.max()
+        ))
+    })?;
     let socket = AdminSocket {
+        _slot: slot,
+        pending,
         state,
         authenticated: token_verified(&req),
         collecting: false,
@@ -121,6 +138,10 @@ pub async fn stream(
 
 /// One browser's live state stream.
 struct AdminSocket {
+    /// Its place among `server.max_admin_sockets`, given back when the actor is dropped.
+    _slot: Slot,
+    /// Its place among the sockets waiting to authenticate, until it does.
+    pending: Option<Slot>,
     state: web::Data<AppState>,
     authenticated: bool,
     /// A collection is in flight: never start a second one.
@@ -225,6 +246,7 @@ impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for AdminSocket {
             ws::Message::Text(text) if !self.authenticated => {
                 if authenticates(&text, &self.state.admin_token) {
                     self.authenticated = true;
+                    self.pending = None;
                     self.push(ctx);
                 } else {
                     Self::close(

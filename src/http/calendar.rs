@@ -24,6 +24,7 @@ use actors::calendar::{GetCalendarStatus, ReloadCalendar};
 
 use super::AppState;
 use super::error::{ApiError, ErrorBody};
+use super::numbers::whole;
 use crate::calendar_input::{
     FieldError, HolidayInput, NewHoliday, date, exchange, name, span, timezone,
 };
@@ -90,6 +91,16 @@ async fn reload(state: &AppState) -> Result<(), ApiError> {
 
 // ---- validation ----
 
+/// Every IANA timezone name the service knows.
+fn timezone_schema() -> utoipa::openapi::schema::Schema {
+    use utoipa::openapi::schema::{ObjectBuilder, Type};
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .enum_values(Some(chrono_tz::TZ_VARIANTS.iter().map(|tz| tz.name())))
+        .description(Some("An IANA timezone, e.g. Asia/Kolkata."))
+        .into()
+}
+
 fn unprocessable(field: &'static str, reason: impl std::fmt::Display) -> ApiError {
     FieldError::new(field, reason).into()
 }
@@ -117,10 +128,16 @@ fn read_error(context: &'static str) -> impl FnOnce(DbErr) -> ApiError {
 #[schema(example = json!({"name": "NSE Default", "exchange": "NSE", "timezone": "Asia/Kolkata"}))]
 struct TemplateBody {
     /// Unique.
+    #[schema(min_length = 1, max_length = 200, pattern = "\\S")]
     name: String,
     /// Stored in upper case.
+    #[schema(
+        max_length = 200,
+        pattern = "^[ \\t\\r\\n]*[A-Za-z0-9_-]+[ \\t\\r\\n]*$"
+    )]
     exchange: String,
     /// An IANA timezone, e.g. Asia/Kolkata.
+    #[schema(schema_with = timezone_schema)]
     timezone: String,
     #[serde(default = "yes")]
     #[schema(default = true)]
@@ -172,7 +189,7 @@ async fn find_template(
     path = "/api/v1/calendar/templates",
     tag = "calendar",
     responses(
-        (status = 200, description = "templates: `id`, `name`, `exchange`, `timezone`, `is_active`, `description`, `created_at`, `updated_at`", body = [Object]),
+        (status = 200, description = "templates: `id`, `name`, `exchange`, `timezone`, `is_active`, `description`, `created_at`, `updated_at`", body = [trading_hours_templates::Model]),
         (status = 401, description = "missing or wrong admin token", body = ErrorBody),
     )
 )]
@@ -192,7 +209,7 @@ async fn list_templates(state: web::Data<AppState>) -> Result<HttpResponse, ApiE
     tag = "calendar",
     params(("id" = i32, Path, description = "the row id")),
     responses(
-        (status = 200, description = "the template", body = Object),
+        (status = 200, description = "the template", body = trading_hours_templates::Model),
         (status = 401, description = "missing or wrong admin token", body = ErrorBody),
         (status = 400, description = "the id is not a number", body = ErrorBody),
         (status = 404, description = "no such template", body = ErrorBody),
@@ -212,7 +229,7 @@ async fn get_template(
     tag = "calendar",
     request_body = TemplateBody,
     responses(
-        (status = 201, description = "the template", body = Object),
+        (status = 201, description = "the template", body = trading_hours_templates::Model),
         (status = 401, description = "missing or wrong admin token", body = ErrorBody),
         (status = 400, description = "malformed JSON", body = ErrorBody),
         (status = 422, description = "an invalid or unknown field, named as `<field>: <reason>`",
@@ -245,7 +262,7 @@ async fn create_template(
     params(("id" = i32, Path, description = "the row id")),
     request_body = TemplateBody,
     responses(
-        (status = 200, description = "the template", body = Object),
+        (status = 200, description = "the template", body = trading_hours_templates::Model),
         (status = 401, description = "missing or wrong admin token", body = ErrorBody),
         (status = 400, description = "malformed JSON", body = ErrorBody),
         (status = 422, description = "an invalid or unknown field, named as `<field>: <reason>`",
@@ -327,15 +344,27 @@ async fn delete_template(
 #[schema(example = json!({"template_id": 1, "weekday": 0, "start_time": "09:15",
     "end_time": "15:30", "session_type": "normal"}))]
 struct SessionBody {
+    /// An existing template.
+    #[serde(deserialize_with = "whole")]
     template_id: i32,
     /// 0 = Monday … 6 = Sunday.
+    #[serde(deserialize_with = "whole")]
     #[schema(minimum = 0, maximum = 6)]
     weekday: i32,
     /// `HH:MM` or `HH:MM:SS`.
+    #[schema(
+        pattern = "^([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9])?$",
+        example = "09:15"
+    )]
     start_time: String,
     /// `HH:MM` or `HH:MM:SS`, after `start_time` on the same day.
+    #[schema(
+        pattern = "^([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9])?$",
+        example = "15:30"
+    )]
     end_time: String,
     /// `normal` or `pre_open`.
+    #[schema(pattern = "^(normal|pre_open)$")]
     session_type: String,
     #[serde(default = "yes")]
     #[schema(default = true)]
@@ -393,7 +422,7 @@ fn session_not_found(id: i32) -> ApiError {
     tag = "calendar",
     params(SessionQuery),
     responses(
-        (status = 200, description = "sessions: `id`, `template_id`, `weekday`, `start_time`, `end_time`, `session_type`, `is_active`", body = [Object]),
+        (status = 200, description = "sessions: `id`, `template_id`, `weekday`, `start_time`, `end_time`, `session_type`, `is_active`", body = [trading_sessions::Model]),
         (status = 401, description = "missing or wrong admin token", body = ErrorBody),
         (status = 400, description = "an invalid or unknown query parameter", body = ErrorBody),
     )
@@ -424,7 +453,7 @@ async fn list_sessions(
     tag = "calendar",
     request_body = SessionBody,
     responses(
-        (status = 201, description = "the session", body = Object),
+        (status = 201, description = "the session", body = trading_sessions::Model),
         (status = 401, description = "missing or wrong admin token", body = ErrorBody),
         (status = 400, description = "malformed JSON", body = ErrorBody),
         (status = 422, description = "an invalid or unknown field, named as `<field>: <reason>`",
@@ -454,7 +483,7 @@ async fn create_session(
     params(("id" = i32, Path, description = "the row id")),
     request_body = SessionBody,
     responses(
-        (status = 200, description = "the session", body = Object),
+        (status = 200, description = "the session", body = trading_sessions::Model),
         (status = 401, description = "missing or wrong admin token", body = ErrorBody),
         (status = 400, description = "malformed JSON", body = ErrorBody),
         (status = 422, description = "an invalid or unknown field, named as `<field>: <reason>`",
@@ -522,6 +551,7 @@ async fn delete_session(
 #[into_params(parameter_in = Query)]
 struct HolidayQuery {
     /// Only holidays of this year.
+    #[param(minimum = 1, maximum = 9999)]
     year: Option<i32>,
     /// Only holidays of this exchange.
     exchange: Option<String>,
@@ -547,7 +577,7 @@ fn holiday_conflict(holiday: &NewHoliday) -> impl FnOnce() -> String + '_ {
     tag = "calendar",
     params(HolidayQuery),
     responses(
-        (status = 200, description = "holidays: `id`, `date`, `name`, `exchange`, `is_active`", body = [Object]),
+        (status = 200, description = "holidays: `id`, `date`, `name`, `exchange`, `is_active`", body = [market_holidays::Model]),
         (status = 401, description = "missing or wrong admin token", body = ErrorBody),
         (status = 400, description = "an invalid or unknown query parameter, or a year out of range", body = ErrorBody),
     )
@@ -559,6 +589,11 @@ async fn list_holidays(
     let query = query.into_inner();
     let mut find = MarketHolidays::find();
     if let Some(year) = query.year {
+        if !(1..=9999).contains(&year) {
+            return Err(ApiError::bad_request(format!(
+                "year {year} is out of range: 1 to 9999"
+            )));
+        }
         let first = NaiveDate::from_ymd_opt(year, 1, 1)
             .ok_or_else(|| ApiError::bad_request(format!("year {year} is out of range")))?;
         let last = first
@@ -586,7 +621,7 @@ async fn list_holidays(
     tag = "calendar",
     request_body = HolidayInput,
     responses(
-        (status = 201, description = "the holiday", body = Object),
+        (status = 201, description = "the holiday", body = market_holidays::Model),
         (status = 401, description = "missing or wrong admin token", body = ErrorBody),
         (status = 400, description = "malformed JSON", body = ErrorBody),
         (status = 422, description = "an invalid or unknown field, named as `<field>: <reason>`",
@@ -732,7 +767,7 @@ fn import_error(e: ImportError) -> ApiError {
     params(("id" = i32, Path, description = "the row id")),
     request_body = HolidayInput,
     responses(
-        (status = 200, description = "the holiday", body = Object),
+        (status = 200, description = "the holiday", body = market_holidays::Model),
         (status = 401, description = "missing or wrong admin token", body = ErrorBody),
         (status = 400, description = "malformed JSON", body = ErrorBody),
         (status = 422, description = "an invalid or unknown field, named as `<field>: <reason>`",
@@ -804,13 +839,27 @@ async fn delete_holiday(
     "start_time": "18:00", "end_time": "19:15", "exchange": "NSE"}))]
 struct SpecialBody {
     /// `YYYY-MM-DD`.
+    #[schema(format = Date)]
     date: String,
+    #[schema(min_length = 1, max_length = 200, pattern = "\\S")]
     name: String,
     /// `HH:MM` or `HH:MM:SS`.
+    #[schema(
+        pattern = "^([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9])?$",
+        example = "18:00"
+    )]
     start_time: String,
     /// `HH:MM` or `HH:MM:SS`, after `start_time` on the same day.
+    #[schema(
+        pattern = "^([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9])?$",
+        example = "19:15"
+    )]
     end_time: String,
     /// Stored in upper case.
+    #[schema(
+        max_length = 200,
+        pattern = "^[ \\t\\r\\n]*[A-Za-z0-9_-]+[ \\t\\r\\n]*$"
+    )]
     exchange: String,
     #[serde(default = "yes")]
     #[schema(default = true)]
@@ -844,7 +893,7 @@ fn special_not_found(id: i32) -> ApiError {
     path = "/api/v1/calendar/special-sessions",
     tag = "calendar",
     responses(
-        (status = 200, description = "special sessions: `id`, `date`, `name`, `start_time`, `end_time`, `exchange`, `is_active`", body = [Object]),
+        (status = 200, description = "special sessions: `id`, `date`, `name`, `start_time`, `end_time`, `exchange`, `is_active`", body = [special_trading_sessions::Model]),
         (status = 401, description = "missing or wrong admin token", body = ErrorBody),
     )
 )]
@@ -866,7 +915,7 @@ async fn list_specials(state: web::Data<AppState>) -> Result<HttpResponse, ApiEr
     tag = "calendar",
     request_body = SpecialBody,
     responses(
-        (status = 201, description = "the special session", body = Object),
+        (status = 201, description = "the special session", body = special_trading_sessions::Model),
         (status = 401, description = "missing or wrong admin token", body = ErrorBody),
         (status = 400, description = "malformed JSON", body = ErrorBody),
         (status = 422, description = "an invalid or unknown field, named as `<field>: <reason>`",
@@ -897,7 +946,7 @@ async fn create_special(
     params(("id" = i32, Path, description = "the row id")),
     request_body = SpecialBody,
     responses(
-        (status = 200, description = "the special session", body = Object),
+        (status = 200, description = "the special session", body = special_trading_sessions::Model),
         (status = 401, description = "missing or wrong admin token", body = ErrorBody),
         (status = 400, description = "malformed JSON", body = ErrorBody),
         (status = 422, description = "an invalid or unknown field, named as `<field>: <reason>`",

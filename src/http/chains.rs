@@ -5,9 +5,9 @@
 use std::time::{Duration, Instant};
 
 use ::actors::chain::{
-    ChainDirectoryActor, ChainError, ChainHeartbeat, ChainPush, ChainRequest, ChainSessionActor,
-    CloseChainSession, CloseReason, CreateChainSession, FindChainSession, GetChainDirectoryStatus,
-    GetChainSnapshot, WatchChain,
+    ChainCreated, ChainDirectoryActor, ChainError, ChainHeartbeat, ChainPush, ChainRequest,
+    ChainSessionActor, ChainSnapshot, CloseChainSession, CloseReason, CreateChainSession,
+    FindChainSession, GetChainDirectoryStatus, GetChainSnapshot, WatchChain,
 };
 use ::actors::feed::Mode;
 use actix::prelude::*;
@@ -16,9 +16,15 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use actix_web_actors::ws;
 use serde::Deserialize;
 
+use ::actors::secrets::Token;
+
 use super::AppState;
-use super::auth::{WS_AUTH_TIMEOUT, WS_CLOSE_UNAUTHORIZED, authenticates, token_verified};
+use super::auth::{
+    WS_AUTH_TIMEOUT, WS_CLOSE_UNAUTHORIZED, authenticates, socket_admission, token_verified,
+};
 use super::error::{ApiError, ErrorBody};
+use super::limits::Slot;
+use super::numbers::whole_opt;
 
 /// Protocol ping to the browser; a client silent for `SILENT_MAX` is gone.
 const PING_EVERY: Duration = Duration::from_secs(20);
@@ -34,20 +40,39 @@ const CLOSE_NOT_FOUND: u16 = 4404;
 #[schema(as = ChainSessionRequest, example = json!({"underlying": "NIFTY", "exchange": "NSE_INDEX", "strikes": 10}))]
 pub struct CreateBody {
     /// e.g. NIFTY, BANKNIFTY, SENSEX.
+    #[schema(min_length = 1, pattern = "\\S", example = "NIFTY")]
     underlying: String,
     /// The underlying's exchange, e.g. NSE_INDEX (the options trade on NFO).
+    #[schema(min_length = 1, pattern = "\\S", example = "NSE_INDEX")]
     exchange: String,
     /// `DD-MMM-YY` or `DDMMMYY`; the nearest listed expiry when absent.
     #[serde(default)]
     expiry: Option<String>,
     /// Strikes on each side of ATM, 1–50; `option_chain.default_strikes` when absent.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "whole_opt")]
     #[schema(minimum = 1, maximum = 50)]
     strikes: Option<i64>,
-    /// 1, 2, 3 or "LTP", "Quote", "Depth"; Quote when absent.
+    /// 1, 2, 3 or "LTP", "Quote", "Depth" (any case); Quote when absent.
     #[serde(default)]
-    #[schema(value_type = Option<Value>, example = 2)]
+    #[schema(schema_with = mode_schema)]
     mode: Option<Mode>,
+}
+
+/// A subscription mode: 1–3, or its name in any case (or the digit as a string).
+fn mode_schema() -> utoipa::openapi::schema::Schema {
+    use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Type};
+    OneOfBuilder::new()
+        .item(ObjectBuilder::new().schema_type(Type::Integer).minimum(Some(1)).maximum(Some(3)))
+        .item(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .pattern(Some(
+                    "^[ \\t\\r\\n]*([Ll][Tt][Pp]|[Qq][Uu][Oo][Tt][Ee]|[Dd][Ee][Pp][Tt][Hh]|[123])[ \\t\\r\\n]*$",
+                )),
+        )
+        .item(ObjectBuilder::new().schema_type(Type::Null))
+        .description(Some("1 (LTP), 2 (Quote) or 3 (Depth), or the name"))
+        .into()
 }
 
 fn api_error(e: ChainError) -> ApiError {
@@ -63,6 +88,7 @@ fn api_error(e: ChainError) -> ApiError {
             ApiError::unprocessable(message)
         }
         ChainError::Gateway(_) => ApiError::new(StatusCode::BAD_GATEWAY, "bad_gateway", message),
+        ChainError::TooMany(_) => ApiError::too_many_requests(message),
         ChainError::Internal(detail) => ApiError::internal("the chain session failed", detail),
     }
 }
@@ -94,21 +120,28 @@ async fn find(state: &AppState, id: &str) -> Result<Addr<ChainSessionActor>, Api
     responses(
         (status = 201, description = "the session: `id`, `underlying`, `exchange`, \
             `underlying_exchange`, `underlying_symbol`, `expiry`, `expiries`, `atm_strike`, \
-            `strike_step`, `strikes`, `mode`, `symbols`", body = Object),
+            `strike_step`, `strikes`, `mode`, `symbols`", body = ChainCreated),
         (status = 401, description = "missing or wrong admin token", body = ErrorBody),
         (status = 404, description = "unknown underlying", body = ErrorBody),
         (status = 409, description = "chains disabled, no feed account yet, or the symbol cap \
             would be exceeded", body = ErrorBody),
         (status = 422, description = "unlisted expiry (the available ones are named), bad \
             strikes or mode, or unknown fields", body = ErrorBody),
+        (status = 429, description = "`option_chain.max_sessions` sessions are open, or \
+            `option_chain.max_sessions_per_client` for this client", body = ErrorBody),
         (status = 502, description = "the gateway failed", body = ErrorBody),
     )
 )]
 pub async fn create(
+    req: HttpRequest,
     state: web::Data<AppState>,
     body: web::Json<CreateBody>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
+    // The peer's address, never a forwarded header a client could choose.
+    let client = req
+        .peer_addr()
+        .map_or_else(|| "unknown".to_owned(), |a| a.ip().to_string());
     let created = state
         .chains
         .send(CreateChainSession(ChainRequest {
@@ -117,6 +150,7 @@ pub async fn create(
             expiry: body.expiry,
             strikes: body.strikes,
             mode: body.mode,
+            client,
         }))
         .await
         .map_err(directory_gone)?
@@ -155,7 +189,7 @@ pub async fn list(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> 
         (status = 200, description = "`{\"id\",\"underlying\",\"exchange\",\"expiry\",\
             \"atm_strike\",\"underlying_ltp\",\"strike_step\",\"updated_at\",\"rows\":[{\"strike\",\
             \"ce\":{\"symbol\",\"ltp\",\"bid\",\"ask\",\"volume\",\"oi\"},\"pe\":{…}}]}`, null where \
-            the feed has nothing yet", body = Object),
+            the feed has nothing yet", body = ChainSnapshot),
         (status = 401, description = "missing or wrong admin token", body = ErrorBody),
         (status = 404, description = "no such session", body = ErrorBody),
     )
@@ -248,6 +282,8 @@ pub async fn delete(
         (status = 401, description = "wrong admin token in `?token=`", body = ErrorBody),
         (status = 404, description = "no such session (checked before the upgrade when the \
             token is in the URL)", body = ErrorBody),
+        (status = 429, description = "`server.max_pending_sockets` sockets wait to \
+            authenticate", body = ErrorBody),
     )
 )]
 pub async fn stream(
@@ -257,11 +293,13 @@ pub async fn stream(
     id: web::Path<String>,
 ) -> Result<HttpResponse, actix_web::Error> {
     let id = id.into_inner();
+    let pending = socket_admission(&req, &state)?;
     let authenticated = token_verified(&req);
     if authenticated {
         find(&state, &id).await?;
     }
     let viewer = ChainViewer {
+        pending,
         id,
         directory: state.chains.clone(),
         admin_token: state.admin_token.clone(),
@@ -274,9 +312,11 @@ pub async fn stream(
 
 /// One browser socket watching one chain session.
 struct ChainViewer {
+    /// Its place among the sockets waiting to authenticate, until it does.
+    pending: Option<Slot>,
     id: String,
     directory: Addr<ChainDirectoryActor>,
-    admin_token: String,
+    admin_token: Token,
     authenticated: bool,
     session: Option<Addr<ChainSessionActor>>,
     last_heard: Instant,
@@ -314,6 +354,7 @@ impl ChainViewer {
     fn authenticate(&mut self, text: &str, ctx: &mut ws::WebsocketContext<Self>) {
         if authenticates(text, &self.admin_token) {
             self.authenticated = true;
+            self.pending = None;
             self.attach(ctx);
         } else {
             Self::close(

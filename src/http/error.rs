@@ -1,6 +1,10 @@
 //! The JSON error body every route answers with: `{"error":{"code":…,"message":…}}`.
 
+use actix_web::body::{EitherBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::StatusCode;
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::middleware::Next;
 use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -25,8 +29,9 @@ pub struct ErrorBody<'a> {
 
 #[derive(Serialize, ToSchema)]
 pub struct ErrorDetail<'a> {
-    /// bad_request, unauthorized, not_found, conflict, payload_too_large,
-    /// unsupported_media_type, unprocessable, unavailable, bad_gateway or internal.
+    /// bad_request, unauthorized, forbidden, not_found, method_not_allowed, conflict,
+    /// payload_too_large, unsupported_media_type, unprocessable, too_many_requests,
+    /// unavailable, bad_gateway or internal.
     code: &'a str,
     /// What went wrong, for a person; never contains a secret.
     message: &'a str,
@@ -57,6 +62,16 @@ impl ApiError {
     pub fn unauthorized(message: impl Into<String>) -> Self {
         Self::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
     }
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "forbidden", message)
+    }
+    pub fn method_not_allowed(message: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            message,
+        )
+    }
     pub fn not_found(message: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, "not_found", message)
     }
@@ -72,6 +87,9 @@ impl ApiError {
             "unsupported_media_type",
             message,
         )
+    }
+    pub fn too_many_requests(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::TOO_MANY_REQUESTS, "too_many_requests", message)
     }
     pub fn payload_too_large(limit: usize) -> Self {
         Self::new(
@@ -158,4 +176,67 @@ pub fn query_error_handler(
     _req: &actix_web::HttpRequest,
 ) -> actix_web::Error {
     ApiError::bad_request(format!("invalid query string: {err}")).into()
+}
+
+/// The page may load its own script and style and talk to its own origin (HTTP and WebSocket),
+/// nothing else; no inline script or style; no framing.
+pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; \
+     style-src 'self'; img-src 'self' data:; connect-src 'self'; base-uri 'none'; \
+     form-action 'none'; frame-ancestors 'none'";
+
+/// The last step of every answer: an error response without a body (actix-web's own 405 and
+/// the like) gets the JSON error body, and every response gets the security headers (unless
+/// the handler set its own). The guards answer with responses, never with middleware errors,
+/// so that their answers pass here too.
+pub async fn finish(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
+    let res = next.call(req).await?;
+    let status = res.status();
+    let bare = (status.is_client_error() || status.is_server_error())
+        && !res.headers().contains_key(header::CONTENT_TYPE);
+    let mut res = if bare {
+        let (request, old) = res.into_parts();
+        let mut new = bare_error(status).error_response();
+        for (name, value) in old.headers() {
+            if name != header::CONTENT_LENGTH && name != header::CONTENT_TYPE {
+                new.headers_mut().append(name.clone(), value.clone());
+            }
+        }
+        ServiceResponse::new(request, new).map_into_right_body()
+    } else {
+        res.map_into_left_body()
+    };
+    let headers = res.headers_mut();
+    for (name, value) in [
+        (header::CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (header::REFERRER_POLICY, "no-referrer"),
+        (header::X_FRAME_OPTIONS, "DENY"),
+        (header::CACHE_CONTROL, "no-store"),
+    ] {
+        if !headers.contains_key(&name) {
+            headers.insert(name, HeaderValue::from_static(value));
+        }
+    }
+    Ok(res)
+}
+
+fn bare_error(status: StatusCode) -> ApiError {
+    match status {
+        StatusCode::METHOD_NOT_ALLOWED => {
+            ApiError::method_not_allowed("this method is not allowed on this path")
+        }
+        StatusCode::NOT_FOUND => ApiError::not_found("not found"),
+        other => ApiError::new(
+            other,
+            if other.is_server_error() {
+                "internal"
+            } else {
+                "bad_request"
+            },
+            other.canonical_reason().unwrap_or("error").to_string(),
+        ),
+    }
 }

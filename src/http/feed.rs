@@ -2,7 +2,6 @@
 
 use actix_web::{HttpResponse, web};
 use actors::feed::Reconnect;
-use serde_json::json;
 
 use super::AppState;
 use super::error::{ApiError, ErrorBody};
@@ -14,7 +13,7 @@ use super::error::{ApiError, ErrorBody};
     operation_id = "reconnect_feed",
     tag = "feed",
     responses(
-        (status = 202, description = "the socket was closed; it reconnects shortly", body = Object,
+        (status = 202, description = "the socket was closed; it reconnects shortly", body = Reconnecting,
             example = json!({"status": "reconnecting", "message": "the feed socket was closed \
                 and reconnects after the initial backoff delay"})),
         (status = 401, description = "missing or wrong admin token", body = ErrorBody),
@@ -31,8 +30,16 @@ pub async fn reconnect(state: web::Data<AppState>) -> Result<HttpResponse, ApiEr
         .await
         .map_err(|e| ApiError::internal("the connection actor did not answer", e))?
         .map_err(ApiError::conflict)?;
-    Ok(HttpResponse::Accepted().json(json!({
-        "status": "reconnecting",
-        "message": "the feed socket was closed and reconnects after the initial backoff delay"
-    })))
+    Ok(HttpResponse::Accepted().json(Reconnecting {
+        status: "reconnecting",
+        message: "the feed socket was closed and reconnects after the initial backoff delay",
+    }))
+}
+
+/// The answer of `POST /api/v1/connection/reconnect`.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct Reconnecting {
+    /// Always `reconnecting`.
+    status: &'static str,
+    message: &'static str,
 }

@@ -9,9 +9,28 @@ use std::time::Duration;
 
 use actix_web::{HttpResponse, web};
 use actors::calendar::GetCalendarStatus;
-use serde_json::json;
+use serde::Serialize;
 
 use super::AppState;
+
+/// The answer of `GET /health`.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Health {
+    /// `ok`, or `degraded` when there is a reason.
+    status: &'static str,
+    version: &'static str,
+    database: DatabaseHealth,
+    /// Why the service is degraded; empty when ok.
+    reasons: Vec<String>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct DatabaseHealth {
+    /// `sqlite` or `postgres`.
+    backend: &'static str,
+    reachable: bool,
+    error: Option<&'static str>,
+}
 
 /// How long the calendar actor may take to answer before health reports it as not answering.
 const CALENDAR_ANSWER_WITHIN: Duration = Duration::from_secs(2);
@@ -26,14 +45,14 @@ const CALENDAR_ANSWER_WITHIN: Duration = Duration::from_secs(2);
     responses(
         (status = 200, description = "`status` `ok`, or `degraded` with the `reasons` (e.g. the \
             next 30 days reach a year without holidays loaded for an active template's \
-            exchange: import that year's list). `reasons` is empty when ok", body = Object,
+            exchange: import that year's list). `reasons` is empty when ok", body = Health,
             example = json!({"status": "degraded", "version": "0.1.0",
                 "database": {"backend": "sqlite", "reachable": true, "error": null},
                 "reasons": ["calendar: no holidays loaded for NSE in 2027 (the next 30 days \
                     reach 2027-01-01); until they are imported, that year's holidays count as \
                     trading days"]})),
         (status = 503, description = "the database does not answer (`status` `degraded`, the \
-            database among the `reasons`)", body = Object,
+            database among the `reasons`)", body = Health,
             example = json!({"status": "degraded", "version": "0.1.0",
                 "database": {"backend": "postgres", "reachable": false,
                     "error": "database did not answer"},
@@ -73,12 +92,16 @@ pub async fn health(state: web::Data<AppState>) -> HttpResponse {
             reasons.push("calendar: the calendar actor did not answer".into());
         }
     }
-    let body = json!({
-        "status": if reasons.is_empty() { "ok" } else { "degraded" },
-        "version": env!("CARGO_PKG_VERSION"),
-        "database": { "backend": backend, "reachable": reachable, "error": error },
-        "reasons": reasons,
-    });
+    let body = Health {
+        status: if reasons.is_empty() { "ok" } else { "degraded" },
+        version: env!("CARGO_PKG_VERSION"),
+        database: DatabaseHealth {
+            backend,
+            reachable,
+            error,
+        },
+        reasons,
+    };
     if reachable {
         HttpResponse::Ok().json(body)
     } else {

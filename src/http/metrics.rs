@@ -2,6 +2,9 @@
 //! the same status answers as `GET /api/v1/state`.
 
 use std::fmt::Write as _;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use actix_web::{HttpResponse, web};
 use actors::domain::calendar::Phase;
@@ -9,6 +12,7 @@ use actors::domain::latency::LatencySnapshot;
 use actors::feed::ConnectionState;
 use actors::status::Lifecycle;
 use entity::strategies::RiskState;
+use futures_util::lock::Mutex;
 
 use super::AppState;
 use super::error::{ApiError, ErrorBody};
@@ -41,28 +45,68 @@ const CONNECTION_STATES: [ConnectionState; 7] = [
     ConnectionState::Faulted,
 ];
 
+/// How long one collection of the actors' statuses serves scrapes.
+const SNAPSHOT_TTL: Duration = Duration::from_secs(1);
+
+/// The last exposition. Scrapes within [`SNAPSHOT_TTL`] of a collection share it, and the lock
+/// is held across a collection, so that concurrent scrapes wait for one collection instead of
+/// each asking every actor: however often `/metrics` is called, the actors are asked at most
+/// once a second.
+#[derive(Default)]
+pub struct MetricsCache {
+    last: Mutex<Option<(Instant, Arc<str>)>>,
+    collections: AtomicU64,
+}
+
+impl MetricsCache {
+    async fn exposition(&self, state: &AppState) -> Result<Arc<str>, ApiError> {
+        let mut last = self.last.lock().await;
+        if let Some((at, text)) = last.as_ref()
+            && at.elapsed() < SNAPSHOT_TTL
+        {
+            return Ok(text.clone());
+        }
+        let snapshot = collect(state).await?;
+        let collections = self.collections.fetch_add(1, Ordering::Relaxed) + 1;
+        let mut text = render(&snapshot);
+        Exposition::default()
+            .single(
+                "supervisor_metrics_collections_total",
+                "counter",
+                "times /metrics asked every actor for its status (at most once a second)",
+                collections as f64,
+            )
+            .append_to(&mut text);
+        let text: Arc<str> = text.into();
+        *last = Some((Instant::now(), text.clone()));
+        Ok(text)
+    }
+}
+
 /// Every metric, in the Prometheus text format.
 #[utoipa::path(
     get,
     path = "/metrics",
     operation_id = "metrics",
     tag = "metrics",
-    security(()),
+    security(("admin_token" = []), ("metrics_token" = [])),
     responses(
         (status = 200, description = "Prometheus text format 0.0.4: ticks in, fanned out and \
             dropped, feed connection state and reconnects, subscriptions, strategies by risk \
             state and their P&L, open legs, exit orders sent and failed, the tick→risk decision \
             latency histogram with p50/p99/p999, chain sessions, calendar phase and warnings, every \
-            actor's lifecycle state and restarts",
+            actor's lifecycle state and restarts. A snapshot at most one second old.",
             content_type = "text/plain; version=0.0.4", body = String),
+        (status = 401, description = "missing or wrong token: the admin token or \
+            `metrics.token` (unless `metrics.public = true`)", body = ErrorBody),
         (status = 500, description = "an actor did not answer", body = ErrorBody),
     )
 )]
 pub async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let snapshot = collect(&state).await?;
+    let text = state.metrics.exposition(&state).await?;
     Ok(HttpResponse::Ok()
         .content_type(CONTENT_TYPE)
-        .body(render(&snapshot)))
+        .body(text.to_string()))
 }
 
 /// Writes metric families: `# HELP`, `# TYPE` and their samples.
@@ -92,6 +136,10 @@ impl Exposition {
         }
         let _ = writeln!(self.out, " {}", number(value));
         self
+    }
+
+    fn append_to(&self, out: &mut String) {
+        out.push_str(&self.out);
     }
 
     /// A family with one unlabelled sample.

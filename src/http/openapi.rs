@@ -1,6 +1,8 @@
 //! `GET /api/openapi.json`: the OpenAPI 3 document of the whole HTTP API, generated from the
 //! handlers' annotations (a test checks that every registered route is in it).
 
+use std::sync::OnceLock;
+
 use actix_web::HttpResponse;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
@@ -75,7 +77,7 @@ use super::{
         positions::kill_switch,
     ),
     components(schemas(ErrorBody)),
-    modifiers(&AdminToken),
+    modifiers(&AdminToken, &Contract),
     security(("admin_token" = [])),
     tags(
         (name = "state", description = "every actor's status, live, and the service controls"),
@@ -109,7 +111,118 @@ impl Modify for AdminToken {
                     .build(),
             ),
         );
+        components.add_security_scheme(
+            "metrics_token",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "`metrics.token`, for `/metrics` only (Prometheus' \
+                         `authorization: credentials`)",
+                    ))
+                    .build(),
+            ),
+        );
     }
+}
+
+/// The answers every operation may get from the layers around its handler, declared on each:
+/// 401 from the token guard (all but the public routes), 403 from the same-origin check
+/// (state-changing requests and WebSocket upgrades), and for a JSON body 400 (malformed),
+/// 413 (over `server.body_limit_bytes`), 415 (not `application/json`) and 422 (wrong shape).
+struct Contract;
+
+impl Modify for Contract {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
+        let error = |description: &str| {
+            RefOr::T(
+                ResponseBuilder::new()
+                    .description(description)
+                    .content(
+                        "application/json",
+                        ContentBuilder::new()
+                            .schema(Some(Ref::from_schema_name("ErrorBody")))
+                            .build(),
+                    )
+                    .build(),
+            )
+        };
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            let public = PUBLIC.contains(&path.as_str());
+            let socket = path.starts_with("/ws/");
+            let operations = [
+                (false, item.get.as_mut()),
+                (true, item.post.as_mut()),
+                (true, item.put.as_mut()),
+                (true, item.patch.as_mut()),
+                (true, item.delete.as_mut()),
+            ];
+            for (changes_state, operation) in operations {
+                let Some(operation) = operation else { continue };
+                let mut add = |status: &str, description: &str| {
+                    operation
+                        .responses
+                        .responses
+                        .entry(status.to_string())
+                        .or_insert_with(|| error(description));
+                };
+                if !public {
+                    add("401", "missing or wrong token");
+                }
+                if changes_state || socket {
+                    add(
+                        "403",
+                        "a foreign `Origin`: cross-site requests that change state are refused",
+                    );
+                }
+                if operation.request_body.is_some() {
+                    add("400", "malformed JSON");
+                    add("413", "body above `server.body_limit_bytes`");
+                    add("415", "not `Content-Type: application/json`");
+                    add("422", "a field of the wrong type, out of range, or unknown");
+                }
+            }
+        }
+    }
+}
+
+/// The paths open without any token.
+pub const PUBLIC: [&str; 3] = ["/", "/static/{file}", "/health"];
+
+/// The methods the document lists for the operation whose path template matches `path` (a
+/// `{name}` segment matches any one non-empty segment); None when no template matches.
+pub fn methods_of(path: &str) -> Option<Vec<&'static str>> {
+    static OPERATIONS: OnceLock<Vec<(Vec<String>, Vec<&'static str>)>> = OnceLock::new();
+    let operations = OPERATIONS.get_or_init(|| {
+        ApiDoc::openapi()
+            .paths
+            .paths
+            .into_iter()
+            .map(|(template, item)| {
+                let methods = [
+                    ("GET", item.get.is_some()),
+                    ("POST", item.post.is_some()),
+                    ("PUT", item.put.is_some()),
+                    ("PATCH", item.patch.is_some()),
+                    ("DELETE", item.delete.is_some()),
+                ];
+                let segments = template.split('/').map(str::to_owned).collect();
+                let allowed = methods.iter().filter(|m| m.1).map(|m| m.0).collect();
+                (segments, allowed)
+            })
+            .collect()
+    });
+    let segments: Vec<&str> = path.split('/').collect();
+    operations
+        .iter()
+        .find(|(template, _)| {
+            template.len() == segments.len()
+                && template.iter().zip(&segments).all(|(t, s)| {
+                    t == s || (t.starts_with('{') && t.ends_with('}') && !s.is_empty())
+                })
+        })
+        .map(|(_, allowed)| allowed.clone())
 }
 
 /// This document.

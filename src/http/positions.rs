@@ -5,16 +5,19 @@ use std::collections::HashMap;
 
 use actix_web::{HttpResponse, web};
 use actors::domain::pnl::Side;
-use actors::positions::{GetPositions, KillSwitch, MonitorError, NewExecution, RegisterExecution};
+use actors::positions::{
+    GetPositions, KillSwitch, KillSwitchReport, MonitorError, NewExecution, PositionView,
+    RegisterExecution,
+};
 use entity::risk_events;
-use entity::strategy_executions::{Product, TradeAction};
+use entity::strategy_executions::{self, Product, TradeAction};
 use entity::trading_accounts;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
 
 use super::AppState;
 use super::error::{ApiError, ErrorBody};
+use super::numbers::{whole, whole_opt};
 
 const DEFAULT_EVENTS: u64 = 100;
 const MAX_EVENTS: u64 = 1000;
@@ -52,22 +55,42 @@ fn no_answer(e: actix::MailboxError) -> ApiError {
     "exchange": "NFO", "product": "NRML", "action": "SELL", "quantity": 75, "entry_price": 120.5,
     "lot_size": 75}))]
 pub struct ExecutionBody {
+    /// An existing strategy.
+    #[serde(deserialize_with = "whole")]
     strategy_id: i32,
-    /// The leg's own account: its exit goes there.
+    /// The leg's own account (an existing one): its exit goes there.
+    #[serde(deserialize_with = "whole")]
     account_id: i32,
+    #[schema(min_length = 1, pattern = "\\S")]
     symbol: String,
+    #[schema(min_length = 1, pattern = "\\S")]
     exchange: String,
-    /// MIS, NRML or CNC.
+    /// MIS, NRML or CNC, in any case.
+    #[schema(
+        pattern = "^[ \\t\\r\\n]*([Mm][Ii][Ss]|[Nn][Rr][Mm][Ll]|[Cc][Nn][Cc])[ \\t\\r\\n]*$",
+        example = "NRML"
+    )]
     product: String,
-    /// BUY or SELL.
+    /// BUY or SELL, in any case.
+    #[schema(
+        pattern = "^[ \\t\\r\\n]*([Bb][Uu][Yy]|[Ss][Ee][Ll][Ll])[ \\t\\r\\n]*$",
+        example = "SELL"
+    )]
     action: String,
     /// Units, > 0.
+    #[serde(deserialize_with = "whole")]
+    #[schema(minimum = 1)]
     quantity: i64,
+    #[schema(exclusive_minimum = 0.0)]
     entry_price: f64,
     entry_order_id: Option<String>,
     /// Exchange freeze quantity: exits above it are split.
+    #[serde(default, deserialize_with = "whole_opt")]
+    #[schema(minimum = 1)]
     freeze_qty: Option<i64>,
     /// When given, `quantity` must be whole lots.
+    #[serde(default, deserialize_with = "whole_opt")]
+    #[schema(minimum = 1)]
     lot_size: Option<i64>,
 }
 
@@ -79,7 +102,7 @@ pub struct ExecutionBody {
     tag = "positions",
     request_body = ExecutionBody,
     responses(
-        (status = 201, description = "the leg as stored (`strategy_executions` row)", body = Object),
+        (status = 201, description = "the leg as stored", body = strategy_executions::Model),
         (status = 401, description = "missing or wrong admin token", body = ErrorBody),
         (status = 404, description = "unknown strategy or account", body = ErrorBody),
         (status = 400, description = "malformed JSON", body = ErrorBody),
@@ -132,7 +155,7 @@ pub async fn register(
     operation_id = "list_positions",
     tag = "positions",
     responses(
-        (status = 200, description = "`{\"positions\": [...]}`: each open leg with `execution_id`, `strategy_id`, `strategy`, `run_id`, `account_id`, `account`, `exchange`, `symbol`, `product`, `action`, `quantity`, `entry_price`, `status`, `ltp`, `pnl`, `price_age_ms`, `price_source` (`feed`/`rest`), `stale`", body = Object),
+        (status = 200, description = "every open leg with its price, P&L, price age and source (`feed`/`rest`) and staleness", body = Positions),
         (status = 401, description = "missing or wrong admin token", body = ErrorBody),
     )
 )]
@@ -147,13 +170,34 @@ pub async fn positions(state: web::Data<AppState>) -> Result<HttpResponse, ApiEr
         .collect();
     let positions = legs
         .into_iter()
-        .map(|p| {
-            let mut v = json!(p);
-            v["account"] = json!(accounts.get(&p.account_id));
-            v
+        .map(|leg| OpenLeg {
+            account: accounts.get(&leg.account_id).cloned(),
+            leg,
         })
-        .collect::<Vec<_>>();
-    Ok(HttpResponse::Ok().json(json!({ "positions": positions })))
+        .collect();
+    Ok(HttpResponse::Ok().json(Positions { positions }))
+}
+
+/// The answer of `GET /api/v1/positions`.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Positions {
+    positions: Vec<OpenLeg>,
+}
+
+/// An open leg with its account's name.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct OpenLeg {
+    #[serde(flatten)]
+    leg: PositionView,
+    /// The account's name (null when it was deleted meanwhile).
+    account: Option<String>,
+}
+
+/// The answer of `GET /api/v1/risk-events`.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct RiskEvents {
+    /// Newest first.
+    events: Vec<risk_events::Model>,
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -163,6 +207,7 @@ pub struct EventsQuery {
     /// Only this strategy's events.
     strategy_id: Option<i32>,
     /// 1–1000, default 100.
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<u64>,
 }
 
@@ -174,7 +219,7 @@ pub struct EventsQuery {
     tag = "positions",
     params(EventsQuery),
     responses(
-        (status = 200, description = "`{\"events\": [...]}`, newest first: `risk_events` rows (type, threshold, pnl, peak, stop, action)", body = Object),
+        (status = 200, description = "risk events, newest first (type, threshold, pnl, peak, stop, action)", body = RiskEvents),
         (status = 400, description = "an invalid or unknown query parameter", body = ErrorBody),
         (status = 401, description = "missing or wrong admin token", body = ErrorBody),
         (status = 422, description = "limit out of 1–1000", body = ErrorBody),
@@ -200,7 +245,7 @@ pub async fn risk_events(
         .all(&state.db)
         .await
         .map_err(|e| ApiError::internal("reading risk events", e))?;
-    Ok(HttpResponse::Ok().json(json!({ "events": events })))
+    Ok(HttpResponse::Ok().json(RiskEvents { events }))
 }
 
 /// `POST /api/v1/kill-switch`: pauses every risk actor and exits every open leg on every
@@ -211,7 +256,7 @@ pub async fn risk_events(
     operation_id = "kill_switch",
     tag = "positions",
     responses(
-        (status = 200, description = "`{\"strategies_paused\": [ids], \"exits\": {\"queued\", \"already_exiting\", \"failed\"}, \"errors\": [...]}`", body = Object),
+        (status = 200, description = "the strategies paused, the exits queued, already running or failed, and errors", body = KillSwitchReport),
         (status = 401, description = "missing or wrong admin token", body = ErrorBody),
     )
 )]

@@ -123,6 +123,15 @@ pub async fn state(state: web::Data<AppState>) -> Result<HttpResponse, ApiError>
     Ok(HttpResponse::Ok().json(collect(&state).await?))
 }
 
+/// The service controls.
+#[derive(utoipa::ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[allow(dead_code)]
+enum ServiceAction {
+    Start,
+    Stop,
+}
+
 /// Starts or stops the market-hours subtree. A stop holds it down until a start, whatever the
 /// calendar says; exits already handed to the order gateway are not interrupted.
 #[utoipa::path(
@@ -130,7 +139,7 @@ pub async fn state(state: web::Data<AppState>) -> Result<HttpResponse, ApiError>
     path = "/api/v1/service/{action}",
     operation_id = "service_control",
     tag = "state",
-    params(("action" = String, Path, description = "`start` or `stop`")),
+    params(("action" = inline(ServiceAction), Path, description = "`start` or `stop`")),
     responses(
         (status = 200, description = "the supervisor's status after the change",
             body = Object),

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use actix_web::{HttpResponse, web};
 use actors::domain::risk::{self, RiskLimits, Trailing, TrailingKind};
+use actors::orders::ExitTicket;
 use actors::positions::{GetRiskStatuses, ManualExitStrategy, ResumeStrategy, StrategyChanged};
 use actors::risk::RiskStatus;
 use entity::strategies::{self, TrailingSlType};
@@ -20,11 +21,12 @@ use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter,
     QueryOrder, SqlErr, TransactionTrait,
 };
-use serde::{Deserialize, Deserializer};
+use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Value, json};
 
 use super::AppState;
 use super::error::{ApiError, ErrorBody};
+use super::numbers::whole_opt;
 use super::positions::{monitor_error, parse_body};
 
 /// Longest accepted confirmation window.
@@ -38,6 +40,11 @@ where
     T: Deserialize<'de>,
 {
     Option::<T>::deserialize(d).map(Some)
+}
+
+/// [`nullable`] for a whole number written either way (`7` or `7.0`).
+fn nullable_whole<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<i64>>, D::Error> {
+    whole_opt(d).map(Some)
 }
 
 /// The limit columns of a strategy.
@@ -240,19 +247,30 @@ pub async fn list(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> 
     "trailing_sl_type": "amount", "trailing_sl_value": 1500.0, "trailing_activation": 1000.0}))]
 pub struct CreateStrategy {
     /// Unique, 1–100 characters.
+    #[schema(min_length = 1, max_length = 100, pattern = "\\S")]
     name: String,
     description: Option<String>,
     is_active: Option<bool>,
     /// Exit when P&L ≤ −max_loss (rupees, > 0).
+    #[schema(exclusive_minimum = 0.0)]
     max_loss: Option<f64>,
     /// Exit when P&L ≥ max_profit (rupees, > 0).
+    #[schema(exclusive_minimum = 0.0)]
     max_profit: Option<f64>,
-    /// `amount`, `points` or `percentage`; needs `trailing_sl_value`.
+    /// `amount`, `points` or `percentage` (any case); needs `trailing_sl_value`.
+    #[schema(
+        pattern = "^[ \\t\\r\\n]*([Aa][Mm][Oo][Uu][Nn][Tt]|[Pp][Oo][Ii][Nn][Tt][Ss]|[Pp][Ee][Rr][Cc][Ee][Nn][Tt][Aa][Gg][Ee])[ \\t\\r\\n]*$"
+    )]
     trailing_sl_type: Option<String>,
+    /// > 0; at most 100 for `percentage`.
+    #[schema(exclusive_minimum = 0.0)]
     trailing_sl_value: Option<f64>,
-    /// Profit at which the trail starts (default 0).
+    /// Profit at which the trail starts (default 0); only with a trailing stop.
+    #[schema(minimum = 0.0)]
     trailing_activation: Option<f64>,
     /// How long a breach must persist before the exit, 0–3600000 ms.
+    #[serde(default, deserialize_with = "whole_opt")]
+    #[schema(minimum = 0, maximum = 3600000)]
     exit_confirm_ms: Option<i64>,
 }
 
@@ -328,6 +346,8 @@ pub async fn get(
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateStrategy {
+    /// Unique, 1–100 characters.
+    #[schema(min_length = 1, max_length = 100, pattern = "\\S")]
     name: Option<String>,
     /// `null` removes the description.
     #[serde(default, deserialize_with = "nullable")]
@@ -463,23 +483,24 @@ pub async fn delete(
 #[schema(example = json!({"max_loss": 4000.0, "max_profit": null}))]
 pub struct RiskBody {
     #[serde(default, deserialize_with = "nullable")]
-    #[schema(value_type = Option<f64>)]
+    #[schema(value_type = Option<f64>, exclusive_minimum = 0.0)]
     max_loss: Option<Option<f64>>,
     #[serde(default, deserialize_with = "nullable")]
-    #[schema(value_type = Option<f64>)]
+    #[schema(value_type = Option<f64>, exclusive_minimum = 0.0)]
     max_profit: Option<Option<f64>>,
-    /// `amount`, `points` or `percentage`; needs `trailing_sl_value`.
+    /// `amount`, `points` or `percentage` (any case); needs `trailing_sl_value`.
     #[serde(default, deserialize_with = "nullable")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, pattern = "^[ \\t\\r\\n]*([Aa][Mm][Oo][Uu][Nn][Tt]|[Pp][Oo][Ii][Nn][Tt][Ss]|[Pp][Ee][Rr][Cc][Ee][Nn][Tt][Aa][Gg][Ee])[ \\t\\r\\n]*$")]
     trailing_sl_type: Option<Option<String>>,
+    /// > 0; at most 100 for `percentage`.
     #[serde(default, deserialize_with = "nullable")]
-    #[schema(value_type = Option<f64>)]
+    #[schema(value_type = Option<f64>, exclusive_minimum = 0.0)]
     trailing_sl_value: Option<Option<f64>>,
     #[serde(default, deserialize_with = "nullable")]
-    #[schema(value_type = Option<f64>)]
+    #[schema(value_type = Option<f64>, minimum = 0.0)]
     trailing_activation: Option<Option<f64>>,
-    #[serde(default, deserialize_with = "nullable")]
-    #[schema(value_type = Option<i64>)]
+    #[serde(default, deserialize_with = "nullable_whole")]
+    #[schema(value_type = Option<i64>, minimum = 0, maximum = 3600000)]
     exit_confirm_ms: Option<Option<i64>>,
     /// Resume a paused or exit-failed strategy.
     resume: Option<bool>,
@@ -563,7 +584,7 @@ pub async fn set_risk(
     tag = "strategies",
     params(("id" = i32, Path, description = "the strategy id")),
     responses(
-        (status = 202, description = "`{\"strategy_id\", \"exit\": {\"queued\": [legs], \"already_exiting\": [ids], \"failed\": [ids]}}`", body = Object),
+        (status = 202, description = "the legs queued for exit, already exiting, or failed", body = ExitAccepted),
         (status = 400, description = "the id is not a number", body = ErrorBody),
         (status = 401, description = "missing or wrong admin token", body = ErrorBody),
         (status = 404, description = "no such strategy", body = ErrorBody),
@@ -582,5 +603,15 @@ pub async fn exit(
         .await
         .map_err(|e| ApiError::internal("the position monitor did not answer", e))?
         .map_err(monitor_error)?;
-    Ok(HttpResponse::Accepted().json(json!({ "strategy_id": id, "exit": ticket })))
+    Ok(HttpResponse::Accepted().json(ExitAccepted {
+        strategy_id: id,
+        exit: ticket,
+    }))
+}
+
+/// The answer of `POST /api/v1/strategies/{id}/exit`.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ExitAccepted {
+    strategy_id: i32,
+    exit: ExitTicket,
 }

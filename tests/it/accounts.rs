@@ -15,18 +15,22 @@ use actors::accounts::{
     AccountMonitorActor, AccountMonitorSettings, FeedAccountChanged, GetAccountsStatus,
     load_accounts,
 };
-use actors::secrets::KeyCipher;
+use actors::secrets::{ExposeSecret, KeyCipher};
 use entity::prelude::*;
 use entity::{strategies, strategy_executions, trading_accounts};
 use sea_orm::ActiveValue::Set;
-use sea_orm::{ActiveModelTrait, DatabaseConnection, EntityTrait, QueryOrder};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder,
+};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use trading_supervisor::configuration::{DatabaseSettings, Settings};
 use trading_supervisor::database;
 use trading_supervisor::startup::Application;
 
-use crate::helpers::{TestApp, fresh_database, poll_until, spawn_app_with, test_settings};
+use crate::helpers::{
+    TestApp, fresh_database, insert_account_row, poll_until, spawn_app_with, test_settings,
+};
 
 const KEY_A: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
 const KEY_B: &str = "HxwdHhobGBkWFxQVEhMQEQ4PDA0KCwgJBgcEBQIDAAE=";
@@ -172,21 +176,17 @@ async fn insert_account(
     api_key: &str,
     is_primary: bool,
 ) -> trading_accounts::Model {
-    trading_accounts::ActiveModel {
+    let row = trading_accounts::ActiveModel {
         name: Set(name.into()),
         broker: Set("sim".into()),
         rest_url: Set(rest_url.into()),
         ws_url: Set("ws://127.0.0.1:8765".into()),
-        api_key_ciphertext: Set(cipher.encrypt(api_key).unwrap()),
-        api_key_hint: Set(actors::domain::mask::mask_secret(api_key)),
         is_primary: Set(is_primary),
         is_active: Set(true),
         connection_status: Set(ConnectionStatus::Unknown),
         ..Default::default()
-    }
-    .insert(db)
-    .await
-    .unwrap()
+    };
+    insert_account_row(db, cipher, row, api_key).await
 }
 
 fn account_body(name: &str, rest_url: &str, api_key: &str, primary: bool) -> Value {
@@ -244,6 +244,175 @@ async fn create(app: &TestApp, body: Value) -> Value {
     serde_json::from_str(&raw).unwrap()
 }
 
+// ---------------------------------------------------------------- the key follows its host
+
+#[actix_web::test]
+async fn moving_an_account_to_another_gateway_needs_its_key_in_the_same_request() {
+    let app = spawn_app_with_key().await;
+    let home = fake_gateway(0, API_KEY, Duration::ZERO).await;
+    let other = fake_gateway(0, API_KEY_2, Duration::ZERO).await;
+    let created = create(&app, account_body("main", &home.url(), API_KEY, false)).await;
+    let id = created["id"].as_i64().unwrap();
+    // Whatever the spelling of the path, a new URL without a key changes nothing.
+    for path in [
+        format!("/api/v1/accounts/{id}"),
+        format!("/%61pi/v1/accounts/{id}"),
+    ] {
+        for body in [
+            json!({"rest_url": other.url()}),
+            json!({"ws_url": "ws://127.0.0.1:9"}),
+            json!({"rest_url": other.url(), "name": "renamed"}),
+        ] {
+            let (status, err) = send_json(&app, "PUT", &path, Some(body.clone())).await;
+            assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body} → {err}");
+            let message = err["error"]["message"].as_str().unwrap_or_default();
+            assert!(message.starts_with("api_key: required"), "{message}");
+        }
+    }
+    let (_, now) = send_json(&app, "GET", &format!("/api/v1/accounts/{id}"), None).await;
+    assert_eq!(now["rest_url"], home.url().as_str());
+    assert_eq!(now["ws_url"], "ws://127.0.0.1:8765");
+    assert_eq!(now["name"], "main");
+    // The same URL again is no move.
+    let (status, _) = send_json(
+        &app,
+        "PUT",
+        &format!("/api/v1/accounts/{id}"),
+        Some(json!({"rest_url": home.url(), "ws_url": "ws://127.0.0.1:8765"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    // A ping still goes home with the stored key; the other gateway never saw a request.
+    let (status, pong) =
+        send_json(&app, "POST", &format!("/api/v1/accounts/{id}/ping"), None).await;
+    assert_eq!(status, StatusCode::OK, "{pong}");
+    assert_eq!(pong["ok"], true, "{pong}");
+    assert_eq!(other.hits.load(Ordering::SeqCst), 0);
+
+    // With its key the account moves, and the ping follows it.
+    let (status, moved) = send_json(
+        &app,
+        "PUT",
+        &format!("/api/v1/accounts/{id}"),
+        Some(json!({"rest_url": other.url(), "api_key": API_KEY_2})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{moved}");
+    assert_eq!(moved["rest_url"], other.url().as_str());
+    let (_, pong) = send_json(&app, "POST", &format!("/api/v1/accounts/{id}/ping"), None).await;
+    assert_eq!(pong["ok"], true, "{pong}");
+    assert!(other.hits.load(Ordering::SeqCst) >= 1);
+    home.stop().await;
+    other.stop().await;
+}
+
+#[actix_web::test]
+async fn plain_http_and_ws_gateways_must_be_on_this_machine_unless_allowed() {
+    let app = spawn_app_with_key().await;
+    let body = |name: &str, rest: &str, ws: &str| {
+        json!({"name": name, "broker": "sim", "rest_url": rest, "ws_url": ws,
+            "api_key": API_KEY, "is_active": false})
+    };
+    for (rest, ws) in [
+        ("http://gw.invalid:5000", "wss://gw.invalid/ws"),
+        ("https://gw.invalid", "ws://gw.invalid:8765"),
+        ("http://127.0.0.1.gw.invalid", "wss://gw.invalid"),
+        ("http://user:pass@127.0.0.1:5000", "ws://127.0.0.1:8765"),
+        ("http://127.0.0.1@gw.invalid", "ws://127.0.0.1:8765"),
+    ] {
+        let (status, err) =
+            send_json(&app, "POST", "/api/v1/accounts", Some(body("x", rest, ws))).await;
+        assert_eq!(
+            status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{rest} {ws} → {err}"
+        );
+    }
+    for (i, (rest, ws)) in [
+        ("https://gw.invalid", "wss://gw.invalid/ws"),
+        ("http://localhost:5000", "ws://localhost:8765"),
+        ("http://127.0.0.2:5000", "ws://[::1]:8765"),
+        ("HTTP://LOCALHOST:5000", "WS://127.0.0.1"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let (status, created) = send_json(
+            &app,
+            "POST",
+            "/api/v1/accounts",
+            Some(body(&format!("ok{i}"), rest, ws)),
+        )
+        .await;
+        assert_eq!(status, StatusCode::CREATED, "{rest} {ws} → {created}");
+    }
+    // Nothing was stored by the refused requests.
+    let (_, list) = send_json(&app, "GET", "/api/v1/accounts", None).await;
+    assert_eq!(list.as_array().unwrap().len(), 4, "{list}");
+
+    let trusting = spawn_app_with(|s| {
+        s.security.encryption_key = KEY_A.into();
+        s.security.allow_insecure_gateways = true;
+    })
+    .await;
+    let (status, created) = send_json(
+        &trusting,
+        "POST",
+        "/api/v1/accounts",
+        Some(body(
+            "lan",
+            "http://gw.invalid:5000",
+            "ws://gw.invalid:8765",
+        )),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+}
+
+#[actix_web::test]
+async fn a_gateway_error_is_cut_short_before_it_is_stored_or_shown() {
+    let app = spawn_app_with_key().await;
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = HttpServer::new(|| {
+        App::new().route(
+            "/api/v1/ping",
+            web::post().to(|| async {
+                HttpResponse::Forbidden()
+                    .json(json!({"status": "error", "message": "x".repeat(100_000)}))
+            }),
+        )
+    })
+    .workers(1)
+    .listen(listener)
+    .unwrap()
+    .run();
+    let handle = server.handle();
+    actix_rt::spawn(server);
+    let created = create(
+        &app,
+        account_body(
+            "chatty",
+            &format!("http://127.0.0.1:{port}"),
+            API_KEY,
+            false,
+        ),
+    )
+    .await;
+    let id = created["id"].as_i64().unwrap();
+    let (status, pong) =
+        send_json(&app, "POST", &format!("/api/v1/accounts/{id}/ping"), None).await;
+    assert_eq!(status, StatusCode::OK, "{pong}");
+    assert_eq!(pong["ok"], false);
+    let shown = pong["error"].as_str().unwrap();
+    assert!(shown.len() < 400, "{} characters shown", shown.len());
+    assert!(shown.contains("more characters"), "{shown}");
+    let (_, account) = send_json(&app, "GET", &format!("/api/v1/accounts/{id}"), None).await;
+    let stored = account["last_error"].as_str().unwrap();
+    assert!(stored.len() < 400, "{} characters stored", stored.len());
+    handle.stop(false).await;
+}
+
 // ---------------------------------------------------------------- CRUD
 
 #[actix_web::test]
@@ -283,12 +452,22 @@ async fn crud_round_trip_never_exposes_the_api_key() {
     assert_eq!(stored.len(), 1);
     assert!(!format!("{:?}", stored[0]).contains(API_KEY));
     assert!(!stored[0].api_key_ciphertext.contains("a1b2c3d4"));
+    let id32 = stored[0].id;
     assert_eq!(
-        cipher.decrypt(&stored[0].api_key_ciphertext).unwrap(),
+        cipher
+            .decrypt(id32, &stored[0].api_key_ciphertext)
+            .unwrap()
+            .expose(),
         API_KEY
     );
     let other = KeyCipher::from_base64(KEY_B).unwrap();
-    assert!(other.decrypt(&stored[0].api_key_ciphertext).is_err());
+    assert!(other.decrypt(id32, &stored[0].api_key_ciphertext).is_err());
+    // The ciphertext is bound to its account: under another id it does not decrypt.
+    assert!(
+        cipher
+            .decrypt(id32 + 1, &stored[0].api_key_ciphertext)
+            .is_err()
+    );
 
     let (status, raw) = send(&app, "GET", "/api/v1/accounts", None).await;
     assert_eq!(status, StatusCode::OK);
@@ -338,7 +517,10 @@ async fn crud_round_trip_never_exposes_the_api_key() {
     assert_eq!(rotated["is_active"], false);
     let stored = rows(&db).await;
     assert_eq!(
-        cipher.decrypt(&stored[0].api_key_ciphertext).unwrap(),
+        cipher
+            .decrypt(stored[0].id, &stored[0].api_key_ciphertext)
+            .unwrap()
+            .expose(),
         API_KEY_2
     );
 
@@ -744,7 +926,8 @@ async fn the_feed_fails_over_to_the_backup_and_returns_to_the_primary() {
     let target = first.target.clone().expect("a feed account");
     assert_eq!(target.account_id, primary.id);
     assert_eq!(
-        target.api_key, API_KEY,
+        target.api_key.expose(),
+        API_KEY,
         "the target carries the decrypted key"
     );
     assert!(first.reachable);
@@ -768,7 +951,7 @@ async fn the_feed_fails_over_to_the_backup_and_returns_to_the_primary() {
         Some(backup.id)
     );
     assert_eq!(
-        failover.target.as_ref().map(|t| t.api_key.as_str()),
+        failover.target.as_ref().map(|t| t.api_key.expose()),
         Some(API_KEY_2)
     );
     assert!(failover.reachable);
@@ -835,7 +1018,7 @@ async fn load_accounts_decrypts_every_account() {
     let accounts = load_accounts(&db, &cipher).await.unwrap();
     let keys: Vec<(&str, &str)> = accounts
         .iter()
-        .map(|a| (a.name.as_str(), a.api_key.as_str()))
+        .map(|a| (a.name.as_str(), a.api_key.expose()))
         .collect();
     assert_eq!(keys, vec![("one", API_KEY), ("two", API_KEY_2)]);
     let err = load_accounts(&db, &KeyCipher::from_base64(KEY_B).unwrap())
@@ -845,6 +1028,130 @@ async fn load_accounts_decrypts_every_account() {
 }
 
 // ---------------------------------------------------------------- start-up refusal
+
+/// A value as stored before ciphertexts were bound to their account: base64 of nonce ‖
+/// ciphertext ‖ tag, without associated data.
+fn unbound_ciphertext(key_b64: &str, api_key: &str) -> String {
+    use base64::Engine;
+    use base64::engine::general_purpose::STANDARD;
+    use chacha20poly1305::aead::{Aead, KeyInit};
+    use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+    let aead = XChaCha20Poly1305::new_from_slice(&STANDARD.decode(key_b64).unwrap()).unwrap();
+    let nonce = [7u8; 24];
+    let sealed = aead
+        .encrypt(&XNonce::from(nonce), api_key.as_bytes())
+        .unwrap();
+    STANDARD.encode([&nonce[..], &sealed].concat())
+}
+
+#[actix_web::test]
+async fn keys_stored_before_the_account_binding_are_re_encrypted_at_start() {
+    let test_db = fresh_database().await;
+    let db = migrated(&test_db.url).await;
+    let gateway = fake_gateway(0, API_KEY, Duration::ZERO).await;
+    for (name, key) in [("old-one", API_KEY), ("old-two", API_KEY_2)] {
+        trading_accounts::ActiveModel {
+            name: Set(name.into()),
+            broker: Set("sim".into()),
+            rest_url: Set(gateway.url()),
+            ws_url: Set("ws://127.0.0.1:8765".into()),
+            api_key_ciphertext: Set(unbound_ciphertext(KEY_A, key)),
+            api_key_hint: Set(actors::domain::mask::mask_secret(key)),
+            is_primary: Set(false),
+            is_active: Set(false),
+            connection_status: Set(ConnectionStatus::Unknown),
+            ..Default::default()
+        }
+        .insert(&db)
+        .await
+        .unwrap();
+    }
+    let before = rows(&db).await;
+    let build = |key: &str| {
+        let mut settings = test_settings(&test_db.url);
+        settings.security.encryption_key = key.into();
+        Application::build(settings)
+    };
+    // `supervisor migrate` without a key leaves the keys as they are.
+    let migrate = |key: Option<&str>| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_supervisor"));
+        cmd.arg("migrate")
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .env_remove("DATABASE_URL")
+            .env("SUPERVISOR__DATABASE__URL", &test_db.url);
+        if let Some(key) = key {
+            cmd.env("SUPERVISOR__SECURITY__ENCRYPTION_KEY", key);
+        }
+        cmd.output().unwrap()
+    };
+    let out = migrate(None);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(rows(&db).await, before);
+    // A wrong key is refused before anything is rewritten, by `migrate` as by `serve`.
+    let out = migrate(Some(KEY_B));
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("account 'old-one'"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(rows(&db).await, before);
+    let err = build(KEY_B).await.err().expect("wrong key: refused");
+    assert!(format!("{err:#}").contains("account 'old-one'"), "{err:#}");
+    assert_eq!(rows(&db).await, before, "nothing was rewritten");
+
+    let app = build(KEY_A).await.expect("the right key starts");
+    let port = app.port();
+    actix_rt::spawn(app.run_until_stopped());
+    let cipher = KeyCipher::from_base64(KEY_A).unwrap();
+    let after = rows(&db).await;
+    for (row, key) in after.iter().zip([API_KEY, API_KEY_2]) {
+        assert!(row.api_key_ciphertext.starts_with("v2:"), "{}", row.name);
+        assert!(KeyCipher::is_unbound(&before[0].api_key_ciphertext));
+        assert_eq!(
+            cipher
+                .decrypt(row.id, &row.api_key_ciphertext)
+                .unwrap()
+                .expose(),
+            key
+        );
+        assert!(cipher.decrypt(row.id + 1, &row.api_key_ciphertext).is_err());
+    }
+    // The service uses the re-encrypted key: the gateway answers the first account's ping.
+    let client = awc::Client::default();
+    let mut resp = client
+        .post(format!(
+            "http://127.0.0.1:{port}/api/v1/accounts/{}/ping",
+            after[0].id
+        ))
+        .bearer_auth(crate::helpers::TEST_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    let pong: Value = resp.json().await.unwrap();
+    assert_eq!(pong["ok"], true, "{pong}");
+
+    // A ciphertext moved to another account's row no longer opens: the service refuses to start.
+    TradingAccounts::update_many()
+        .col_expr(
+            trading_accounts::Column::ApiKeyCiphertext,
+            sea_orm::sea_query::Expr::value(after[1].api_key_ciphertext.clone()),
+        )
+        .filter(trading_accounts::Column::Id.eq(after[0].id))
+        .exec(&db)
+        .await
+        .unwrap();
+    let err = build(KEY_A)
+        .await
+        .err()
+        .expect("a swapped ciphertext: refused");
+    assert!(format!("{err:#}").contains("account 'old-one'"), "{err:#}");
+    gateway.stop().await;
+}
 
 #[actix_web::test]
 async fn the_service_refuses_to_start_when_stored_keys_cannot_be_read() {
@@ -936,7 +1243,7 @@ fn account_settings_have_defaults_and_are_validated() {
         vars(&[("SUPERVISOR__SECURITY__ENCRYPTION_KEY", KEY_A)]),
     )
     .unwrap();
-    assert_eq!(s.security.encryption_key, KEY_A);
+    assert_eq!(s.security.encryption_key.expose_secret(), KEY_A);
     assert!(!format!("{s:?}").contains(KEY_A));
     for (var, value, key) in [
         (

@@ -13,7 +13,7 @@ use trading_supervisor::configuration::Settings;
 
 use crate::feed::{FEED_KEY, sim_post, start_sim};
 use crate::helpers::{
-    TEST_ENCRYPTION_KEY, TEST_TOKEN, TestApp, json_body, poll_until, spawn_app_with,
+    TEST_ENCRYPTION_KEY, TEST_TOKEN, TestApp, json_body, poll_until, spawn_app, spawn_app_with,
 };
 use crate::risk::{Harness, LegSpec, WAIT, options};
 
@@ -217,14 +217,19 @@ async fn metrics(app: &TestApp) -> BTreeMap<String, f64> {
     metrics_of(&app.address).await
 }
 
-/// `GET /metrics` of the service at `base` (open: no token), parsed and checked.
+/// `GET /metrics` of the service at `base` (with the admin token), parsed and checked.
 pub async fn metrics_of(base: &str) -> BTreeMap<String, f64> {
     let mut resp = awc::Client::default()
         .get(format!("{base}/metrics"))
+        .bearer_auth(TEST_TOKEN)
         .send()
         .await
         .unwrap();
-    assert_eq!(resp.status(), StatusCode::OK, "/metrics is open");
+    assert_eq!(
+        resp.status(),
+        StatusCode::OK,
+        "/metrics with the admin token"
+    );
     let content_type = resp
         .headers()
         .get("content-type")
@@ -607,6 +612,88 @@ async fn the_page_and_its_files_are_served_without_a_token_under_a_strict_policy
 }
 
 /// Every series a dashboard relies on is present, with its `# TYPE`.
+/// (status, body) of `GET /metrics` with `authorization`.
+async fn scrape(app: &TestApp, authorization: Option<&str>) -> (u16, String) {
+    let mut req = app.client.get(app.url("/metrics"));
+    if let Some(value) = authorization {
+        req = req.insert_header(("Authorization", value));
+    }
+    let mut resp = req.send().await.unwrap();
+    let body = resp.body().await.unwrap();
+    (
+        resp.status().as_u16(),
+        String::from_utf8_lossy(&body).into_owned(),
+    )
+}
+
+#[actix_web::test]
+async fn metrics_need_the_admin_or_the_metrics_token_unless_made_public() {
+    const METRICS_TOKEN: &str = "prometheus-scrape-token-0123";
+    let app = spawn_app_with(|s| s.metrics.token = METRICS_TOKEN.into()).await;
+    assert_eq!(scrape(&app, None).await.0, 401);
+    assert_eq!(
+        scrape(&app, Some("Bearer not-a-token-0123456789")).await.0,
+        401
+    );
+    assert_eq!(
+        scrape(&app, Some(&format!("Basic {METRICS_TOKEN}")))
+            .await
+            .0,
+        401
+    );
+    let (status, body) = scrape(&app, Some(&format!("Bearer {}", app.token))).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("supervisor_ticks_in_total"), "{body}");
+    let (status, body) = scrape(&app, Some(&format!("Bearer {METRICS_TOKEN}"))).await;
+    assert_eq!(status, 200, "{body}");
+    // The metrics token opens /metrics only.
+    let resp = app
+        .client
+        .get(app.url("/api/v1/state"))
+        .bearer_auth(METRICS_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+
+    let open = spawn_app_with(|s| s.metrics.public = true).await;
+    let (status, body) = scrape(&open, None).await;
+    assert_eq!(status, 200, "{body}");
+    // The admin token still opens nothing else without being sent.
+    let resp = open
+        .client
+        .get(open.url("/api/v1/state"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+}
+
+#[actix_web::test]
+async fn concurrent_scrapes_share_one_collection() {
+    let app = spawn_app().await;
+    let authorization = format!("Bearer {}", app.token);
+    let started = Instant::now();
+    let scrapes =
+        futures_util::future::join_all((0..20).map(|_| scrape(&app, Some(authorization.as_str()))))
+            .await;
+    let elapsed = started.elapsed();
+    let collections: Vec<f64> = scrapes
+        .iter()
+        .map(|(status, body)| {
+            assert_eq!(*status, 200, "{body}");
+            parse_metrics(body)["supervisor_metrics_collections_total"]
+        })
+        .collect();
+    let distinct: BTreeSet<u64> = collections.iter().map(|c| *c as u64).collect();
+    // Twenty scrapes asked the actors at most once per started second, never once each.
+    let bound = elapsed.as_secs() + 1;
+    assert!(
+        (distinct.len() as u64) <= bound && *distinct.iter().max().unwrap() <= bound,
+        "collections {distinct:?} within {elapsed:?}"
+    );
+}
+
 #[actix_web::test]
 async fn metrics_declare_every_family() {
     let app = crate::helpers::spawn_app().await;
@@ -681,4 +768,54 @@ async fn metrics_count_strategies_exits_and_the_tick_to_decision_latency() {
     assert_eq!(m["supervisor_exit_orders_failed_total"], 0.0);
     assert_eq!(m["supervisor_exit_legs_failed_total"], 0.0);
     assert_eq!(m[r#"supervisor_strategies{state="monitoring"}"#], 0.0);
+}
+
+/// The status of an admin socket upgrade (101 when it opened; the socket is then dropped).
+async fn admin_upgrade(app: &TestApp, token: Option<&str>) -> u16 {
+    let base = app.address.replace("http://", "ws://");
+    let url = match token {
+        Some(t) => format!("{base}/ws/admin?token={t}"),
+        None => format!("{base}/ws/admin"),
+    };
+    match app.client.ws(url).connect().await {
+        Ok((resp, _conn)) => resp.status().as_u16(),
+        Err(awc::error::WsClientError::InvalidResponseStatus(status)) => status.as_u16(),
+        Err(e) => panic!("admin socket: {e}"),
+    }
+}
+
+#[actix_web::test]
+async fn admin_sockets_and_sockets_waiting_to_authenticate_are_bounded() {
+    let app = spawn_app_with(|s| {
+        s.server.max_admin_sockets = 3;
+        s.server.max_pending_sockets = 1;
+    })
+    .await;
+    // One socket may wait for its authentication message; a second one is refused, one that
+    // brings its token is not.
+    let mut waiting = connect_admin(&app, None).await;
+    assert_eq!(admin_upgrade(&app, None).await, 429);
+    let with_token = connect_admin(&app, Some(TEST_TOKEN)).await;
+    // Authenticating gives the waiting place back.
+    waiting
+        .send(Message::Text(
+            json!({"action": "authenticate", "token": TEST_TOKEN})
+                .to_string()
+                .into(),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        next_message(&mut waiting, WAIT).await.unwrap()["type"],
+        "state"
+    );
+    let _second_waiting = connect_admin(&app, None).await;
+    // Three admin sockets are open: a fourth is refused, token or not.
+    assert_eq!(admin_upgrade(&app, Some(TEST_TOKEN)).await, 429);
+    // Closing one gives its place back.
+    drop(with_token);
+    poll_until(WAIT, "a free admin socket place", || async {
+        (admin_upgrade(&app, Some(TEST_TOKEN)).await == 101).then_some(())
+    })
+    .await;
 }

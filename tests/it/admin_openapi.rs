@@ -12,6 +12,9 @@ use crate::helpers::{TestApp, json_body, spawn_app};
 
 const METHODS: [&str; 5] = ["get", "post", "put", "delete", "patch"];
 
+/// The only paths open without a token (`/metrics` has a token of its own).
+pub const PUBLIC: [&str; 3] = ["/", "/static/{file}", "/health"];
+
 async fn document(app: &TestApp) -> Value {
     let mut resp = app.get("/api/openapi.json").send().await.unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
@@ -109,7 +112,7 @@ async fn the_document_is_valid_openapi_3_and_every_ref_resolves() {
                 s.iter()
                     .any(|r| r.as_object().is_some_and(|o| o.is_empty()))
             });
-            let protected = path.starts_with("/api/") || path.starts_with("/ws/");
+            let protected = !PUBLIC.contains(&path.as_str());
             assert_eq!(!open, protected, "{what}: security matches the guard");
             if protected {
                 assert!(responses.contains_key("401"), "{what} documents 401");
@@ -174,13 +177,78 @@ fn method(s: &str) -> String {
     m.to_uppercase()
 }
 
+/// The index just past the parenthesis that closes the one opening at `s[0]`.
+fn closing(s: &str) -> usize {
+    let mut depth = 0;
+    for (i, c) in s.char_indices() {
+        match c {
+            '(' | '{' => depth += 1,
+            ')' | '}' => {
+                depth -= 1;
+                if depth == 0 {
+                    return i + 1;
+                }
+            }
+            _ => {}
+        }
+    }
+    panic!("unbalanced: {}", &s[..s.len().min(60)])
+}
+
+/// After `web::scope("…")`: skips `.wrap(…)` and `.default_service(…)` and returns the target
+/// of `.configure(target)` and what follows it.
+fn scope_target(after: &str) -> (&str, &str) {
+    let mut rest = after.strip_prefix(')').expect("web::scope(path)");
+    loop {
+        if let Some(r) = rest.strip_prefix(".configure(") {
+            return r.split_once(')').expect(".configure(…)");
+        }
+        let skipped = [".wrap", ".default_service"]
+            .iter()
+            .find_map(|m| rest.strip_prefix(m))
+            .unwrap_or_else(|| {
+                panic!(
+                    "web::scope(path)[.wrap(…)][.default_service(…)].configure(routes), found {}",
+                    &rest[..rest.len().min(40)]
+                )
+            });
+        rest = &skipped[closing(skipped)..];
+    }
+}
+
 /// The routes a module registers, with `prefix` before their paths. Understands
 /// `.route("path", web::m()…)`, `web::resource("path").route(web::m()…)…`,
-/// `web::scope("prefix").configure(module::routes)`, `module::routes(cfg)` and
+/// `web::scope("prefix")[.wrap(…)][.default_service(…)].configure(routes)` (another module's
+/// `module::routes` or a function of this file), `module::routes(cfg)` and
 /// `.configure(local_fn)`; any other registration fails the test, so that a new style of
 /// registration is taught here rather than missed.
 fn registered(module: &str, prefix: &str, out: &mut BTreeSet<(String, String)>) {
-    let src = compact(module);
+    let mut src = compact(module);
+    // Functions of this file configured inside a scope are read with the scope's prefix, and
+    // only so.
+    let mut scoped = Vec::new();
+    for (at, _) in src.match_indices("web::scope(") {
+        let (scope, after) = literal(&src[at + "web::scope(".len()..]);
+        let (target, _) = scope_target(after);
+        if !target.contains("::") {
+            scoped.push((target.to_string(), scope.to_string()));
+        }
+    }
+    for (function, scope) in scoped {
+        let head = format!("fn{function}(");
+        let start = src
+            .find(&head)
+            .unwrap_or_else(|| panic!("{module}.rs: fn {function} not found"));
+        let open = start + src[start..].find('{').expect("a function body");
+        let end = open + closing(&src[open..]);
+        let body = src[open..end].to_string();
+        src.replace_range(start..end, "");
+        registered_in(&body, module, &format!("{prefix}{scope}"), out);
+    }
+    registered_in(&src, module, prefix, out);
+}
+
+fn registered_in(src: &str, module: &str, prefix: &str, out: &mut BTreeSet<(String, String)>) {
     let mut resource: Option<String> = None;
     let mut i = 0;
     while i < src.len() {
@@ -203,14 +271,11 @@ fn registered(module: &str, prefix: &str, out: &mut BTreeSet<(String, String)>) 
             after
         } else if let Some(after) = rest.strip_prefix("web::scope(") {
             let (scope, after) = literal(after);
-            let after = after
-                .strip_prefix(").configure(")
-                .expect("web::scope(path).configure(module::routes)");
-            let (target, after) = after.split_once(')').expect(".configure(…)");
-            let (child, _) = target
-                .split_once("::")
-                .expect("a scope configures another module's routes");
-            registered(child, &format!("{prefix}{scope}"), out);
+            let (target, after) = scope_target(after);
+            // A function of this file was read above, with the scope's prefix.
+            if let Some((child, _)) = target.split_once("::") {
+                registered(child, &format!("{prefix}{scope}"), out);
+            }
             after
         } else if let Some(after) = rest.strip_prefix(".configure(") {
             let (target, after) = after.split_once(')').expect(".configure(…)");

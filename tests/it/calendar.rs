@@ -816,6 +816,14 @@ async fn health(app: &TestApp) -> (StatusCode, Value) {
     (status, crate::helpers::json_body(&mut resp).await)
 }
 
+/// Waits until `/metrics` shows `want` warnings (a scrape reads a snapshot up to a second old).
+async fn wait_for_gauge(app: &TestApp, want: f64) {
+    poll_until(Duration::from_secs(10), "the warnings gauge", || async {
+        (warnings_gauge(app).await == want).then_some(())
+    })
+    .await;
+}
+
 async fn warnings_gauge(app: &TestApp) -> f64 {
     metrics_of(&app.address).await["supervisor_calendar_warnings"]
 }
@@ -876,7 +884,7 @@ async fn the_holiday_list_running_out_warns_until_the_year_is_imported() {
     assert_eq!(body["status"], "degraded");
     assert_eq!(body["database"]["reachable"], true);
     assert_eq!(body["reasons"], json!([format!("calendar: {message}")]));
-    assert_eq!(warnings_gauge(&app).await, 1.0);
+    wait_for_gauge(&app, 1.0).await;
 
     let (code, report) = import(&app, "text/csv", HOLIDAYS_2027).await;
     assert_eq!(code, StatusCode::OK, "{report}");
@@ -887,7 +895,7 @@ async fn the_holiday_list_running_out_warns_until_the_year_is_imported() {
     assert_eq!(code, StatusCode::OK);
     assert_eq!(body["status"], "ok", "{body}");
     assert_eq!(body["reasons"], json!([]));
-    assert_eq!(warnings_gauge(&app).await, 0.0);
+    wait_for_gauge(&app, 0.0).await;
 
     // A year later the window reaches 2028: the warning follows the clock.
     clock.set(ist(2027, 12, 10, 10, 0, 0));
@@ -898,7 +906,7 @@ async fn the_holiday_list_running_out_warns_until_the_year_is_imported() {
     .await;
     assert_eq!(status["warnings"][0]["year"], 2028);
     assert_eq!(health(&app).await.1["status"], "degraded");
-    assert_eq!(warnings_gauge(&app).await, 1.0);
+    wait_for_gauge(&app, 1.0).await;
 }
 
 #[actix_web::test]
@@ -907,7 +915,7 @@ async fn no_warning_while_the_loaded_holidays_reach_30_days_ahead() {
     assert_eq!(calendar(&app).await["warnings"], json!([]));
     let (code, body) = health(&app).await;
     assert_eq!((code, &body["status"]), (StatusCode::OK, &json!("ok")));
-    assert_eq!(warnings_gauge(&app).await, 0.0);
+    wait_for_gauge(&app, 0.0).await;
 
     // The last second whose 30 days stay in 2026, then the first that reaches 2027.
     clock.set(ist(2026, 12, 1, 23, 59, 59));

@@ -354,7 +354,11 @@ async fn a_session_subscribes_its_window_and_the_underlying_through_the_registry
 
 #[actix_web::test]
 async fn a_hundred_viewers_share_each_symbol_and_only_the_last_one_out_unsubscribes() {
-    let c = &chain_app(|_| {}).await;
+    let c = &chain_app(|s| {
+        s.option_chain.max_sessions = 101;
+        s.option_chain.max_sessions_per_client = 101;
+    })
+    .await;
     let nifty = json!({"underlying": "NIFTY", "exchange": "NSE_INDEX", "strikes": 2});
     let answers = join_all((0..100).map(|_| c.create(nifty.clone()))).await;
     let viewers: Vec<Value> = answers
@@ -969,4 +973,100 @@ async fn shutdown_closes_every_session_and_a_restart_closes_leftover_rows() {
     let row = c.row("left-open").await;
     assert!(row.closed_at.is_some());
     assert_eq!(row.close_reason, Some(CloseReason::Shutdown));
+}
+
+/// A client of the service that connects from `local` (another loopback address is another
+/// client).
+fn client_from(local: &str) -> awc::Client {
+    awc::Client::builder()
+        .connector(awc::Connector::new().local_address(local.parse().unwrap()))
+        .timeout(Duration::from_secs(30))
+        .finish()
+}
+
+async fn open_from(c: &ChainApp, client: &awc::Client) -> (StatusCode, Value) {
+    let req = client
+        .post(c.app.url("/api/v1/chain-sessions"))
+        .bearer_auth(TEST_TOKEN);
+    call(
+        req,
+        Some(json!({"underlying": "NIFTY", "exchange": "NSE_INDEX", "strikes": 1})),
+    )
+    .await
+}
+
+#[actix_web::test]
+async fn chain_sessions_are_capped_service_wide_and_per_client() {
+    let c = &chain_app(|s| {
+        s.option_chain.max_sessions = 2;
+        s.option_chain.max_sessions_per_client = 1;
+    })
+    .await;
+    let (one, two, three) = (
+        client_from("127.0.0.1"),
+        client_from("127.0.0.2"),
+        client_from("127.0.0.3"),
+    );
+    let (status, first) = open_from(c, &one).await;
+    assert_eq!(status, StatusCode::CREATED, "{first}");
+    let (status, err) = open_from(c, &one).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{err}");
+    assert_eq!(err["error"]["code"], "too_many_requests");
+    assert!(
+        err["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("max_sessions_per_client"),
+        "{err}"
+    );
+    let (status, second) = open_from(c, &two).await;
+    assert_eq!(status, StatusCode::CREATED, "another client: {second}");
+    let (status, err) = open_from(c, &three).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{err}");
+    assert!(
+        err["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("option_chain.max_sessions "),
+        "{err}"
+    );
+    // Ending a session gives its place back.
+    assert_eq!(
+        c.delete(first["id"].as_str().unwrap()).await,
+        StatusCode::NO_CONTENT
+    );
+    let (status, third) = open_from(c, &three).await;
+    assert_eq!(status, StatusCode::CREATED, "{third}");
+}
+
+#[actix_web::test]
+async fn rows_of_ended_chain_sessions_are_purged() {
+    let c = &chain_app(|s| s.option_chain.closed_session_retention_s = 0).await;
+    let body = json!({"underlying": "NIFTY", "exchange": "NSE_INDEX", "strikes": 1});
+    let first = c.open(body.clone()).await;
+    let id = first["id"].as_str().unwrap().to_string();
+    assert_eq!(c.delete(&id).await, StatusCode::NO_CONTENT);
+    let ended = c.row(&id).await;
+    assert_eq!(ended.close_reason, Some(CloseReason::Deleted));
+    // The next session purges what ended before it.
+    let second = c.open(body).await;
+    let db = c.db().await;
+    poll_until(
+        Duration::from_secs(20),
+        "the ended session's row to be purged",
+        || {
+            let (db, id) = (db.clone(), id.clone());
+            async move {
+                let row = websocket_sessions::Entity::find_by_id(id)
+                    .one(&db)
+                    .await
+                    .expect("query websocket_sessions");
+                row.is_none().then_some(())
+            }
+        },
+    )
+    .await;
+    // The open one is kept.
+    let open = c.row(second["id"].as_str().unwrap()).await;
+    assert!(open.closed_at.is_none());
 }

@@ -7,8 +7,8 @@ use std::time::Duration;
 use ::actors::domain::backoff::BackoffPolicy;
 use ::actors::feed::{
     ConnectionSettings, ConnectionState, Feed, FeedEvent, FeedTarget, GetConnectionStatus,
-    GetRegistryStatus, Key, Mode, RegistryError, StartFeed, Subscribe, SubscriberId, Unsubscribe,
-    next_subscriber_id,
+    GetRegistryStatus, Holder, Key, Mode, RegistryError, StartFeed, Subscribe, SubscriberId,
+    Unsubscribe, next_subscriber_id,
 };
 use actix::prelude::*;
 use serde_json::{Value, json};
@@ -53,6 +53,7 @@ pub fn fast_settings() -> ConnectionSettings {
         max_frame_bytes: 16 * 1024 * 1024,
         subscribe_batch_size: 100,
         max_symbols: 1000,
+        position_reserve_share: 0.5,
         crash_loop_max_restarts: 5,
         crash_loop_window: Duration::from_secs(60),
     }
@@ -182,6 +183,10 @@ pub fn probe() -> ProbeHandle {
 
 impl ProbeHandle {
     pub fn subscribe(&self, keys: &[(&str, &str, Mode)]) -> Subscribe {
+        self.subscribe_as(Holder::Positions, keys)
+    }
+
+    pub fn subscribe_as(&self, holder: Holder, keys: &[(&str, &str, Mode)]) -> Subscribe {
         Subscribe {
             subscriber: self.id,
             label: format!("probe-{}", self.id.0),
@@ -190,6 +195,7 @@ impl ProbeHandle {
                 .iter()
                 .map(|(e, s, m)| (Key::new(*e, *s), *m))
                 .collect(),
+            holder,
         }
     }
 
@@ -432,6 +438,54 @@ async fn the_symbol_cap_rejects_a_request_whole() {
         .await
         .unwrap()
         .unwrap();
+}
+
+#[actix_web::test]
+async fn chain_viewers_never_take_the_symbols_kept_for_positions() {
+    let sim = start_sim(0.0).await;
+    let mut settings = fast_settings();
+    settings.max_symbols = 4;
+    settings.position_reserve_share = 0.5;
+    let feed = live_feed(&sim, settings).await;
+    let (viewer, positions) = (probe(), probe());
+    feed.registry
+        .send(viewer.subscribe_as(
+            Holder::Viewer,
+            &[("NSE", "RELIANCE", Mode::Ltp), ("NSE", "INFY", Mode::Ltp)],
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    // A viewer may not go past the unreserved half…
+    let err = feed
+        .registry
+        .send(viewer.subscribe_as(Holder::Viewer, &[("NSE", "TCS", Mode::Ltp)]))
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(
+        err,
+        RegistryError::ViewerShare {
+            cap: 4,
+            allowed: 2,
+            held: 2,
+            adding: 1
+        }
+    );
+    assert!(err.to_string().contains("kept for open positions"), "{err}");
+    // …while positions still find their room, and a viewer may share keys already held.
+    feed.registry
+        .send(positions.subscribe(&[("NSE", "TCS", Mode::Ltp), ("NSE", "SBIN", Mode::Ltp)]))
+        .await
+        .unwrap()
+        .unwrap();
+    feed.registry
+        .send(viewer.subscribe_as(Holder::Viewer, &[("NSE", "TCS", Mode::Ltp)]))
+        .await
+        .unwrap()
+        .unwrap();
+    let registry = feed.registry.send(GetRegistryStatus).await.unwrap();
+    assert_eq!(registry.symbols, 4);
 }
 
 #[actix_web::test]
@@ -779,6 +833,7 @@ async fn a_consumer_that_never_drains_does_not_delay_the_others() {
                 .iter()
                 .map(|(e, s, m)| (Key::new(*e, *s), *m))
                 .collect(),
+            holder: Holder::Positions,
         })
         .await
         .unwrap()

@@ -145,3 +145,132 @@ async fn state_reports_the_feed_and_reconnect_explains_why_it_cannot() {
             .contains("feed is stopped")
     );
 }
+
+#[actix_web::test]
+async fn every_answer_carries_the_security_headers() {
+    let app = spawn_app().await;
+    let requests = [
+        app.get("/api/v1/state"),
+        app.client.get(app.url("/api/v1/state")),
+        app.get("/api/v1/no-such-thing"),
+        app.client
+            .put(app.url("/api/v1/state"))
+            .bearer_auth(&app.token),
+        app.client.get(app.url("/")),
+        app.client.get(app.url("/static/admin.js")),
+        app.client.get(app.url("/health")),
+        app.get("/metrics"),
+    ];
+    for req in requests {
+        let what = format!("{} {}", req.get_method(), req.get_uri());
+        let resp = req.send().await.unwrap();
+        let header = |name: &str| {
+            resp.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_string()
+        };
+        let csp = header("content-security-policy");
+        assert!(csp.contains("default-src 'none'"), "{what}: {csp}");
+        assert!(csp.contains("frame-ancestors 'none'"), "{what}: {csp}");
+        assert_eq!(header("x-content-type-options"), "nosniff", "{what}");
+        assert_eq!(header("referrer-policy"), "no-referrer", "{what}");
+        assert_eq!(header("x-frame-options"), "DENY", "{what}");
+    }
+}
+
+#[actix_web::test]
+async fn an_undeclared_method_is_a_json_405_naming_the_allowed_ones() {
+    let app = spawn_app().await;
+    for (method, path, allowed) in [
+        ("PUT", "/api/v1/state", "GET"),
+        ("DELETE", "/api/v1/accounts", "GET, POST"),
+        ("PATCH", "/api/v1/accounts/1", "GET, PUT, DELETE"),
+        ("GET", "/api/v1/kill-switch", "POST"),
+        ("POST", "/%61pi/v1/calendar/holidays/7", "PUT, DELETE"),
+    ] {
+        let req = app
+            .client
+            .request(method.parse().unwrap(), app.url(path))
+            .bearer_auth(&app.token);
+        let mut resp = req.send().await.unwrap();
+        assert_eq!(
+            resp.status(),
+            StatusCode::METHOD_NOT_ALLOWED,
+            "{method} {path}"
+        );
+        let allow = resp
+            .headers()
+            .get("allow")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
+        let mut allow: Vec<&str> = allow.split(',').map(str::trim).collect();
+        let mut expected: Vec<&str> = allowed.split(", ").collect();
+        allow.sort();
+        expected.sort();
+        assert_eq!(allow, expected, "{method} {path}");
+        let body = json_body(&mut resp).await;
+        assert_eq!(
+            body["error"]["code"], "method_not_allowed",
+            "{method} {path}"
+        );
+    }
+}
+
+#[actix_web::test]
+async fn a_state_changing_request_from_a_foreign_origin_is_refused_even_with_the_token() {
+    let app = spawn_app().await;
+    let host = app.address.trim_start_matches("http://").to_string();
+    for origin in ["http://evil.example", "null", "http://127.0.0.1:1"] {
+        let mut resp = app
+            .post("/api/v1/service/stop")
+            .insert_header(("Origin", origin))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::FORBIDDEN, "{origin}");
+        let body = json_body(&mut resp).await;
+        assert_eq!(body["error"]["code"], "forbidden");
+    }
+    // Nothing was stopped.
+    let state = app.get_json("/api/v1/state").await;
+    assert_eq!(
+        state["supervisor"]["manually_stopped"], false,
+        "{}",
+        state["supervisor"]
+    );
+    // A socket opened from another site is refused too, before the upgrade.
+    let resp = app
+        .client
+        .get(app.url("/ws/admin"))
+        .insert_header(("Origin", "http://evil.example"))
+        .insert_header(("Upgrade", "websocket"))
+        .insert_header(("Connection", "Upgrade"))
+        .insert_header(("Sec-WebSocket-Version", "13"))
+        .insert_header(("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+    // The service's own page, and clients that send no Origin, are served.
+    let resp = app
+        .post("/api/v1/service/stop")
+        .insert_header(("Origin", format!("http://{host}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let state = app.get_json("/api/v1/state").await;
+    assert_eq!(state["supervisor"]["manually_stopped"], true);
+    let resp = app
+        .get("/api/v1/state")
+        .insert_header(("Origin", "http://evil.example"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK, "reading is not refused");
+    let resp = app.post("/api/v1/service/start").send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+}

@@ -192,6 +192,24 @@ fn database_name_is_replaced() {
     assert_eq!(replace_database_name("postgres://h", "x"), "postgres://h/x");
 }
 
+/// Stores `row` (an account) with `api_key` encrypted as the service does: bound to the row's id,
+/// so written once the row has one.
+pub async fn insert_account_row(
+    db: &sea_orm::DatabaseConnection,
+    cipher: &actors::secrets::KeyCipher,
+    mut row: entity::trading_accounts::ActiveModel,
+    api_key: &str,
+) -> entity::trading_accounts::Model {
+    use sea_orm::{ActiveModelTrait, Set};
+    row.api_key_ciphertext = Set(String::new());
+    row.api_key_hint = Set(actors::domain::mask::mask_secret(api_key));
+    let model = row.insert(db).await.expect("insert the account");
+    let id = model.id;
+    let mut sealed: entity::trading_accounts::ActiveModel = model.into();
+    sealed.api_key_ciphertext = Set(cipher.encrypt(id, &api_key.into()).expect("encrypt"));
+    sealed.update(db).await.expect("store the encrypted key")
+}
+
 /// A 32-byte AEAD key (base64) for tests that store accounts.
 pub const TEST_ENCRYPTION_KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
 

@@ -10,6 +10,7 @@ mod chain;
 mod config;
 mod feed;
 mod foundation;
+mod guard;
 mod helpers;
 mod lifecycle;
 mod migrations;

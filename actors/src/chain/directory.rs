@@ -22,16 +22,19 @@ use super::session::{
     SessionTiming,
 };
 use super::{ChainCreated, ChainError, ChainRequest, ChainSettings, MAX_STRIKES};
-use crate::domain::mask::mask_secret;
 use crate::domain::options::expiry_is_live;
 use crate::feed::{Mode, SubscriptionRegistryActor};
 use crate::openalgo::rest::RestClient;
+use crate::secrets::ApiKey;
 use crate::status::Lifecycle;
 use crate::supervised::RestartTracker;
 
 /// How long a gateway answer about a chain is reused for further viewers of the same chain
 /// (their live prices come from the feed; this only spares the gateway's rate limit).
 const PLAN_TTL: Duration = Duration::from_secs(5);
+/// How often the rows of ended sessions past their retention are deleted (also at every new
+/// session).
+const PURGE_EVERY: Duration = Duration::from_secs(600);
 
 type PlanFuture = Shared<LocalBoxFuture<'static, Result<Arc<ChainPlan>, ChainError>>>;
 
@@ -40,14 +43,14 @@ type PlanFuture = Shared<LocalBoxFuture<'static, Result<Arc<ChainPlan>, ChainErr
 #[rtype(result = "()")]
 pub struct SetChainGateway {
     pub rest_url: String,
-    pub api_key: String,
+    pub api_key: ApiKey,
 }
 
 impl std::fmt::Debug for SetChainGateway {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SetChainGateway")
             .field("rest_url", &self.rest_url)
-            .field("api_key", &mask_secret(&self.api_key))
+            .field("api_key", &self.api_key)
             .finish()
     }
 }
@@ -111,6 +114,10 @@ pub struct ChainDirectoryActor {
     gateway: Option<Gateway>,
     plans: HashMap<PlanKey, (Instant, PlanFuture)>,
     sessions: HashMap<String, Addr<ChainSessionActor>>,
+    /// The client of each session in `sessions`.
+    owners: HashMap<String, String>,
+    /// Sessions being created, per client: they count against the caps already.
+    opening: HashMap<String, usize>,
     restarts: RestartTracker,
     /// Rows left open by an earlier run have been closed.
     swept: bool,
@@ -137,6 +144,8 @@ impl ChainDirectoryActor {
             gateway: None,
             plans: HashMap::new(),
             sessions: HashMap::new(),
+            owners: HashMap::new(),
+            opening: HashMap::new(),
             swept: false,
             opened_total: 0,
             ended_total: 0,
@@ -220,6 +229,61 @@ impl ChainDirectoryActor {
         Ok(plan)
     }
 
+    /// Refuses a session past `option_chain.max_sessions`, or past
+    /// `option_chain.max_sessions_per_client` for `client`; otherwise counts it as opening.
+    fn reserve(&mut self, client: &str) -> Result<(), ChainError> {
+        let opening: usize = self.opening.values().sum();
+        let open = self.sessions.len() + opening;
+        if open >= self.settings.max_sessions {
+            return Err(ChainError::TooMany(format!(
+                "{open} option-chain sessions are open, the most option_chain.max_sessions \
+                 allows; close one (DELETE /api/v1/chain-sessions/{{id}}) or let a lease run out"
+            )));
+        }
+        let mine = self.owners.values().filter(|c| *c == client).count()
+            + self.opening.get(client).copied().unwrap_or(0);
+        if mine >= self.settings.max_sessions_per_client {
+            return Err(ChainError::TooMany(format!(
+                "this client has {mine} option-chain sessions open, the most \
+                 option_chain.max_sessions_per_client allows; close one first"
+            )));
+        }
+        *self.opening.entry(client.to_owned()).or_default() += 1;
+        Ok(())
+    }
+
+    fn opened(&mut self, client: &str) {
+        if let Some(n) = self.opening.get_mut(client) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.opening.remove(client);
+            }
+        }
+    }
+
+    /// Deletes the rows of sessions that ended longer ago than `option_chain.closed_retention`.
+    fn purge_closed(&self, ctx: &mut Context<Self>) {
+        let Ok(retention) = chrono::Duration::from_std(self.settings.closed_retention) else {
+            return;
+        };
+        let before = Utc::now() - retention;
+        let db = self.db.clone();
+        let purge = async move {
+            websocket_sessions::Entity::delete_many()
+                .filter(websocket_sessions::Column::ClosedAt.is_not_null())
+                .filter(websocket_sessions::Column::ClosedAt.lt(before))
+                .exec(&db)
+                .await
+        };
+        ctx.spawn(purge.into_actor(self).map(|result, _, _| match result {
+            Ok(r) if r.rows_affected > 0 => {
+                tracing::debug!(rows = r.rows_affected, "purged ended chain sessions")
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "could not purge ended chain sessions"),
+        }));
+    }
+
     fn timing(&self) -> SessionTiming {
         SessionTiming {
             timeout: self.settings.session_timeout,
@@ -248,6 +312,7 @@ impl Actor for ChainDirectoryActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.run_interval(PURGE_EVERY, |act, ctx| act.purge_closed(ctx));
         if self.swept {
             return;
         }
@@ -297,7 +362,7 @@ impl Handler<SetChainGateway> for ChainDirectoryActor {
     fn handle(&mut self, msg: SetChainGateway, _ctx: &mut Context<Self>) {
         let view = GatewayView {
             rest_url: msg.rest_url.trim_end_matches('/').to_string(),
-            api_key: mask_secret(&msg.api_key),
+            api_key: msg.api_key.hint(),
         };
         tracing::info!(rest_url = %view.rest_url, api_key = %view.api_key, "option chains read from this gateway");
         self.gateway = Some(Gateway {
@@ -311,14 +376,18 @@ impl Handler<SetChainGateway> for ChainDirectoryActor {
 impl Handler<CreateChainSession> for ChainDirectoryActor {
     type Result = ResponseActFuture<Self, Result<ChainCreated, ChainError>>;
 
-    fn handle(&mut self, msg: CreateChainSession, _ctx: &mut Context<Self>) -> Self::Result {
-        let plan = self
-            .check(&msg.0)
-            .and_then(|(key, mode)| Ok((self.plan(key)?, mode)));
+    fn handle(&mut self, msg: CreateChainSession, ctx: &mut Context<Self>) -> Self::Result {
+        let client = msg.0.client.clone();
+        let plan = self.check(&msg.0).and_then(|(key, mode)| {
+            let plan = self.plan(key)?;
+            self.reserve(&client)?;
+            Ok((plan, mode))
+        });
         let (plan, mode) = match plan {
             Ok(planned) => planned,
             Err(e) => return Box::pin(actix::fut::ready(Err(e))),
         };
+        self.purge_closed(ctx);
         let opened = plan.into_actor(self).then(move |plan, act, ctx| {
             let started = plan.map(|plan| {
                 let id = uuid::Uuid::new_v4().to_string();
@@ -343,11 +412,13 @@ impl Handler<CreateChainSession> for ChainDirectoryActor {
             }
             .into_actor(act)
         });
-        Box::pin(opened.map(|result, act, _| {
+        Box::pin(opened.map(move |result, act, _| {
+            act.opened(&client);
             let (session, mut created) = result?;
             // A session that already ended (a lease shorter than its creation) is not listed.
             if session.connected() {
                 act.sessions.insert(created.id.clone(), session);
+                act.owners.insert(created.id.clone(), client);
             }
             act.opened_total += 1;
             created
@@ -376,6 +447,7 @@ impl Handler<SessionEnded> for ChainDirectoryActor {
         if self.sessions.remove(&msg.id).is_some() {
             self.ended_total += 1;
         }
+        self.owners.remove(&msg.id);
     }
 }
 

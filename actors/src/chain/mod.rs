@@ -43,6 +43,12 @@ pub struct ChainSettings {
     pub max_push_hz: f64,
     /// Timeout of one REST call to the gateway.
     pub rest_timeout: Duration,
+    /// Sessions open at once, service-wide.
+    pub max_sessions: usize,
+    /// Sessions open at once for one client address.
+    pub max_sessions_per_client: usize,
+    /// Rows of ended sessions are deleted once they ended longer ago than this.
+    pub closed_retention: Duration,
     /// "Today" for the nearest expiry is taken in this timezone.
     pub timezone: chrono_tz::Tz,
     pub crash_loop_max_restarts: u32,
@@ -64,6 +70,8 @@ pub struct ChainRequest {
     pub strikes: Option<i64>,
     /// Subscription mode; Quote when None.
     pub mode: Option<Mode>,
+    /// Who asks (the client's address): the per-client cap counts by it.
+    pub client: String,
 }
 
 /// Why a chain request or a session operation failed. Messages never contain the API key.
@@ -94,11 +102,13 @@ pub enum ChainError {
     #[error("chain session {0} not found")]
     NotFound(String),
     #[error("{0}")]
+    TooMany(String),
+    #[error("{0}")]
     Internal(String),
 }
 
 /// The answer to a successful [`CreateChainSession`].
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct ChainCreated {
     pub id: String,
     pub underlying: String,
@@ -113,13 +123,15 @@ pub struct ChainCreated {
     pub atm_strike: f64,
     pub strike_step: f64,
     pub strikes: u32,
+    /// 1 (LTP), 2 (Quote) or 3 (Depth).
+    #[schema(value_type = u8, minimum = 1, maximum = 3)]
     pub mode: Mode,
     /// The option symbols subscribed: per strike ascending, CE then PE.
     pub symbols: Vec<String>,
 }
 
 /// What a viewer sees: the window's strikes with CE and PE quotes, the underlying and ATM.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct ChainSnapshot {
     pub id: String,
     pub underlying: String,

@@ -20,8 +20,8 @@ use super::{ChainCreated, ChainError, ChainPush, ChainSnapshot};
 use crate::domain::chain::{ChainWindow, LegQuote};
 use crate::domain::options::{atm_strike, format_expiry_dashed};
 use crate::feed::{
-    FeedEvent, Key, Mode, ReleaseAll, Subscribe, SubscriberId, SubscriptionRegistryActor, Tick,
-    Unsubscribe, next_subscriber_id,
+    FeedEvent, Holder, Key, Mode, ReleaseAll, Subscribe, SubscriberId, SubscriptionRegistryActor,
+    Tick, Unsubscribe, next_subscriber_id,
 };
 use crate::status::Lifecycle;
 
@@ -221,6 +221,7 @@ impl ChainSessionActor {
             label: self.label(),
             recipient: ctx.address().recipient(),
             keys: keys.into_iter().map(|k| (k, self.mode)).collect(),
+            holder: Holder::Viewer,
         }
     }
 

@@ -23,7 +23,7 @@ pub fn strike_step(strikes: &[f64]) -> Option<f64> {
 
 /// What the feed (or the gateway's chain answer) says about one option; None where it has
 /// nothing.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct LegQuote {
     /// Last traded price.
     pub ltp: Option<f64>,
@@ -38,7 +38,8 @@ pub struct LegQuote {
 }
 
 /// One side (CE or PE) of a strike.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[schema(as = ChainLeg)]
 pub struct Leg {
     /// The option's trading symbol.
     pub symbol: String,
@@ -48,7 +49,7 @@ pub struct Leg {
 }
 
 /// One strike of the window.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct ChainRow {
     /// The strike price.
     pub strike: f64,

@@ -14,9 +14,34 @@ pub fn mask_secret(secret: &str) -> String {
     masked
 }
 
+/// Longest text from a gateway (an error message, a reason) that is stored or shown.
+pub const GATEWAY_TEXT_MAX: usize = 256;
+
+/// `text` cut to [`GATEWAY_TEXT_MAX`] characters (saying how much was cut): a gateway's error
+/// strings are stored in the database and shown in the API, and a gateway decides their length.
+pub fn clip(text: &str) -> String {
+    let total = text.chars().count();
+    if total <= GATEWAY_TEXT_MAX {
+        return text.to_owned();
+    }
+    let mut clipped: String = text.chars().take(GATEWAY_TEXT_MAX).collect();
+    clipped.push_str(&format!("… ({} more characters)", total - GATEWAY_TEXT_MAX));
+    clipped
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn long_gateway_texts_are_clipped() {
+        assert_eq!(clip("short"), "short");
+        let long = "é".repeat(GATEWAY_TEXT_MAX + 10);
+        let clipped = clip(&long);
+        assert!(clipped.starts_with(&"é".repeat(GATEWAY_TEXT_MAX)));
+        assert!(clipped.ends_with("… (10 more characters)"), "{clipped}");
+        assert_eq!(clip(&"x".repeat(GATEWAY_TEXT_MAX)).len(), GATEWAY_TEXT_MAX);
+    }
 
     #[test]
     fn masks_secrets() {

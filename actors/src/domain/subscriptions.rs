@@ -124,6 +124,14 @@ impl<'de> Deserialize<'de> for Mode {
             fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Mode, E> {
                 v.parse().map_err(E::custom)
             }
+
+            /// JSON has one number type: `2.0` is mode 2.
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Mode, E> {
+                Some(v)
+                    .filter(|v| v.fract() == 0.0)
+                    .and_then(|v| Mode::from_int(v as i64))
+                    .ok_or_else(|| E::custom(InvalidMode(v.to_string())))
+            }
         }
 
         deserializer.deserialize_any(ModeVisitor)

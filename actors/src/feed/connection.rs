@@ -21,7 +21,6 @@ use serde::Serialize;
 use super::FeedTarget;
 use super::registry::{FeedLive, RawTick, SubscriptionRegistryActor, SymbolsRejected};
 use crate::domain::backoff::{Backoff, BackoffPolicy, FailureKind, classify_feed_error};
-use crate::domain::mask::mask_secret;
 use crate::openalgo::feed::{Control, authenticate_frame, is_market_data, parse_control};
 use crate::status::{Lifecycle, age_ms};
 use crate::supervised::RestartTracker;
@@ -40,6 +39,9 @@ pub struct ConnectionSettings {
     pub max_frame_bytes: usize,
     pub subscribe_batch_size: usize,
     pub max_symbols: usize,
+    /// The share of `max_symbols` kept for the position monitor: option-chain viewers are
+    /// refused once the feed would carry more than the rest.
+    pub position_reserve_share: f64,
     pub crash_loop_max_restarts: u32,
     pub crash_loop_window: Duration,
 }
@@ -215,7 +217,7 @@ impl ConnectionActor {
     fn masked_key(&self) -> String {
         self.target
             .as_ref()
-            .map(|t| mask_secret(&t.api_key))
+            .map(|t| t.api_key.hint())
             .unwrap_or_default()
     }
 
@@ -255,7 +257,7 @@ impl ConnectionActor {
         self.state = ConnectionState::Connecting;
         tracing::info!(
             account = %target.account_name,
-            key = %mask_secret(&target.api_key),
+            key = %target.api_key.hint(),
             attempt = self.backoff.attempt(),
             "connecting to the market-data feed"
         );
@@ -309,12 +311,8 @@ impl ConnectionActor {
             }));
         self.stream = Some(ctx.add_stream(tagged));
         let mut sink = SinkWrite::new(sink, ctx);
-        let api_key = self
-            .target
-            .as_ref()
-            .map(|t| t.api_key.clone())
-            .unwrap_or_default();
-        let _ = sink.write(Message::Text(authenticate_frame(&api_key).into()));
+        let frame = authenticate_frame(self.target.as_ref().map_or("", |t| t.api_key.expose()));
+        let _ = sink.write(Message::Text(frame.into()));
         self.sink = Some(sink);
         self.state = ConnectionState::Authenticating;
         let now = Instant::now();
@@ -497,7 +495,7 @@ impl ConnectionActor {
             restarts: self.restarts.restarts(),
             account_id: self.target.as_ref().map(|t| t.account_id),
             account: self.target.as_ref().map(|t| t.account_name.clone()),
-            api_key: self.target.as_ref().map(|t| mask_secret(&t.api_key)),
+            api_key: self.target.as_ref().map(|t| t.api_key.hint()),
             ws_url: self.target.as_ref().map(|t| t.ws_url.clone()),
             attempt: self.backoff.attempt(),
             next_retry_at: self.next_retry_at,

@@ -15,12 +15,12 @@ pub use connection::{
     Reconnect, SetTarget, StartFeed, StopFeed,
 };
 pub use registry::{
-    GetRegistryStatus, RegistryError, RegistryStatus, ReleaseAll, Subscribe,
+    GetRegistryStatus, Holder, RegistryError, RegistryStatus, ReleaseAll, Subscribe,
     SubscriptionRegistryActor, SubscriptionView, Unsubscribe,
 };
 
-use crate::domain::mask::mask_secret;
 pub use crate::domain::subscriptions::{Key, Mode, SubscriberId};
+use crate::secrets::ApiKey;
 
 /// The account whose gateway carries the feed. `Debug` masks the API key.
 #[derive(Clone, PartialEq, Eq)]
@@ -30,7 +30,7 @@ pub struct FeedTarget {
     pub ws_url: String,
     /// The same gateway's REST base URL (option chains, quotes).
     pub rest_url: String,
-    pub api_key: String,
+    pub api_key: ApiKey,
 }
 
 impl std::fmt::Debug for FeedTarget {
@@ -40,7 +40,7 @@ impl std::fmt::Debug for FeedTarget {
             .field("account_name", &self.account_name)
             .field("ws_url", &self.ws_url)
             .field("rest_url", &self.rest_url)
-            .field("api_key", &mask_secret(&self.api_key))
+            .field("api_key", &self.api_key)
             .finish()
     }
 }

@@ -25,6 +25,9 @@ const SWEEP_EVERY: Duration = Duration::from_secs(1);
 pub(super) struct RegistrySettings {
     batch_size: usize,
     max_symbols: usize,
+    /// The most distinct symbols the feed may carry when a viewer adds some: `max_symbols`
+    /// less the share reserved for open positions.
+    viewer_symbols: usize,
     crash_loop_max_restarts: u32,
     crash_loop_window: Duration,
 }
@@ -34,10 +37,26 @@ impl From<&ConnectionSettings> for RegistrySettings {
         Self {
             batch_size: s.subscribe_batch_size,
             max_symbols: s.max_symbols,
+            viewer_symbols: viewer_symbols(s.max_symbols, s.position_reserve_share),
             crash_loop_max_restarts: s.crash_loop_max_restarts,
             crash_loop_window: s.crash_loop_window,
         }
     }
+}
+
+/// `max_symbols` less the reserved share (rounded up, so that the reserve is never smaller than
+/// asked).
+fn viewer_symbols(max_symbols: usize, reserve_share: f64) -> usize {
+    let reserved = (max_symbols as f64 * reserve_share.clamp(0.0, 1.0)).ceil() as usize;
+    max_symbols.saturating_sub(reserved)
+}
+
+/// Who holds keys: the position monitor may use the whole symbol cap, option-chain viewers only
+/// what the reserve for positions leaves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Holder {
+    Positions,
+    Viewer,
 }
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -47,6 +66,17 @@ pub enum RegistryError {
     )]
     SymbolCap {
         cap: usize,
+        held: usize,
+        adding: usize,
+    },
+    #[error(
+        "option chains may use at most {allowed} of the feed's {cap} symbols (the rest is kept \
+         for open positions): {held} are in use and this chain adds {adding}; close a chain or \
+         ask for fewer strikes"
+    )]
+    ViewerShare {
+        cap: usize,
+        allowed: usize,
         held: usize,
         adding: usize,
     },
@@ -65,6 +95,7 @@ pub struct Subscribe {
     pub label: String,
     pub recipient: Recipient<FeedEvent>,
     pub keys: Vec<(Key, Mode)>,
+    pub holder: Holder,
 }
 
 #[derive(Message)]
@@ -531,6 +562,17 @@ impl Handler<Subscribe> for SubscriptionRegistryActor {
         new_keys.sort();
         new_keys.dedup();
         let held = self.table.len();
+        if msg.holder == Holder::Viewer
+            && !new_keys.is_empty()
+            && held + new_keys.len() > self.settings.viewer_symbols
+        {
+            return Err(RegistryError::ViewerShare {
+                cap: self.settings.max_symbols,
+                allowed: self.settings.viewer_symbols,
+                held,
+                adding: new_keys.len(),
+            });
+        }
         if held + new_keys.len() > self.settings.max_symbols {
             return Err(RegistryError::SymbolCap {
                 cap: self.settings.max_symbols,

@@ -8,6 +8,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::lenient::{f64_optional, f64_required};
+use crate::domain::mask::clip;
 
 /// `{"action":"authenticate","api_key":…}`.
 pub fn authenticate_frame(api_key: &str) -> String {
@@ -150,28 +151,28 @@ pub fn parse_control(text: &str) -> Result<Control, serde_json::Error> {
     let raw: RawControl = serde_json::from_str(text)?;
     let status = raw.status.as_deref().unwrap_or("");
     Ok(match raw.kind.as_deref() {
-        Some("auth") | Some("authenticate") if status == "success" => {
-            Control::AuthOk { broker: raw.broker }
-        }
+        Some("auth") | Some("authenticate") if status == "success" => Control::AuthOk {
+            broker: raw.broker.map(|b| clip(&b)),
+        },
         Some("subscribe") => Control::SubscribeAck {
             rejected: raw
                 .subscriptions
                 .into_iter()
                 .filter(|e| e.status != "success")
                 .map(|e| SymbolError {
-                    exchange: e.exchange,
-                    symbol: e.symbol,
+                    exchange: clip(&e.exchange),
+                    symbol: clip(&e.symbol),
                     message: e
                         .message
-                        .unwrap_or_else(|| "rejected by the gateway".into()),
+                        .map_or_else(|| "rejected by the gateway".into(), |m| clip(&m)),
                 })
                 .collect(),
         },
         Some("unsubscribe") => Control::UnsubscribeAck,
         Some("pong") => Control::Pong,
         _ if status == "error" => Control::Error {
-            code: raw.code,
-            message: raw.message.unwrap_or_default(),
+            code: raw.code.map(|c| clip(&c)),
+            message: raw.message.map(|m| clip(&m)).unwrap_or_default(),
         },
         _ => Control::Other,
     })

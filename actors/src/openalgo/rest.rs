@@ -8,6 +8,8 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 use super::lenient::{f64_optional, f64_required};
+use crate::domain::mask::clip;
+use crate::secrets::ApiKey;
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum RestError {
@@ -40,7 +42,7 @@ impl RestError {
 #[derive(Clone)]
 pub struct RestClient {
     base_url: String,
-    api_key: String,
+    api_key: ApiKey,
     timeout: Duration,
     http: awc::Client,
 }
@@ -134,10 +136,10 @@ pub struct OptionSymbol {
 }
 
 impl RestClient {
-    pub fn new(base_url: &str, api_key: &str, timeout: Duration) -> Self {
+    pub fn new(base_url: &str, api_key: &ApiKey, timeout: Duration) -> Self {
         Self {
             base_url: base_url.trim_end_matches('/').to_string(),
-            api_key: api_key.to_string(),
+            api_key: api_key.clone(),
             timeout,
             http: awc::Client::builder().timeout(timeout).finish(),
         }
@@ -146,7 +148,10 @@ impl RestClient {
     /// POSTs `body` (plus the API key) to `/api/v1/<endpoint>` and returns the success body.
     pub async fn call(&self, endpoint: &str, mut body: Value) -> Result<Value, RestError> {
         if let Value::Object(map) = &mut body {
-            map.insert("apikey".into(), Value::String(self.api_key.clone()));
+            map.insert(
+                "apikey".into(),
+                Value::String(self.api_key.expose().to_owned()),
+            );
         }
         let url = format!("{}/api/v1/{endpoint}", self.base_url);
         let mut resp = self
@@ -161,7 +166,7 @@ impl RestClient {
                 },
                 other => RestError::Transport {
                     endpoint: endpoint.into(),
-                    detail: other.to_string(),
+                    detail: clip(&other.to_string()),
                 },
             })?;
         let status = resp.status().as_u16();
@@ -175,13 +180,14 @@ impl RestClient {
                 })?;
         let value: Value = serde_json::from_slice(&bytes).map_err(|e| RestError::Decode {
             endpoint: endpoint.into(),
-            detail: format!("HTTP {status}, not JSON: {e}"),
+            detail: clip(&format!("HTTP {status}, not JSON: {e}")),
         })?;
         if status >= 400 || value["status"] != "success" {
+            // The gateway decides how long its message is: only a bounded part is kept.
             let message = match &value["message"] {
-                Value::String(s) => s.clone(),
+                Value::String(s) => clip(s),
                 Value::Null => "no message".into(),
-                other => other.to_string(),
+                other => clip(&other.to_string()),
             };
             return Err(RestError::Rejected {
                 endpoint: endpoint.into(),
@@ -195,7 +201,7 @@ impl RestClient {
     fn decode<T: DeserializeOwned>(endpoint: &str, v: Value) -> Result<T, RestError> {
         serde_json::from_value(v).map_err(|e| RestError::Decode {
             endpoint: endpoint.into(),
-            detail: e.to_string(),
+            detail: clip(&e.to_string()),
         })
     }
 

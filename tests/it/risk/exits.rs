@@ -133,7 +133,7 @@ async fn one_exit_per_leg_on_its_own_account_shorts_first_despite_500_breaching_
 
 /// Resolves the at-the-money NIFTY call of the nearest expiry at the simulator.
 async fn nifty_atm_call(h: &Harness) -> (String, i64, i64) {
-    let client = RestClient::new(&h.sim.rest_url(), FEED_KEY, Duration::from_secs(5));
+    let client = RestClient::new(&h.sim.rest_url(), &FEED_KEY.into(), Duration::from_secs(5));
     let expiries = client.expiries("NIFTY", "NFO").await.unwrap();
     let compact = expiries[0].replace('-', "");
     let option = client

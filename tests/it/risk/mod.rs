@@ -28,7 +28,7 @@ use actix_web::dev::ServerHandle;
 use actix_web::http::StatusCode;
 use entity::strategy_executions;
 use entity::trading_accounts;
-use sea_orm::{ActiveModelTrait, ActiveValue::Set, DatabaseConnection, EntityTrait};
+use sea_orm::{ActiveValue::Set, DatabaseConnection, EntityTrait};
 use serde_json::{Value, json};
 use simulator::{RateLimits, SimConfig, Simulator};
 use trading_supervisor::configuration::{DatabaseSettings, Settings};
@@ -37,7 +37,8 @@ use trading_supervisor::startup::Application;
 
 use crate::feed::{FEED_KEY, sim_post, sim_stats};
 use crate::helpers::{
-    TEST_ENCRYPTION_KEY, TEST_TOKEN, TestDatabase, fresh_database, poll_until, test_settings,
+    TEST_ENCRYPTION_KEY, TEST_TOKEN, TestDatabase, fresh_database, insert_account_row, poll_until,
+    test_settings,
 };
 
 /// The simulator's second key: the second account.
@@ -191,14 +192,10 @@ impl Harness {
                 broker: Set("sim".into()),
                 rest_url: Set(sim.rest_url()),
                 ws_url: Set(sim.ws_url()),
-                api_key_ciphertext: Set(cipher.encrypt(key).expect("encrypt")),
-                api_key_hint: Set(format!("{}…", &key[..4])),
                 is_primary: Set(primary),
                 ..Default::default()
-            }
-            .insert(&db)
-            .await
-            .expect("insert account");
+            };
+            let row = insert_account_row(&db, &cipher, row, key).await;
             accounts.push(AccountEndpoint {
                 id: row.id,
                 name: name.into(),
@@ -354,7 +351,7 @@ impl Harness {
             .client
             .post(format!("{}/api/v1/placeorder", self.sim.rest_url()))
             .send_json(&json!({
-                "apikey": self.accounts[leg.account].api_key,
+                "apikey": self.accounts[leg.account].api_key.expose(),
                 "strategy": strategy,
                 "exchange": leg.exchange,
                 "symbol": leg.symbol,
@@ -560,13 +557,13 @@ impl Harness {
     /// Sets a fault at the simulator for one account's key (or globally with None).
     pub async fn fault(&self, account: Option<usize>, mut body: Value) {
         if let Some(a) = account {
-            body["api_key"] = json!(self.accounts[a].api_key);
+            body["api_key"] = json!(self.accounts[a].api_key.expose());
         }
         sim_post(&self.sim, "/sim/fault", body).await;
     }
 
     /// The masked key the simulator shows for an account's orders.
     pub fn masked(&self, account: usize) -> String {
-        format!("{}…", &self.accounts[account].api_key[..4])
+        self.accounts[account].api_key.hint()
     }
 }
