@@ -43,7 +43,9 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/sessions/{id}", web::delete().to(delete_session))
         .route("/holidays", web::get().to(list_holidays))
         .route("/holidays", web::post().to(create_holiday))
-        .route("/holidays/import", web::post().to(import_holidays))
+        // A resource of its own (not a method-guarded route), so that another method on this
+        // path gets 405 instead of reaching `/holidays/{id}`.
+        .service(web::resource("/holidays/import").route(web::post().to(import_holidays)))
         .route("/holidays/{id}", web::put().to(update_holiday))
         .route("/holidays/{id}", web::delete().to(delete_holiday))
         .route("/special-sessions", web::get().to(list_specials))
@@ -648,6 +650,34 @@ async fn create_holiday(
     Ok(HttpResponse::Created().json(row))
 }
 
+/// The JSON form of a holiday import: a non-empty array of holidays.
+struct HolidayList;
+
+impl utoipa::PartialSchema for HolidayList {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::ArrayBuilder;
+        ArrayBuilder::new()
+            .items(utoipa::openapi::Ref::from_schema_name("HolidayInput"))
+            .min_items(Some(1))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for HolidayList {
+    fn schemas(
+        schemas: &mut Vec<(
+            String,
+            utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
+        )>,
+    ) {
+        schemas.push((
+            "HolidayInput".into(),
+            <HolidayInput as utoipa::PartialSchema>::schema(),
+        ));
+        HolidayInput::schemas(schemas);
+    }
+}
+
 /// Imports a list of holidays in one step (e.g. next year's, from the exchange's circular):
 /// all or nothing, duplicates skipped; answers once the calendar reloaded.
 #[utoipa::path(
@@ -662,7 +692,7 @@ async fn create_holiday(
             /api/v1/calendar/holidays` takes them. Dates `YYYY-MM-DD`, exchanges stored in upper \
             case. At most `server.body_limit_bytes`.",
         content(
-            (Vec<HolidayInput> = "application/json", example = json!([
+            (HolidayList = "application/json", example = json!([
                 {"date": "2026-12-25", "name": "Christmas", "exchange": "NSE"}
             ])),
             (String = "text/csv",
