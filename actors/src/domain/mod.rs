@@ -11,6 +11,7 @@ pub mod latency;
 pub mod mask;
 pub mod options;
 pub mod pnl;
+pub mod quotes;
 pub mod rate_limit;
 pub mod reconcile;
 pub mod risk;
