@@ -11,5 +11,5 @@ pub mod positions;
 pub mod risk;
 pub mod secrets;
 pub mod status;
-mod supervised;
+pub mod supervised;
 pub mod supervisor;
