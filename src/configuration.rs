@@ -124,6 +124,7 @@ pub struct PositionMonitorSettings {
     pub stale_after_s: u64,
     pub reconcile_interval_s: u64,
     pub quote_fallback_per_s: u32,
+    pub feed_down_after_s: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -377,6 +378,11 @@ impl Settings {
         check(
             self.risk.order_rate_per_s >= 1,
             "risk.order_rate_per_s",
+            "must be at least 1",
+        )?;
+        check(
+            self.position_monitor.feed_down_after_s >= 1,
+            "position_monitor.feed_down_after_s",
             "must be at least 1",
         )?;
         let o = &self.option_chain;

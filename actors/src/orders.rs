@@ -385,9 +385,10 @@ impl OrderGatewayActor {
         }
     }
 
-    /// Starts the gateway under `actix::Supervisor` on the current arbiter.
+    /// Starts the gateway supervised (restarted after a stop or a panic) on the current
+    /// arbiter.
     pub fn start_supervised(db: DatabaseConnection, settings: GatewaySettings) -> Addr<Self> {
-        actix::Supervisor::start(move |_| OrderGatewayActor::new(db, settings))
+        crate::supervised::start(move |_| OrderGatewayActor::new(db, settings))
     }
 
     fn report(&self, report: ExitReport) {
@@ -1347,6 +1348,14 @@ impl Handler<AttachExitListener> for OrderGatewayActor {
 
     fn handle(&mut self, msg: AttachExitListener, _ctx: &mut Context<Self>) {
         self.listener = Some(msg.0);
+    }
+}
+
+impl Handler<crate::supervised::InjectPanic> for OrderGatewayActor {
+    type Result = ();
+
+    fn handle(&mut self, _: crate::supervised::InjectPanic, _ctx: &mut Context<Self>) {
+        panic!("fault injected into the order gateway");
     }
 }
 

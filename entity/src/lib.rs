@@ -253,6 +253,8 @@ mod tests {
                 "exit_failed",
                 "exit_completed",
                 "resumed",
+                "feed_degraded",
+                "feed_restored",
             ],
             RiskEventType::as_str,
         );

@@ -15,6 +15,10 @@ string_enum! {
         ExitCompleted = "exit_completed",
         /// Monitoring resumed after a pause or a failed exit.
         Resumed = "resumed",
+        /// The feed went down while the run had open legs: they are priced over REST quotes.
+        FeedDegraded = "feed_degraded",
+        /// The feed is live again.
+        FeedRestored = "feed_restored",
     }
 }
 
