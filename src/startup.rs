@@ -283,6 +283,7 @@ pub fn monitor_settings(s: &Settings) -> MonitorSettings {
         rest_timeout: Duration::from_millis(s.connection.rest_timeout_ms),
         crash_loop_max_restarts: s.supervision.crash_loop_max_restarts,
         crash_loop_window: Duration::from_secs(s.supervision.crash_loop_window_s),
+        fill_limits: s.fill_limits(),
     }
 }
 

@@ -5,7 +5,7 @@
 //! registers a fill) and from reconciliation with each account's position book. While
 //! monitoring (market hours: [`StartMonitoring`] / [`StopMonitoring`]) every open leg's
 //! instrument is subscribed in Quote mode; each tick updates the legs' P&L and the run's P&L,
-//! which goes to the strategy's risk actor at once. A price ≤ 0 is
+//! which goes to the strategy's risk actor at once. A price ≤ 0 (or above `risk.max_price`) is
 //! ignored. A leg whose feed price is older than `stale_after` makes the strategy Degraded and
 //! its price is fetched over REST (`quotes`, rate-limited per account) instead; the entry price
 //! is never assumed. While the feed is down ([`FeedHealth`]) every open leg is priced that way
@@ -33,6 +33,7 @@ use serde::Serialize;
 
 use crate::accounts::{AccountsReach, Reach};
 use crate::domain::exits::{RequestFate, exit_progress};
+use crate::domain::fills::{FillLimits, check_fill};
 use crate::domain::pnl::{RunPnl, Side, accept_price, is_stale, leg_pnl};
 use crate::domain::quotes::{QuoteSource, quote_route};
 use crate::domain::rate_limit::RateLimiter;
@@ -75,6 +76,9 @@ pub struct MonitorSettings {
     pub rest_timeout: Duration,
     pub crash_loop_max_restarts: u32,
     pub crash_loop_window: Duration,
+    /// Bounds of a registered fill (`risk.max_leg_quantity` …); prices above `max_price` are
+    /// ignored like prices ≤ 0.
+    pub fill_limits: FillLimits,
 }
 
 /// A fill to register as an open leg.
@@ -751,9 +755,9 @@ impl PositionMonitorActor {
         }
     }
 
-    /// A usable price: above zero and finite.
+    /// A usable price: above zero, finite, at most `max_price`.
     fn acceptable(&self, ltp: f64) -> bool {
-        accept_price(ltp)
+        accept_price(ltp) && ltp <= self.settings.fill_limits.max_price
     }
 
     /// Periodic check while monitoring: refresh stale legs over REST and tell risk actors
@@ -910,6 +914,7 @@ impl PositionMonitorActor {
         let db = self.db.clone();
         let gateway = self.gateway.clone();
         let prices: HashMap<i32, f64> = self.last_prices(None);
+        let limits = self.settings.fill_limits;
         ctx.spawn(
             async move {
                 let mut confirmations = confirmations;
@@ -921,6 +926,7 @@ impl PositionMonitorActor {
                     &account_name,
                     &prices,
                     &mut confirmations,
+                    &limits,
                 )
                 .await;
                 (result, confirmations)
@@ -1298,8 +1304,9 @@ impl Handler<RegisterExecution> for PositionMonitorActor {
 
     fn handle(&mut self, msg: RegisterExecution, _ctx: &mut Context<Self>) -> Self::Result {
         let db = self.db.clone();
+        let limits = self.settings.fill_limits;
         Box::pin(
-            async move { register_execution(&db, msg.0).await }
+            async move { register_execution(&db, msg.0, &limits).await }
                 .into_actor(self)
                 .map(|result, act, ctx| {
                     let (leg, strategy) = result?;
@@ -1602,36 +1609,34 @@ fn invalid(field: &'static str, message: impl Into<String>) -> MonitorError {
     }
 }
 
-/// Checks a fill before it is recorded.
-pub fn validate_execution(new: &NewExecution) -> Result<(), MonitorError> {
+/// Checks a fill before it is recorded: fields present, and quantity, price, notional and the
+/// exit orders it would need within `limits`.
+pub fn validate_execution(new: &NewExecution, limits: &FillLimits) -> Result<(), MonitorError> {
     if new.symbol.trim().is_empty() {
         return Err(invalid("symbol", "must not be empty"));
     }
     if new.exchange.trim().is_empty() {
         return Err(invalid("exchange", "must not be empty"));
     }
-    if new.quantity <= 0 {
-        return Err(invalid("quantity", "must be a positive number of units"));
-    }
-    if !(new.entry_price.is_finite() && new.entry_price > 0.0) {
-        return Err(invalid("entry_price", "must be a positive price"));
-    }
-    if new.freeze_qty.is_some_and(|f| f <= 0) {
-        return Err(invalid("freeze_qty", "must be positive"));
-    }
-    if let Some(lot) = new.lot_size {
-        if lot <= 0 {
-            return Err(invalid("lot_size", "must be positive"));
-        }
-        if new.quantity % lot != 0 {
-            return Err(invalid(
-                "quantity",
-                format!(
-                    "{} is not a whole number of lots of {lot}; brokers reject such orders",
-                    new.quantity
-                ),
-            ));
-        }
+    check_fill(
+        new.quantity,
+        new.entry_price,
+        new.freeze_qty,
+        new.lot_size,
+        limits,
+    )
+    .map_err(|e| invalid(e.field, e.message))?;
+    // check_fill made the lot size at least 1.
+    if let Some(lot) = new.lot_size
+        && new.quantity % lot != 0
+    {
+        return Err(invalid(
+            "quantity",
+            format!(
+                "{} is not a whole number of lots of {lot}; brokers reject such orders",
+                new.quantity
+            ),
+        ));
     }
     Ok(())
 }
@@ -1641,9 +1646,10 @@ pub fn validate_execution(new: &NewExecution) -> Result<(), MonitorError> {
 pub async fn register_execution(
     db: &DatabaseConnection,
     new: NewExecution,
+    limits: &FillLimits,
 ) -> Result<(strategy_executions::Model, strategies::Model), MonitorError> {
     use strategies::Column as S;
-    validate_execution(&new)?;
+    validate_execution(&new, limits)?;
     let now = Utc::now();
     let txn = db.begin().await?;
     let locked = strategies::Entity::update_many()
@@ -1768,6 +1774,7 @@ struct Reconciled {
 }
 
 /// One account's reconciliation: position book against the tracked legs.
+#[allow(clippy::too_many_arguments)]
 async fn reconcile_account(
     db: &DatabaseConnection,
     client: &RestClient,
@@ -1776,6 +1783,7 @@ async fn reconcile_account(
     account_name: &str,
     prices: &HashMap<i32, f64>,
     confirmations: &mut Confirmations,
+    limits: &FillLimits,
 ) -> Result<Reconciled, String> {
     use strategy_executions::Column as C;
     let book = client.position_book().await.map_err(|e| e.to_string())?;
@@ -1826,10 +1834,11 @@ async fn reconcile_account(
             expected_net: 0,
             exit_in_flight: false,
         });
-        t.expected_net += match l.action {
+        let signed = match l.action {
             TradeAction::Buy => remaining,
-            TradeAction::Sell => -remaining,
+            TradeAction::Sell => remaining.saturating_neg(),
         };
+        t.expected_net = t.expected_net.saturating_add(signed);
         t.exit_in_flight |= l.status == ExecutionStatus::ExitPending || in_gateway.contains(&l.id);
     }
     let broker: Vec<BrokerPosition> = book
@@ -1886,7 +1895,7 @@ async fn reconcile_account(
                     freeze_qty: None,
                     lot_size: None,
                 };
-                match register_execution(db, new).await {
+                match register_execution(db, new, limits).await {
                     Ok((leg, strategy)) => {
                         tracing::warn!(account_id, execution_id = leg.id, symbol = %leg.symbol, quantity = net, "untracked broker position adopted into {}", strategy.name);
                         done.adopted.push((strategy, leg));

@@ -11,7 +11,9 @@
 //! persisted on change at most once per second. Writes are scoped to the run, so a finished
 //! run's actor can never touch a new run's state.
 //!
-//! After a restart (a panic included) the state is read back from the strategy's row.
+//! A P&L that is not a finite number (absurd quantities or prices) cannot be compared with any
+//! limit: the run goes `exit_failed` with a `pnl_invalid` event instead of staying silent. After
+//! a restart (a panic included) the state is read back from the strategy's row.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -676,13 +678,46 @@ impl RiskActor {
             run_id: Set(self.run_id),
             event_type: Set(e.kind),
             threshold: Set(e.threshold),
-            pnl: Set(snap.pnl),
+            // A P&L that is not a finite number is stored as 0 (the message says what it was).
+            pnl: Set(if snap.pnl.is_finite() { snap.pnl } else { 0.0 }),
             peak: Set(snap.peak),
             stop: Set(snap.stop),
             action: Set(e.action),
             message: Set(e.message),
             ..Default::default()
         }
+    }
+
+    /// The P&L (or a figure derived from the legs) is not a finite number: no rule can be
+    /// evaluated. The run needs a human, loudly, like a failed exit.
+    fn pnl_invalid(&mut self, what: String, ctx: &mut Context<Self>) {
+        tracing::error!(
+            strategy_id = self.strategy_id,
+            run_id = self.run_id,
+            "RISK RULES CANNOT BE EVALUATED, a human must check the strategy's positions: {what}"
+        );
+        self.phase = RiskState::ExitFailed;
+        self.cancel_confirm(ctx);
+        self.last_error = Some(what.clone());
+        self.last_trigger = Some(TriggerView {
+            event: RiskEventType::PnlInvalid,
+            threshold: None,
+            pnl: 0.0,
+            at: Utc::now(),
+        });
+        self.submit(
+            Write::Transition {
+                state: RiskState::ExitFailed,
+                event: Some(NewEvent {
+                    kind: RiskEventType::PnlInvalid,
+                    threshold: None,
+                    action: "risk rules cannot be evaluated: check the positions by hand".into(),
+                    message: Some(what),
+                }),
+                then: Then::Nothing,
+            },
+            ctx,
+        );
     }
 
     /// Reads the run's state back from the strategy's row (after a restart), then resumes an
@@ -855,7 +890,15 @@ impl RiskActor {
             );
         }
         match self.phase {
-            RiskState::ExitFailed => (Lifecycle::Degraded, Some("exit failed".into())),
+            RiskState::ExitFailed => (
+                Lifecycle::Degraded,
+                Some(match &self.last_trigger {
+                    Some(t) if t.event == RiskEventType::PnlInvalid => {
+                        "P&L is not a finite number".into()
+                    }
+                    _ => "exit failed".into(),
+                }),
+            ),
             RiskState::Paused | RiskState::Exited => (Lifecycle::Stopped, None),
             _ if self.feed_degraded && self.evaluating => (
                 Lifecycle::Degraded,
@@ -1009,6 +1052,10 @@ impl Handler<PnlUpdate> for RiskActor {
         let Some(pnl) = u.pnl else {
             return;
         };
+        if let Some(what) = invalid_figures(&u) {
+            self.pnl_invalid(what, ctx);
+            return;
+        }
         if !u.fresh {
             // A price older than stale_after never decides anything (REST quotes refresh it).
             self.skipped_stale += 1;
@@ -1236,6 +1283,27 @@ impl Handler<GetRiskStatus> for RiskActor {
     fn handle(&mut self, _: GetRiskStatus, _ctx: &mut Context<Self>) -> Self::Result {
         MessageResult(self.status())
     }
+}
+
+/// Says which of the run's figures is not a finite number, if any.
+fn invalid_figures(u: &PnlUpdate) -> Option<String> {
+    let figures = [
+        ("P&L", u.pnl.unwrap_or(0.0)),
+        ("realized P&L", u.realized),
+        ("open quantity", u.open_qty),
+        ("net premium", u.net_premium),
+    ];
+    let bad: Vec<String> = figures
+        .iter()
+        .filter(|(_, v)| !v.is_finite())
+        .map(|(name, v)| format!("{name} is {v}"))
+        .collect();
+    (!bad.is_empty()).then(|| {
+        format!(
+            "{} (a quantity or price out of any real range: check the legs)",
+            bad.join(", ")
+        )
+    })
 }
 
 impl RiskStatus {

@@ -255,6 +255,7 @@ mod tests {
                 "resumed",
                 "feed_degraded",
                 "feed_restored",
+                "pnl_invalid",
             ],
             RiskEventType::as_str,
         );

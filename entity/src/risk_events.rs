@@ -19,6 +19,9 @@ string_enum! {
         FeedDegraded = "feed_degraded",
         /// The feed is live again.
         FeedRestored = "feed_restored",
+        /// The run's P&L is not a finite number (absurd quantities or prices): the strategy
+        /// went exit_failed, rules cannot be evaluated.
+        PnlInvalid = "pnl_invalid",
     }
 }
 

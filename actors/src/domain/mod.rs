@@ -7,6 +7,7 @@ pub mod backoff;
 pub mod calendar;
 pub mod chain;
 pub mod exits;
+pub mod fills;
 pub mod latency;
 pub mod mask;
 pub mod options;

@@ -312,3 +312,78 @@ async fn a_risk_actor_in_a_crash_loop_is_faulted_loudly() {
         "{reasons:?}"
     );
 }
+
+/// Rows stored before fills were bounded: one absurd leg made the run's P&L infinite and its
+/// max loss never fired, even for a leg losing ₹997 000 next to it.
+#[actix_web::test]
+async fn a_pnl_that_is_not_a_number_puts_the_strategy_in_exit_failed_loudly() {
+    use chrono::Utc;
+    use entity::strategies;
+    use entity::strategy_executions::{self, ExecutionStatus, Product, TradeAction};
+    use sea_orm::{ActiveModelTrait, ActiveValue::Set};
+
+    let mut h = Harness::without_process(options()).await;
+    let strategy = strategies::ActiveModel {
+        name: Set("legacy".into()),
+        max_loss: Set(Some(1.0)),
+        run_id: Set(1),
+        run_started_at: Set(Some(Utc::now())),
+        ..Default::default()
+    }
+    .insert(&h.db)
+    .await
+    .unwrap();
+    for (symbol, quantity, entry) in [("INFY", i64::MAX, 1e300), ("TCS", 10_000, 200.0)] {
+        strategy_executions::ActiveModel {
+            strategy_id: Set(strategy.id),
+            account_id: Set(h.accounts[1].id),
+            run_id: Set(1),
+            symbol: Set(symbol.into()),
+            exchange: Set("NSE".into()),
+            product: Set(Product::Mis),
+            action: Set(TradeAction::Buy),
+            quantity: Set(quantity),
+            entry_price: Set(entry),
+            status: Set(ExecutionStatus::Entered),
+            entered_at: Set(Utc::now()),
+            ..Default::default()
+        }
+        .insert(&h.db)
+        .await
+        .unwrap();
+    }
+    h.price("NSE", "INFY", 100.0).await;
+    h.price("NSE", "TCS", 100.0).await;
+    h.start_process().await;
+    h.wait_subscribed("NSE", "TCS").await;
+    // TCS loses (100 − 200) × 10 000 = −₹1 000 000 against a max loss of ₹1.
+    h.price("NSE", "INFY", 100.0).await;
+    h.price("NSE", "TCS", 100.3).await;
+
+    let s = h.wait_state(strategy.id, "exit_failed").await;
+    assert_eq!(s["live"]["degraded"], "P&L is not a finite number", "{s}");
+    let events = h.wait_event(strategy.id, "pnl_invalid").await;
+    let event = events
+        .iter()
+        .find(|e| e["event_type"] == "pnl_invalid")
+        .unwrap();
+    let message = event["message"].as_str().unwrap();
+    assert!(
+        message.contains("is -inf") || message.contains("is NaN"),
+        "{message}"
+    );
+    assert!(!events.iter().any(|e| e["event_type"] == "max_loss"));
+    // Nothing is sent on a number that means nothing: a human decides.
+    assert!(h.exits_on("TCS").await.is_empty());
+    assert!(h.exits_on("INFY").await.is_empty());
+    let (code, body) = health(&h, false).await;
+    assert_eq!(code, StatusCode::OK);
+    assert!(
+        body["reasons"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r == "strategy 'legacy': Degraded (P&L is not a finite number)"),
+        "{body}"
+    );
+}
