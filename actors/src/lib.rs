@@ -3,6 +3,7 @@
 pub mod accounts;
 pub mod calendar;
 pub mod chain;
+pub mod db;
 pub mod domain;
 pub mod feed;
 pub mod openalgo;

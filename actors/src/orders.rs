@@ -23,7 +23,7 @@ use entity::strategy_executions::{self, ExecutionStatus, ExitReason, Product, Tr
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, DatabaseConnection, DbErr, EntityTrait,
-    QueryFilter, QueryOrder, TransactionTrait,
+    QueryFilter, QueryOrder,
 };
 use serde::Serialize;
 
@@ -1533,7 +1533,9 @@ enum SendResult {
 async fn record_request(db: &DatabaseConnection, job: &SendJob) -> Result<Option<i32>, String> {
     use strategy_executions::Column as C;
     let attempt = i32::try_from(job.attempt).unwrap_or(i32::MAX);
-    let txn = db.begin().await.map_err(|e| e.to_string())?;
+    let txn = crate::db::begin_write(db)
+        .await
+        .map_err(|e| e.to_string())?;
     let mut update = strategy_executions::Entity::update_many()
         .col_expr(C::Status, Expr::value(ExecutionStatus::ExitPending))
         .col_expr(C::ExitReason, Expr::value(job.reason))
@@ -1874,7 +1876,7 @@ async fn record_exited(
     realized_pnl: Option<f64>,
     filled_requests: Vec<i32>,
 ) -> Result<(), DbErr> {
-    let txn = db.begin().await?;
+    let txn = crate::db::begin_write(db).await?;
     strategy_executions::ActiveModel {
         id: Set(leg_id),
         status: Set(ExecutionStatus::Exited),

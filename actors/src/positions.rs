@@ -27,7 +27,7 @@ use entity::{exit_requests, risk_events, trading_accounts};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, DatabaseConnection, DbErr, EntityTrait,
-    PaginatorTrait, QueryFilter, TransactionTrait,
+    PaginatorTrait, QueryFilter,
 };
 use serde::Serialize;
 
@@ -1651,7 +1651,7 @@ pub async fn register_execution(
     use strategies::Column as S;
     validate_execution(&new, limits)?;
     let now = Utc::now();
-    let txn = db.begin().await?;
+    let txn = crate::db::begin_write(db).await?;
     let locked = strategies::Entity::update_many()
         .col_expr(S::UpdatedAt, Expr::value(now))
         .filter(S::Id.eq(new.strategy_id))
@@ -1732,7 +1732,7 @@ pub async fn register_execution(
 
 /// Resumes a strategy without a run in progress (no risk actor): its next run is monitored.
 async fn resume_idle(db: &DatabaseConnection, strategy_id: i32) -> Result<(), MonitorError> {
-    let txn = db.begin().await?;
+    let txn = crate::db::begin_write(db).await?;
     let Some(s) = strategies::Entity::find_by_id(strategy_id)
         .one(&txn)
         .await?

@@ -26,7 +26,7 @@ use entity::strategy_executions::ExitReason;
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, DatabaseConnection, DbErr, EntityTrait,
-    QueryFilter, QueryOrder, TransactionTrait,
+    QueryFilter, QueryOrder,
 };
 use serde::Serialize;
 use tokio::sync::oneshot;
@@ -1373,7 +1373,7 @@ async fn write_transition(
 ) -> Result<(), DbErr> {
     use strategies::Column as C;
     let now = Utc::now();
-    let txn = db.begin().await?;
+    let txn = crate::db::begin_write(db).await?;
     let updated = strategies::Entity::update_many()
         .col_expr(C::RiskState, Expr::value(state))
         .col_expr(C::PeakPnl, Expr::value(snap.peak.unwrap_or(0.0)))

@@ -9,6 +9,7 @@
 
 use actix_web::{HttpResponse, web};
 use actors::accounts::{Account, ReloadAccounts, ping_gateway, record_ping};
+use actors::db::begin_write;
 use actors::domain::mask::mask_secret;
 use actors::secrets::KeyCipher;
 use chrono::{DateTime, Utc};
@@ -17,7 +18,7 @@ use entity::{strategy_executions, trading_accounts};
 use sea_orm::ActiveValue::Set;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, DbErr, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
-    SqlErr, TransactionTrait,
+    SqlErr,
 };
 use serde::{Deserialize, Serialize};
 
@@ -328,9 +329,7 @@ async fn create(
     let key = api_key(&input.api_key)?;
     let (ciphertext, hint) = seal(&state, &key)?;
 
-    let txn = state
-        .db
-        .begin()
+    let txn = begin_write(&state.db)
         .await
         .map_err(database("starting a transaction failed"))?;
     if input.is_primary {
@@ -443,9 +442,7 @@ async fn update(
         active.is_active = Set(v);
     }
 
-    let txn = state
-        .db
-        .begin()
+    let txn = begin_write(&state.db)
         .await
         .map_err(database("starting a transaction failed"))?;
     if input.is_primary == Some(true) {

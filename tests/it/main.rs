@@ -7,6 +7,7 @@ mod bench;
 mod browser;
 mod calendar;
 mod chain;
+mod concurrency;
 mod config;
 mod feed;
 mod foundation;
