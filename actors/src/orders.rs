@@ -195,6 +195,9 @@ pub struct GatewayStatus {
     pub legs_recovered: u64,
     pub duplicates_refused: u64,
     pub last_error: Option<String>,
+    /// Recording each exit request before its order is sent (the write-ahead row), waiting
+    /// for the database included.
+    pub write_ahead_latency: crate::domain::latency::LatencySnapshot,
 }
 
 /// An open leg as the gateway needs it.
@@ -357,6 +360,8 @@ pub struct OrderGatewayActor {
     legs_recovered: u64,
     duplicates_refused: u64,
     last_error: Option<String>,
+    /// How long recording an exit request (the write-ahead row) took, waiting included.
+    write_ahead: crate::domain::latency::LatencyHistogram,
 }
 
 impl OrderGatewayActor {
@@ -382,6 +387,7 @@ impl OrderGatewayActor {
             legs_recovered: 0,
             duplicates_refused: 0,
             last_error: None,
+            write_ahead: Default::default(),
         }
     }
 
@@ -715,10 +721,12 @@ impl OrderGatewayActor {
         };
         lane.busy = true;
         let db = self.db.clone();
+        let started = Instant::now();
         ctx.spawn(
             async move { record_request(&db, &job).await }
                 .into_actor(self)
                 .map(move |recorded, act, ctx| {
+                    act.write_ahead.record(started.elapsed());
                     act.on_recorded(account_id, id, chunk, recorded, ctx)
                 }),
         );
@@ -1208,6 +1216,7 @@ impl OrderGatewayActor {
             legs_recovered: self.legs_recovered,
             duplicates_refused: self.duplicates_refused,
             last_error: self.last_error.clone(),
+            write_ahead_latency: self.write_ahead.snapshot(),
         }
     }
 }
