@@ -9,6 +9,7 @@ mod calendar;
 mod chain;
 mod concurrency;
 mod config;
+mod deploy;
 mod feed;
 mod foundation;
 mod helpers;
