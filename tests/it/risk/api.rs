@@ -70,6 +70,21 @@ async fn account(db: &DatabaseConnection) -> i32 {
     .id
 }
 
+/// A connection to the app's database, an account and a strategy (its id) to register legs on.
+async fn with_strategy(app: &TestApp, name: &str) -> (DatabaseConnection, i32, i64) {
+    let conn = db(app).await;
+    let account_id = account(&conn).await;
+    let (status, s) = call(
+        app,
+        "POST",
+        "/api/v1/strategies",
+        Some(json!({ "name": name })),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{s}");
+    (conn, account_id, s["id"].as_i64().unwrap())
+}
+
 #[actix_web::test]
 async fn strategies_crud_and_risk_limit_validation() {
     let app = spawn_app().await;
@@ -232,16 +247,7 @@ async fn strategies_crud_and_risk_limit_validation() {
 #[actix_web::test]
 async fn executions_are_validated_and_strategies_with_open_legs_cannot_be_deleted() {
     let app = spawn_app().await;
-    let conn = db(&app).await;
-    let account_id = account(&conn).await;
-    let (_, s) = call(
-        &app,
-        "POST",
-        "/api/v1/strategies",
-        Some(json!({"name": "legs"})),
-    )
-    .await;
-    let strategy_id = s["id"].as_i64().unwrap();
+    let (conn, account_id, strategy_id) = with_strategy(&app, "legs").await;
     let valid = json!({
         "strategy_id": strategy_id, "account_id": account_id, "symbol": "NIFTY28APR2625000CE",
         "exchange": "NFO", "product": "NRML", "action": "SELL", "quantity": 130,
@@ -418,18 +424,10 @@ async fn the_fill_bounds_are_settings() {
         s.risk.max_price = 50.0;
     })
     .await;
-    let conn = db(&app).await;
-    let account_id = account(&conn).await;
-    let (_, s) = call(
-        &app,
-        "POST",
-        "/api/v1/strategies",
-        Some(json!({"name": "small"})),
-    )
-    .await;
+    let (conn, account_id, strategy_id) = with_strategy(&app, "small").await;
     let body = |quantity: i64, price: f64| {
         json!({
-            "strategy_id": s["id"], "account_id": account_id, "symbol": "INFY",
+            "strategy_id": strategy_id, "account_id": account_id, "symbol": "INFY",
             "exchange": "NSE", "product": "MIS", "action": "BUY", "quantity": quantity,
             "entry_price": price,
         })
