@@ -1012,8 +1012,8 @@ impl Handler<FeedHealth> for RiskActor {
             NewEvent {
                 kind: RiskEventType::FeedRestored,
                 threshold: None,
-                action: "feed live again: open legs priced by the feed".into(),
-                message: None,
+                action: "feed no longer degraded".into(),
+                message: Some(msg.reason),
             }
         };
         self.submit(Write::Event(event), ctx);

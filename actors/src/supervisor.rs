@@ -44,7 +44,7 @@ pub struct FeedHealth {
     /// The subtree runs and the feed has not been live for `feed_down_after` (or there is no
     /// feed account): open legs must be priced over REST.
     pub degraded: bool,
-    /// Why, in words (empty when not degraded).
+    /// Why it is (or is no longer) degraded, in words.
     pub reason: String,
 }
 
@@ -229,7 +229,6 @@ impl SupervisorActor {
         let wanted = self.running && self.target.is_some();
         if wanted != self.feed_wanted {
             self.feed_wanted = wanted;
-            self.not_live_since = wanted.then(Instant::now);
             if wanted {
                 self.feed.connection.do_send(StartFeed);
             } else {
@@ -242,43 +241,40 @@ impl SupervisorActor {
     /// Re-decides whether the feed is degraded and tells the followers when that changed.
     fn judge_feed(&mut self) {
         let live = self.feed_state == Some(ConnectionState::Live);
-        if live || !self.feed_wanted {
+        if live || !self.running {
             self.not_live_since = None;
         } else if self.not_live_since.is_none() {
             self.not_live_since = Some(Instant::now());
         }
+        let down_for = self
+            .not_live_since
+            .map_or(Duration::ZERO, |at| at.elapsed());
         let health = if !self.running {
             FeedHealth {
                 degraded: false,
-                reason: String::new(),
+                reason: "the market-hours subtree stopped".into(),
             }
-        } else if let Some(t) = self.target.as_ref().filter(|_| !live) {
-            let down_for = self
-                .not_live_since
-                .map_or(Duration::ZERO, |at| at.elapsed());
-            let state = self
-                .feed_state
-                .map_or_else(|| "unknown".to_string(), |s| format!("{s:?}"));
-            FeedHealth {
-                degraded: down_for >= self.settings.feed_down_after,
-                reason: format!(
-                    "the feed on '{}' is not live ({state} for {} s); open legs are priced over REST",
-                    t.account_name,
-                    down_for.as_secs()
-                ),
-            }
-        } else if self.target.is_none() {
-            FeedHealth {
-                degraded: true,
-                reason: format!(
-                    "no feed account ({}); open legs are priced over REST",
-                    self.account_reason
-                ),
-            }
-        } else {
+        } else if live {
             FeedHealth {
                 degraded: false,
-                reason: String::new(),
+                reason: "the feed is live".into(),
+            }
+        } else {
+            // Not live (or no feed account) for `feed_down_after`: a connect or a failover in
+            // progress is not an outage yet.
+            let why = match &self.target {
+                Some(t) => format!(
+                    "the feed on '{}' is not live ({} for {} s)",
+                    t.account_name,
+                    self.feed_state
+                        .map_or_else(|| "unknown".to_string(), |s| format!("{s:?}")),
+                    down_for.as_secs()
+                ),
+                None => format!("no feed account ({})", self.account_reason),
+            };
+            FeedHealth {
+                degraded: down_for >= self.settings.feed_down_after,
+                reason: format!("{why}; open legs are priced over REST"),
             }
         };
         if health.degraded == self.feed_health.degraded {
@@ -381,7 +377,11 @@ impl SupervisorActor {
             feed_live: self.feed_state == Some(ConnectionState::Live),
             feed_degraded: self.feed_health.degraded,
             feed_degraded_since: self.feed_degraded_since,
-            feed_degraded_reason: self.feed_health.reason.clone(),
+            feed_degraded_reason: if self.feed_health.degraded {
+                self.feed_health.reason.clone()
+            } else {
+                String::new()
+            },
             manually_stopped: self.manually_stopped,
             transitions: self.transitions.iter().cloned().collect(),
         }

@@ -6,8 +6,8 @@
 //! window (counters, latency buckets and CPU read at both ends, RSS and upstream connections
 //! sampled every second), then breach trials (a price that breaks a strategy's max loss, timed
 //! from the simulator's send to the exit order's receipt at the simulator) while HTTP clients
-//! write strategies without pause, so the exits' write-ahead rows contend with HTTP writes for
-//! the database (the order gateway times each one). Then, with the
+//! write strategies, so the exits' write-ahead rows contend with HTTP writes for the database
+//! (the order gateway times each one). Then, with the
 //! supervisor stopped, the ceiling: a bare client reads and parses the same upstream symbols at
 //! the same offered rate.
 
@@ -42,8 +42,11 @@ const BREACH_TRIALS: usize = 10;
 const BREACH_ENTRY: f64 = 1000.0;
 const BREACH_PRICE: f64 = 100.0;
 const BREACH_MAX_LOSS: f64 = 500.0;
-/// HTTP clients writing strategies back to back during the breach trials.
+/// HTTP clients writing strategies during the breach trials, each at most one write per
+/// `HTTP_WRITE_EVERY` (100 writes/s together: far more than operators make, without turning the
+/// run into a test of the HTTP layer's CPU).
 const HTTP_WRITERS: usize = 4;
+const HTTP_WRITE_EVERY: Duration = Duration::from_millis(40);
 /// How often a viewer pings its chain socket (well inside the default 300 s lease).
 const VIEWER_PING_EVERY: Duration = Duration::from_secs(60);
 /// Chains the viewers watch, in turn.
@@ -689,8 +692,8 @@ impl Bench {
     }
 }
 
-/// Writes strategies back to back until `writing` turns false: create one, change its
-/// description and its limits, delete it. Answers (writes done, writes failed).
+/// Writes strategies until `writing` turns false, one write per `HTTP_WRITE_EVERY`: create one,
+/// change its description and its limits, delete it. Answers (writes done, writes failed).
 async fn http_writer(base: String, token: String, n: usize, writing: Rc<Cell<bool>>) -> (u64, u64) {
     use actix_web::http::Method;
     let api = ApiClient::new(base, Some(token));
@@ -699,6 +702,7 @@ async fn http_writer(base: String, token: String, n: usize, writing: Rc<Cell<boo
         done += 1;
         failed += u64::from(!ok);
     };
+    let pace = || actix_rt::time::sleep(HTTP_WRITE_EVERY);
     let mut i = 0u64;
     while writing.get() {
         i += 1;
@@ -708,6 +712,7 @@ async fn http_writer(base: String, token: String, n: usize, writing: Rc<Cell<boo
                 json!({"name": format!("http writer {n} #{i}"), "description": "churn"}),
             )
             .await;
+        pace().await;
         let Ok(created) = created else {
             count(false);
             continue;
@@ -729,6 +734,7 @@ async fn http_writer(base: String, token: String, n: usize, writing: Rc<Cell<boo
         ] {
             let status = api.status(method, &path, body).await;
             count(status.is_ok_and(|s| s.is_success()));
+            pace().await;
         }
     }
     (done, failed)
