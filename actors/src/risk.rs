@@ -696,23 +696,42 @@ impl RiskActor {
             run_id = self.run_id,
             "RISK RULES CANNOT BE EVALUATED, a human must check the strategy's positions: {what}"
         );
-        self.phase = RiskState::ExitFailed;
         self.cancel_confirm(ctx);
-        self.last_error = Some(what.clone());
+        self.needs_a_human(
+            RiskEventType::PnlInvalid,
+            0.0,
+            "risk rules cannot be evaluated: check the positions by hand",
+            what,
+            ctx,
+        );
+    }
+
+    /// Puts the run in ExitFailed with a risk event of `kind`: nothing more is decided or sent
+    /// for it until an operator resumes it.
+    fn needs_a_human(
+        &mut self,
+        kind: RiskEventType,
+        pnl: f64,
+        action: &str,
+        message: String,
+        ctx: &mut Context<Self>,
+    ) {
+        self.phase = RiskState::ExitFailed;
+        self.last_error = Some(message.clone());
         self.last_trigger = Some(TriggerView {
-            event: RiskEventType::PnlInvalid,
+            event: kind,
             threshold: None,
-            pnl: 0.0,
+            pnl,
             at: Utc::now(),
         });
         self.submit(
             Write::Transition {
                 state: RiskState::ExitFailed,
                 event: Some(NewEvent {
-                    kind: RiskEventType::PnlInvalid,
+                    kind,
                     threshold: None,
-                    action: "risk rules cannot be evaluated: check the positions by hand".into(),
-                    message: Some(what),
+                    action: action.into(),
+                    message: Some(message),
                 }),
                 then: Then::Nothing,
             },
@@ -840,25 +859,12 @@ impl RiskActor {
             run_id = self.run_id,
             "EXIT FAILED, a human must check the strategy's positions: {message}"
         );
-        self.phase = RiskState::ExitFailed;
-        self.last_error = Some(message.clone());
-        self.last_trigger = Some(TriggerView {
-            event: RiskEventType::ExitFailed,
-            threshold: None,
-            pnl: self.pnl.unwrap_or(self.realized),
-            at: Utc::now(),
-        });
-        self.submit(
-            Write::Transition {
-                state: RiskState::ExitFailed,
-                event: Some(NewEvent {
-                    kind: RiskEventType::ExitFailed,
-                    threshold: None,
-                    action: "exit failed: the position must be checked by hand".into(),
-                    message: Some(message),
-                }),
-                then: Then::Nothing,
-            },
+        let pnl = self.pnl.unwrap_or(self.realized);
+        self.needs_a_human(
+            RiskEventType::ExitFailed,
+            pnl,
+            "exit failed: the position must be checked by hand",
+            message,
             ctx,
         );
     }

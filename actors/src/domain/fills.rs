@@ -42,6 +42,20 @@ fn refuse(field: &'static str, message: String) -> Result<(), FillError> {
     Err(FillError { field, message })
 }
 
+/// A count of units between 1 and `max_leg_quantity`.
+fn units(field: &'static str, value: i64, limits: &FillLimits) -> Result<(), FillError> {
+    if (1..=limits.max_leg_quantity).contains(&value) {
+        return Ok(());
+    }
+    refuse(
+        field,
+        format!(
+            "must be between 1 and {} units (risk.max_leg_quantity), got {value}",
+            limits.max_leg_quantity
+        ),
+    )
+}
+
 /// Checks a fill of `quantity` units at `price` against the limits: 1 ≤ quantity ≤
 /// `max_leg_quantity`, 0 < price ≤ `max_price`, quantity × price ≤ `max_leg_notional`, and at
 /// most `max_exit_orders_per_leg` exit orders of the freeze quantity (in whole lots).
@@ -52,15 +66,7 @@ pub fn check_fill(
     lot_size: Option<i64>,
     limits: &FillLimits,
 ) -> Result<(), FillError> {
-    if quantity < 1 || quantity > limits.max_leg_quantity {
-        return refuse(
-            "quantity",
-            format!(
-                "must be between 1 and {} units (risk.max_leg_quantity), got {quantity}",
-                limits.max_leg_quantity
-            ),
-        );
-    }
+    units("quantity", quantity, limits)?;
     if !(price.is_finite() && price > 0.0 && price <= limits.max_price) {
         return refuse(
             "entry_price",
@@ -82,15 +88,7 @@ pub fn check_fill(
         );
     }
     if let Some(freeze) = freeze_qty {
-        if freeze < 1 || freeze > limits.max_leg_quantity {
-            return refuse(
-                "freeze_qty",
-                format!(
-                    "must be between 1 and {} (risk.max_leg_quantity), got {freeze}",
-                    limits.max_leg_quantity
-                ),
-            );
-        }
+        units("freeze_qty", freeze, limits)?;
         if let Some(chunk) = max_chunk(Some(freeze), lot_size) {
             // Both are at least 1: no overflow, no division by zero.
             let orders = quantity / chunk + i64::from(quantity % chunk != 0);
@@ -106,16 +104,8 @@ pub fn check_fill(
             }
         }
     }
-    if let Some(lot) = lot_size
-        && (lot < 1 || lot > limits.max_leg_quantity)
-    {
-        return refuse(
-            "lot_size",
-            format!(
-                "must be between 1 and {} (risk.max_leg_quantity), got {lot}",
-                limits.max_leg_quantity
-            ),
-        );
+    if let Some(lot) = lot_size {
+        units("lot_size", lot, limits)?;
     }
     Ok(())
 }
