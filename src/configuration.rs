@@ -154,6 +154,7 @@ pub struct PositionMonitorSettings {
     pub stale_after_s: u64,
     pub reconcile_interval_s: u64,
     pub quote_fallback_per_s: u32,
+    pub feed_down_after_s: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -166,6 +167,10 @@ pub struct RiskSettings {
     pub max_exit_attempts: u32,
     pub exit_retry_initial_ms: u64,
     pub order_rate_per_s: u32,
+    pub max_leg_quantity: i64,
+    pub max_price: f64,
+    pub max_leg_notional: f64,
+    pub max_exit_orders_per_leg: i64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -434,6 +439,31 @@ impl Settings {
             "risk.order_rate_per_s",
             "must be at least 1",
         )?;
+        check(
+            self.position_monitor.feed_down_after_s >= 1,
+            "position_monitor.feed_down_after_s",
+            "must be at least 1",
+        )?;
+        check(
+            self.risk.max_leg_quantity >= 1,
+            "risk.max_leg_quantity",
+            "must be at least 1",
+        )?;
+        check(
+            self.risk.max_price.is_finite() && self.risk.max_price > 0.0,
+            "risk.max_price",
+            "must be a number above 0",
+        )?;
+        check(
+            self.risk.max_leg_notional.is_finite() && self.risk.max_leg_notional > 0.0,
+            "risk.max_leg_notional",
+            "must be a number above 0",
+        )?;
+        check(
+            self.risk.max_exit_orders_per_leg >= 1,
+            "risk.max_exit_orders_per_leg",
+            "must be at least 1",
+        )?;
         let o = &self.option_chain;
         check(
             (1..=50).contains(&o.default_strikes),
@@ -485,6 +515,16 @@ impl Settings {
 }
 
 impl Settings {
+    /// Bounds of a registered fill (`risk` section).
+    pub fn fill_limits(&self) -> actors::domain::fills::FillLimits {
+        actors::domain::fills::FillLimits {
+            max_leg_quantity: self.risk.max_leg_quantity,
+            max_price: self.risk.max_price,
+            max_leg_notional: self.risk.max_leg_notional,
+            max_exit_orders_per_leg: self.risk.max_exit_orders_per_leg,
+        }
+    }
+
     /// The feed connection's settings (ARCHITECTURE §5).
     pub fn feed_settings(&self) -> actors::feed::ConnectionSettings {
         let c = &self.connection;

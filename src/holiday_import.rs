@@ -10,15 +10,14 @@
 //! row, is skipped and reported, so running the same import again inserts nothing. The rows are
 //! inserted in one transaction.
 
+use actors::db::begin_write;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use chrono::NaiveDate;
 use entity::market_holidays;
 use entity::prelude::MarketHolidays;
-use sea_orm::{
-    ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, SqlErr, TransactionTrait,
-};
+use sea_orm::{ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, SqlErr};
 use serde::Serialize;
 
 use crate::calendar_input::{HolidayInput, NewHoliday};
@@ -341,7 +340,9 @@ pub async fn import(db: &DatabaseConnection, rows: Vec<Row>) -> Result<ImportRep
         }
     }
 
-    let txn = db.begin().await.map_err(database("starting the import"))?;
+    let txn = begin_write(db)
+        .await
+        .map_err(database("starting the import"))?;
     let stored = stored_keys(&txn, &fresh).await?;
     let (present, to_insert): (Vec<Row>, Vec<Row>) = fresh
         .into_iter()

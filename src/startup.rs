@@ -8,7 +8,7 @@ use actix::Addr;
 use actix_web::dev::Server;
 use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
-use actors::accounts::{AccountMonitorActor, AccountMonitorSettings, FollowAccounts};
+use actors::accounts::{AccountMonitorActor, AccountMonitorSettings, FollowAccounts, FollowReach};
 use actors::calendar::{CalendarActor, CalendarSettings, SubscribePhase};
 use actors::chain::{ChainDirectoryActor, ChainSettings, CloseAllChainSessions};
 use actors::feed::Feed;
@@ -16,7 +16,10 @@ use actors::orders::{GatewaySettings, OrderGatewayActor};
 use actors::positions::{MonitorSettings, PositionMonitorActor};
 use actors::risk::RiskSettings;
 use actors::secrets::{ExposeSecret, KeyCipher, SecretString, Token};
-use actors::supervisor::{AddMember, FollowGateway, SupervisorActor};
+use actors::supervised;
+use actors::supervisor::{
+    AddMember, FollowFeedHealth, FollowGateway, SupervisorActor, SupervisorSettings,
+};
 use anyhow::Context as _;
 use clock::{SharedClock, SystemClock};
 use rand::Rng;
@@ -78,7 +81,7 @@ impl Application {
             crash_loop_window: Duration::from_secs(settings.supervision.crash_loop_window_s),
         };
         let (calendar_db, calendar_clock) = (db.clone(), clock.clone());
-        let calendar = actix::Supervisor::start(move |_| {
+        let calendar = supervised::start(move |_| {
             CalendarActor::new(calendar_db, calendar_clock, calendar_settings)
         });
         let rest_timeout = Duration::from_millis(settings.connection.rest_timeout_ms);
@@ -100,13 +103,16 @@ impl Application {
         );
         let supervisor = {
             let feed = feed.clone();
-            actix::Supervisor::start(move |_| SupervisorActor::new(feed))
+            let supervisor_settings = SupervisorSettings {
+                feed_down_after: Duration::from_secs(settings.position_monitor.feed_down_after_s),
+            };
+            supervised::start(move |_| SupervisorActor::new(feed, supervisor_settings))
         };
         calendar.do_send(SubscribePhase(supervisor.clone().recipient()));
         let feed_decisions = supervisor.clone().recipient();
         let accounts = {
             let (db, cipher) = (db.clone(), cipher.clone());
-            actix::Supervisor::start(move |_| {
+            supervised::start(move |_| {
                 AccountMonitorActor::new(db, cipher, account_monitor_settings, feed_decisions)
             })
         };
@@ -120,8 +126,10 @@ impl Application {
         );
         supervisor.do_send(FollowGateway(chains.clone().recipient()));
         supervisor.do_send(AddMember(monitor.clone().recipient()));
+        supervisor.do_send(FollowFeedHealth(monitor.clone().recipient()));
         accounts.do_send(FollowAccounts(gateway.clone().recipient()));
         accounts.do_send(FollowAccounts(monitor.clone().recipient()));
+        accounts.do_send(FollowReach(monitor.clone().recipient()));
         let state = web::Data::new(AppState {
             db,
             admin_token: admin_token.clone(),
@@ -297,6 +305,7 @@ pub fn monitor_settings(s: &Settings) -> MonitorSettings {
         rest_timeout: Duration::from_millis(s.connection.rest_timeout_ms),
         crash_loop_max_restarts: s.supervision.crash_loop_max_restarts,
         crash_loop_window: Duration::from_secs(s.supervision.crash_loop_window_s),
+        fill_limits: s.fill_limits(),
     }
 }
 

@@ -352,6 +352,7 @@
 
   function render(state) {
     lastState = state;
+    renderHealth(state.health);
     renderSummary(state);
     renderService(state.supervisor);
     renderCalendar(state.calendar);
@@ -415,13 +416,33 @@
       ch.enabled ? `${ch.opened_total} opened` : 'disabled');
   }
 
+  // What GET /health answers: a banner with every reason while the service is degraded.
+  function renderHealth(health) {
+    const banner = $('health-banner');
+    const reasons = health ? health.reasons : [];
+    banner.hidden = reasons.length === 0;
+    const text = reasons.join('\n');
+    if (banner.dataset.text === text) return;
+    banner.dataset.text = text;
+    if (reasons.length === 0) {
+      banner.replaceChildren();
+      return;
+    }
+    banner.replaceChildren(
+      h('strong', { text: 'Degraded (GET /health)' }),
+      h('ul', null, reasons.map((r) => h('li', { text: r }))));
+  }
+
   function renderService(sup) {
     kv($('service-kv'), [
       ['State', { badge: [sup.running ? 'Running' : 'Stopped', sup.running ? 'ok' : 'off'] }, 'service-state'],
       ['Why', sup.reason],
       ['Since', { age: since(sup.since), title: sup.since }],
       ['Feed account', sup.feed_account ? sup.feed_account.name : 'none'],
-      ['Account reachable', sup.feed_account_reachable ? 'yes' : 'no'],
+      ['Account reachable', sup.feed_account_reachable ? 'yes' : { text: 'no', cls: 'error' }],
+      ['Feed', sup.feed_degraded
+        ? { text: `degraded: ${sup.feed_degraded_reason}`, cls: 'error' }
+        : (sup.running ? (sup.feed_live ? 'live' : 'connecting') : '—'), 'service-feed'],
       ['Stopped by hand', sup.manually_stopped ? 'yes' : 'no'],
     ]);
     $('service-start').disabled = !sup.manually_stopped;
@@ -637,7 +658,7 @@
   let riskEventsAt = 0;
 
   function refreshRiskEventsOnChange(strategies) {
-    const signature = strategies.map((x) => `${x.strategy_id}:${x.run_id}:${x.state}:${x.last_trigger ? x.last_trigger.at : ''}`).join('|');
+    const signature = strategies.map((x) => `${x.strategy_id}:${x.run_id}:${x.state}:${x.feed_degraded}:${x.last_trigger ? x.last_trigger.at : ''}`).join('|');
     if (signature === riskSignature && Date.now() - riskEventsAt < 15000) return;
     riskSignature = signature;
     riskEventsAt = Date.now();
@@ -648,7 +669,7 @@
   }
 
   function renderRiskEvents(events, names) {
-    const eventClass = { max_loss: 'bad', max_profit: 'ok', trailing_stop: 'warn', manual_exit: 'info', kill_switch: 'bad', exit_failed: 'bad', exit_completed: 'off', resumed: 'info' };
+    const eventClass = { max_loss: 'bad', max_profit: 'ok', trailing_stop: 'warn', manual_exit: 'info', kill_switch: 'bad', exit_failed: 'bad', exit_completed: 'off', resumed: 'info', feed_degraded: 'warn', feed_restored: 'ok', pnl_invalid: 'bad' };
     syncTable($('risk-events-table'), events, (x) => x.id,
       () => cells(6, ['nowrap', '', '', 'num', 'num', '']),
       (tr, x) => fill(tr, [

@@ -4,9 +4,11 @@
 //!
 //! The feed account is the primary while it is healthy (fewer than `failover_after_failures`
 //! consecutive failed pings); otherwise the first healthy active non-primary account (lowest
-//! id); back to the primary as soon as it answers again. The decision is sent as
-//! [`FeedAccountChanged`] once after the first round of pings and then whenever the chosen
-//! account or its reachability changes.
+//! id); back to the primary as soon as it answers again. An account is *reachable* by the same
+//! rule: one slow or failed ping is not an outage, `failover_after_failures` in a row are. The
+//! decision is sent as [`FeedAccountChanged`] once after the first round of pings and then
+//! whenever the chosen account or its reachability changes; every account's reachability goes
+//! to the followers of [`FollowReach`] (the position monitor routes REST quotes with it).
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -305,10 +307,30 @@ pub struct AccountMonitorSettings {
 pub struct FeedAccountChanged {
     /// None when no account is active.
     pub target: Option<FeedTarget>,
-    /// The chosen account answered its last ping.
+    /// The chosen account has failed fewer than `failover_after_failures` consecutive pings.
     pub reachable: bool,
     pub reason: String,
 }
+
+/// One account's gateway health, as the pings show it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Reach {
+    pub account_id: i32,
+    /// Fewer than `failover_after_failures` consecutive failed pings.
+    pub reachable: bool,
+    /// The last ping was answered (true before the first one).
+    pub answered_last_ping: bool,
+}
+
+/// Every active account's reachability, sent to the followers whenever it changes.
+#[derive(Debug, Clone, PartialEq, Eq, Message)]
+#[rtype(result = "()")]
+pub struct AccountsReach(pub Vec<Reach>);
+
+/// Keeps a follower told every active account's reachability (the current view at once).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct FollowReach(pub Recipient<AccountsReach>);
 
 /// Keeps a follower (the order gateway, the position monitor) given every account's endpoint
 /// after each load; the current view is sent at once when there is one.
@@ -351,6 +373,8 @@ pub struct AccountHealth {
     pub is_primary: bool,
     pub is_active: bool,
     pub consecutive_failures: u32,
+    /// Fewer than `failover_after_failures` consecutive failed pings.
+    pub reachable: bool,
     pub ping_in_flight: bool,
     pub last_ping_at: Option<DateTime<Utc>>,
     pub last_latency_ms: Option<u64>,
@@ -400,10 +424,15 @@ fn choose_feed(active: &[&Monitored], threshold: u32) -> (Option<i32>, String) {
     };
     let primary = active.iter().find(|m| m.account.is_primary);
     if let Some(p) = primary.filter(|p| p.healthy(threshold)) {
-        return (
-            Some(p.account.id),
-            format!("primary account '{}' is healthy", p.account.name),
-        );
+        let reason = match p.consecutive_failures {
+            0 => format!("primary account '{}' is healthy", p.account.name),
+            n => format!(
+                "primary account '{}' is healthy ({n} of {threshold} tolerated consecutive \
+                 pings failed)",
+                p.account.name
+            ),
+        };
+        return (Some(p.account.id), reason);
     }
     let why = match primary {
         Some(p) => format!(
@@ -441,6 +470,9 @@ pub struct AccountMonitorActor {
     settings: AccountMonitorSettings,
     recipient: Recipient<FeedAccountChanged>,
     followers: Vec<Recipient<SetAccounts>>,
+    reach_followers: Vec<Recipient<AccountsReach>>,
+    /// What the reach followers were last told.
+    reach: Option<Vec<Reach>>,
     /// Every account's endpoint as last loaded (None before the first load).
     endpoints: Option<Vec<AccountEndpoint>>,
     accounts: BTreeMap<i32, Monitored>,
@@ -473,6 +505,8 @@ impl AccountMonitorActor {
             settings,
             recipient,
             followers: Vec::new(),
+            reach_followers: Vec::new(),
+            reach: None,
             endpoints: None,
             accounts: BTreeMap::new(),
             next_epoch: 0,
@@ -679,10 +713,26 @@ impl AccountMonitorActor {
         if active.iter().any(|m| m.last_ok.is_none()) {
             return;
         }
-        let (feed, reason) = choose_feed(&active, self.settings.failover_after_failures);
+        let threshold = self.settings.failover_after_failures;
+        let reach: Vec<Reach> = active
+            .iter()
+            .map(|m| Reach {
+                account_id: m.account.id,
+                reachable: m.healthy(threshold),
+                answered_last_ping: m.last_ok != Some(false),
+            })
+            .collect();
+        if self.reach.as_ref() != Some(&reach) {
+            for f in &self.reach_followers {
+                f.do_send(AccountsReach(reach.clone()));
+            }
+            self.reach = Some(reach);
+        }
+        let (feed, reason) = choose_feed(&active, threshold);
         let chosen = feed.and_then(|id| self.accounts.get(&id));
         let target = chosen.map(|m| m.account.feed_target());
-        let reachable = chosen.is_some_and(|m| m.last_ok == Some(true));
+        // One failed ping is not an outage: unreachable takes `threshold` in a row.
+        let reachable = chosen.is_some_and(|m| m.healthy(threshold));
         self.feed = feed;
         self.reason = reason;
         let decision = (target, reachable);
@@ -735,6 +785,7 @@ impl AccountMonitorActor {
                     is_primary: m.account.is_primary,
                     is_active: m.account.is_active,
                     consecutive_failures: m.consecutive_failures,
+                    reachable: m.healthy(self.settings.failover_after_failures),
                     ping_in_flight: m.in_flight,
                     last_ping_at: m.last_ping_at,
                     last_latency_ms: m.last_latency_ms,
@@ -764,6 +815,11 @@ impl actix::Supervised for AccountMonitorActor {
         for m in self.accounts.values_mut() {
             m.in_flight = false;
         }
+        // A handler cut short may have left a follower untold: tell them all again at the
+        // next decision (the accounts themselves are reloaded from the database at start).
+        self.announced = None;
+        self.reach = None;
+        self.endpoints = None;
         self.restarts.on_restart("AccountMonitorActor");
     }
 }
@@ -776,6 +832,17 @@ impl Handler<FollowAccounts> for AccountMonitorActor {
             msg.0.do_send(SetAccounts(endpoints.clone()));
         }
         self.followers.push(msg.0);
+    }
+}
+
+impl Handler<FollowReach> for AccountMonitorActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: FollowReach, _ctx: &mut Context<Self>) {
+        if let Some(reach) = &self.reach {
+            msg.0.do_send(AccountsReach(reach.clone()));
+        }
+        self.reach_followers.push(msg.0);
     }
 }
 
@@ -832,9 +899,11 @@ mod tests {
         let (feed, reason) = choose(&[monitored(1, false, 0), monitored(2, true, 2)]);
         assert_eq!(feed, Some(2), "two failures are below the threshold of 3");
         assert!(
-            reason.contains("primary account 'acc2' is healthy"),
+            reason.contains("primary account 'acc2' is healthy (2 of 3 tolerated"),
             "{reason}"
         );
+        let (_, reason) = choose(&[monitored(2, true, 0)]);
+        assert_eq!(reason, "primary account 'acc2' is healthy");
     }
 
     #[test]

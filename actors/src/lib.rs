@@ -3,6 +3,7 @@
 pub mod accounts;
 pub mod calendar;
 pub mod chain;
+pub mod db;
 pub mod domain;
 pub mod feed;
 pub mod openalgo;
@@ -11,5 +12,5 @@ pub mod positions;
 pub mod risk;
 pub mod secrets;
 pub mod status;
-mod supervised;
+pub mod supervised;
 pub mod supervisor;

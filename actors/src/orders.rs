@@ -23,7 +23,7 @@ use entity::strategy_executions::{self, ExecutionStatus, ExitReason, Product, Tr
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, DatabaseConnection, DbErr, EntityTrait,
-    QueryFilter, QueryOrder, TransactionTrait,
+    QueryFilter, QueryOrder,
 };
 use serde::Serialize;
 
@@ -195,6 +195,9 @@ pub struct GatewayStatus {
     pub legs_recovered: u64,
     pub duplicates_refused: u64,
     pub last_error: Option<String>,
+    /// Recording each exit request before its order is sent (the write-ahead row), waiting
+    /// for the database included.
+    pub write_ahead_latency: crate::domain::latency::LatencySnapshot,
 }
 
 /// An open leg as the gateway needs it.
@@ -357,6 +360,8 @@ pub struct OrderGatewayActor {
     legs_recovered: u64,
     duplicates_refused: u64,
     last_error: Option<String>,
+    /// How long recording an exit request (the write-ahead row) took, waiting included.
+    write_ahead: crate::domain::latency::LatencyHistogram,
 }
 
 impl OrderGatewayActor {
@@ -382,12 +387,14 @@ impl OrderGatewayActor {
             legs_recovered: 0,
             duplicates_refused: 0,
             last_error: None,
+            write_ahead: Default::default(),
         }
     }
 
-    /// Starts the gateway under `actix::Supervisor` on the current arbiter.
+    /// Starts the gateway supervised (restarted after a stop or a panic) on the current
+    /// arbiter.
     pub fn start_supervised(db: DatabaseConnection, settings: GatewaySettings) -> Addr<Self> {
-        actix::Supervisor::start(move |_| OrderGatewayActor::new(db, settings))
+        crate::supervised::start(move |_| OrderGatewayActor::new(db, settings))
     }
 
     fn report(&self, report: ExitReport) {
@@ -714,10 +721,12 @@ impl OrderGatewayActor {
         };
         lane.busy = true;
         let db = self.db.clone();
+        let started = Instant::now();
         ctx.spawn(
             async move { record_request(&db, &job).await }
                 .into_actor(self)
                 .map(move |recorded, act, ctx| {
+                    act.write_ahead.record(started.elapsed());
                     act.on_recorded(account_id, id, chunk, recorded, ctx)
                 }),
         );
@@ -1207,6 +1216,7 @@ impl OrderGatewayActor {
             legs_recovered: self.legs_recovered,
             duplicates_refused: self.duplicates_refused,
             last_error: self.last_error.clone(),
+            write_ahead_latency: self.write_ahead.snapshot(),
         }
     }
 }
@@ -1347,6 +1357,14 @@ impl Handler<AttachExitListener> for OrderGatewayActor {
 
     fn handle(&mut self, msg: AttachExitListener, _ctx: &mut Context<Self>) {
         self.listener = Some(msg.0);
+    }
+}
+
+impl Handler<crate::supervised::InjectPanic> for OrderGatewayActor {
+    type Result = ();
+
+    fn handle(&mut self, _: crate::supervised::InjectPanic, _ctx: &mut Context<Self>) {
+        panic!("fault injected into the order gateway");
     }
 }
 
@@ -1524,7 +1542,9 @@ enum SendResult {
 async fn record_request(db: &DatabaseConnection, job: &SendJob) -> Result<Option<i32>, String> {
     use strategy_executions::Column as C;
     let attempt = i32::try_from(job.attempt).unwrap_or(i32::MAX);
-    let txn = db.begin().await.map_err(|e| e.to_string())?;
+    let txn = crate::db::begin_write(db)
+        .await
+        .map_err(|e| e.to_string())?;
     let mut update = strategy_executions::Entity::update_many()
         .col_expr(C::Status, Expr::value(ExecutionStatus::ExitPending))
         .col_expr(C::ExitReason, Expr::value(job.reason))
@@ -1865,7 +1885,7 @@ async fn record_exited(
     realized_pnl: Option<f64>,
     filled_requests: Vec<i32>,
 ) -> Result<(), DbErr> {
-    let txn = db.begin().await?;
+    let txn = crate::db::begin_write(db).await?;
     strategy_executions::ActiveModel {
         id: Set(leg_id),
         status: Set(ExecutionStatus::Exited),

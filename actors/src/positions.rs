@@ -5,9 +5,15 @@
 //! registers a fill) and from reconciliation with each account's position book. While
 //! monitoring (market hours: [`StartMonitoring`] / [`StopMonitoring`]) every open leg's
 //! instrument is subscribed in Quote mode; each tick updates the legs' P&L and the run's P&L,
-//! which goes to the strategy's risk actor at once. A price ≤ 0 is ignored. A leg whose feed
-//! price is older than `stale_after` makes the strategy Degraded and its price is fetched over
-//! REST (`quotes`, rate-limited per account) instead; the entry price is never assumed.
+//! which goes to the strategy's risk actor at once. A price ≤ 0 (or above `risk.max_price`) is
+//! ignored. A leg whose feed price is older than `stale_after` makes the strategy Degraded and
+//! its price is fetched over REST (`quotes`, rate-limited per account) instead; the entry price
+//! is never assumed. While the feed is down ([`FeedHealth`]) every open leg is priced that way
+//! at once, through its own account's gateway or any other that answers: risk evaluation never
+//! pauses during market hours.
+//!
+//! After a restart (a panic included) the open legs and runs are read again from the database;
+//! the risk actors, which did not panic, keep running and are taken back by run.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -21,12 +27,15 @@ use entity::{exit_requests, risk_events, trading_accounts};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, DatabaseConnection, DbErr, EntityTrait,
-    PaginatorTrait, QueryFilter, TransactionTrait,
+    PaginatorTrait, QueryFilter,
 };
 use serde::Serialize;
 
+use crate::accounts::{AccountsReach, Reach};
 use crate::domain::exits::{RequestFate, exit_progress};
+use crate::domain::fills::{FillLimits, check_fill};
 use crate::domain::pnl::{RunPnl, Side, accept_price, is_stale, leg_pnl};
+use crate::domain::quotes::{QuoteSource, quote_route};
 use crate::domain::rate_limit::RateLimiter;
 use crate::domain::reconcile::{self, Action, BrokerPosition, Confirmations, TrackedPosition};
 use crate::feed::{
@@ -43,13 +52,17 @@ use crate::risk::{
     RiskActor, RiskSettings, RiskStatus, SetEvaluating, SetLimits, StrategyRisk,
 };
 use crate::status::{Lifecycle, age_ms};
-use crate::supervised::RestartTracker;
-use crate::supervisor::MarketHours;
+use crate::supervised::{InjectPanic, RestartTracker};
+use crate::supervisor::{FeedHealth, MarketHours};
 
 /// Mailbox size: large enough that the feed never finds it full (ticks are not dropped).
 const MAILBOX: usize = 1 << 20;
 /// Retry delay after the open legs could not be loaded.
 const LOAD_RETRY: Duration = Duration::from_secs(2);
+/// While the feed is down, a leg priced over REST less than this long ago is not asked again.
+const QUOTE_REFRESH_FEED_DOWN: Duration = Duration::from_secs(1);
+/// How long one risk actor may take to answer a status request.
+const RISK_STATUS_WITHIN: Duration = Duration::from_secs(2);
 
 #[derive(Debug, Clone)]
 pub struct MonitorSettings {
@@ -63,6 +76,9 @@ pub struct MonitorSettings {
     pub rest_timeout: Duration,
     pub crash_loop_max_restarts: u32,
     pub crash_loop_window: Duration,
+    /// Bounds of a registered fill (`risk.max_leg_quantity` …); prices above `max_price` are
+    /// ignored like prices ≤ 0.
+    pub fill_limits: FillLimits,
 }
 
 /// A fill to register as an open leg.
@@ -159,6 +175,13 @@ pub struct GetMonitorStatus;
 #[rtype(result = "Vec<RiskStatus>")]
 pub struct GetRiskStatuses;
 
+/// Makes the risk actor of a strategy's run panic (see [`InjectPanic`]); false when the
+/// strategy has no run.
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "bool")]
+pub struct InjectRiskPanic(pub i32);
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum PriceSource {
@@ -216,6 +239,8 @@ pub struct MonitorStatus {
     pub adopted: u64,
     pub closed_externally: u64,
     pub mismatches: u64,
+    /// The feed is down: every open leg is priced over REST quotes.
+    pub feed_degraded: bool,
     pub last_error: Option<String>,
     pub strategies: Vec<StrategySummary>,
 }
@@ -249,6 +274,8 @@ struct AccountRest {
     reconciling: bool,
     /// Differences found by the previous reconciliation pass (taken while one runs).
     confirmations: Confirmations,
+    /// The last quote asked through this account failed.
+    quote_failed: bool,
 }
 
 pub struct PositionMonitorActor {
@@ -268,6 +295,16 @@ pub struct PositionMonitorActor {
     loaded: bool,
     timers: Vec<SpawnHandle>,
     quotes_in_flight: HashSet<i32>,
+    /// Every active account's reachability, from the account monitor.
+    reach: HashMap<i32, Reach>,
+    /// The feed is down: every open leg is priced over REST.
+    feed_degraded: bool,
+    feed_reason: String,
+    /// Risk actors of the runs before a restart, taken back by run once the legs are loaded.
+    adoptable: HashMap<i32, (i32, Addr<RiskActor>)>,
+    /// Keys subscribed before a restart: subscribed again (the registry resends their last
+    /// price) or released once the legs are loaded.
+    orphaned: HashSet<Key>,
     restarts: RestartTracker,
     ticks: u64,
     ignored_prices: u64,
@@ -309,6 +346,11 @@ impl PositionMonitorActor {
             loaded: false,
             timers: Vec::new(),
             quotes_in_flight: HashSet::new(),
+            reach: HashMap::new(),
+            feed_degraded: false,
+            feed_reason: String::new(),
+            adoptable: HashMap::new(),
+            orphaned: HashSet::new(),
             ticks: 0,
             ignored_prices: 0,
             quotes_fetched: 0,
@@ -321,7 +363,8 @@ impl PositionMonitorActor {
         }
     }
 
-    /// Starts the monitor under `actix::Supervisor` on the current arbiter.
+    /// Starts the monitor supervised (restarted after a stop or a panic) on the current
+    /// arbiter.
     pub fn start_supervised(
         db: DatabaseConnection,
         settings: MonitorSettings,
@@ -329,7 +372,7 @@ impl PositionMonitorActor {
         registry: Addr<SubscriptionRegistryActor>,
         gateway: Addr<OrderGatewayActor>,
     ) -> Addr<Self> {
-        actix::Supervisor::start(move |_| {
+        crate::supervised::start(move |_| {
             PositionMonitorActor::new(db, settings, risk_settings, registry, gateway)
         })
     }
@@ -352,6 +395,19 @@ impl PositionMonitorActor {
                         }
                         for leg in open.legs {
                             act.track(leg, ctx);
+                        }
+                        // Risk actors of runs that ended meanwhile are let go.
+                        act.adoptable.clear();
+                        let orphaned = std::mem::take(&mut act.orphaned);
+                        let gone: Vec<Key> = orphaned
+                            .into_iter()
+                            .filter(|k| !act.by_key.contains_key(k))
+                            .collect();
+                        if !gone.is_empty() {
+                            act.registry.do_send(Unsubscribe {
+                                subscriber: act.subscriber,
+                                keys: gone,
+                            });
                         }
                         act.loaded = true;
                         tracing::info!(
@@ -403,12 +459,23 @@ impl PositionMonitorActor {
                 exit,
             );
         }
-        let risk = StrategyRisk::from_model(strategy, self.risk_settings.default_confirm);
-        let settings = self.risk_settings.clone();
-        let db = self.db.clone();
-        let exits = ctx.address().recipient::<ExitRun>();
-        let addr = actix::Supervisor::start(move |_| RiskActor::new(db, settings, risk, exits));
+        let adopted = self
+            .adoptable
+            .remove(&strategy.id)
+            .filter(|(run, addr)| *run == strategy.run_id && addr.connected())
+            .map(|(_, addr)| addr);
+        let addr = match adopted {
+            Some(addr) => addr,
+            None => {
+                let risk = StrategyRisk::from_model(strategy, self.risk_settings.default_confirm);
+                let settings = self.risk_settings.clone();
+                let db = self.db.clone();
+                let exits = ctx.address().recipient::<ExitRun>();
+                crate::supervised::start(move |_| RiskActor::new(db, settings, risk, exits))
+            }
+        };
         addr.do_send(SetEvaluating(self.monitoring));
+        addr.do_send(self.feed_health());
         self.strategies.insert(
             strategy.id,
             StrategyBook {
@@ -582,11 +649,23 @@ impl PositionMonitorActor {
         );
     }
 
-    /// No feed price for `stale_after` (counted from when monitoring of the leg began).
+    /// What the risk actors are told about the feed.
+    fn feed_health(&self) -> FeedHealth {
+        FeedHealth {
+            degraded: self.feed_degraded,
+            reason: self.feed_reason.clone(),
+        }
+    }
+
+    /// No feed price for `stale_after` (counted from when monitoring of the leg began), or the
+    /// feed is down.
     fn feed_stale(&self, leg: &LegBook, now: Instant) -> bool {
         let Some(since) = self.monitoring_since else {
             return false;
         };
+        if self.feed_degraded {
+            return true;
+        }
         let start = since.max(leg.tracked_since);
         let reference = leg.last_feed_at.map_or(start, |at| at.max(start));
         is_stale(reference, now, self.settings.stale_after)
@@ -653,7 +732,7 @@ impl PositionMonitorActor {
         let Some(ids) = self.by_key.get(&*tick.key) else {
             return;
         };
-        if !accept_price(tick.ltp) {
+        if !self.acceptable(tick.ltp) {
             self.ignored_prices += 1;
             return;
         }
@@ -677,11 +756,23 @@ impl PositionMonitorActor {
         }
     }
 
+    /// A usable price: above zero, finite, at most `max_price`.
+    fn acceptable(&self, ltp: f64) -> bool {
+        accept_price(ltp) && ltp <= self.settings.fill_limits.max_price
+    }
+
     /// Periodic check while monitoring: refresh stale legs over REST and tell risk actors
     /// whose staleness changed.
     fn check_stale(&mut self, ctx: &mut Context<Self>) {
         let now = Instant::now();
-        let half = self.settings.stale_after / 2;
+        // A leg whose feed price is late is asked again when its REST price is half stale;
+        // while the feed is down, REST is the only source and legs are asked as often as the
+        // accounts' rate limits allow.
+        let half = if self.feed_degraded {
+            (self.settings.stale_after / 2).min(QUOTE_REFRESH_FEED_DOWN)
+        } else {
+            self.settings.stale_after / 2
+        };
         let mut candidates: Vec<(Option<Instant>, i32)> = Vec::new();
         for (id, leg) in &self.legs {
             if !self.feed_stale(leg, now) || self.quotes_in_flight.contains(id) {
@@ -730,26 +821,52 @@ impl PositionMonitorActor {
         }
     }
 
+    /// Every account as a source of quotes, with what the pings and earlier quotes say.
+    fn quote_sources(&self) -> Vec<QuoteSource> {
+        self.accounts
+            .values()
+            .map(|a| {
+                let reach = self.reach.get(&a.endpoint.id);
+                QuoteSource {
+                    account_id: a.endpoint.id,
+                    reachable: reach.is_none_or(|r| r.reachable),
+                    answered_last_ping: reach.is_none_or(|r| r.answered_last_ping),
+                    last_quote_failed: a.quote_failed,
+                }
+            })
+            .collect()
+    }
+
+    /// Asks for a leg's price over REST through the best account whose rate limit allows it
+    /// now: its own while that gateway answers, else any other.
     fn fetch_quote(&mut self, id: i32, now: Instant, ctx: &mut Context<Self>) {
         let Some(leg) = self.legs.get(&id) else {
             return;
         };
-        let Some(account) = self.accounts.get_mut(&leg.model.account_id) else {
+        let route = quote_route(leg.model.account_id, &self.quote_sources());
+        let (exchange, symbol) = (leg.key.exchange.clone(), leg.key.symbol.clone());
+        let Some(via) = route.into_iter().find(|account_id| {
+            self.accounts
+                .get_mut(account_id)
+                .is_some_and(|a| a.limiter.try_acquire(now).is_ok())
+        }) else {
             return;
         };
-        if account.limiter.try_acquire(now).is_err() {
+        let Some(account) = self.accounts.get(&via) else {
             return;
-        }
-        self.quotes_in_flight.insert(id);
+        };
         let client = account.client.clone();
-        let (exchange, symbol) = (leg.key.exchange.clone(), leg.key.symbol.clone());
+        self.quotes_in_flight.insert(id);
         ctx.spawn(
             async move { client.quotes(&exchange, &symbol).await }
                 .into_actor(self)
                 .map(move |answer, act, _ctx| {
                     act.quotes_in_flight.remove(&id);
+                    if let Some(a) = act.accounts.get_mut(&via) {
+                        a.quote_failed = answer.is_err();
+                    }
                     match answer {
-                        Ok(q) if accept_price(q.ltp) => {
+                        Ok(q) if act.acceptable(q.ltp) => {
                             act.quotes_fetched += 1;
                             let Some(leg) = act.legs.get_mut(&id) else {
                                 return;
@@ -763,12 +880,12 @@ impl PositionMonitorActor {
                         }
                         Ok(q) => {
                             act.ignored_prices += 1;
-                            tracing::warn!(execution_id = id, ltp = q.ltp, "REST quote with a price ≤ 0 ignored");
+                            tracing::warn!(execution_id = id, ltp = q.ltp, "REST quote with a price out of range ignored");
                         }
                         Err(e) => {
                             act.quote_errors += 1;
-                            tracing::warn!(execution_id = id, error = %e, "REST quote for a stale leg failed");
-                            act.last_error = Some(format!("quote: {e}"));
+                            tracing::warn!(execution_id = id, account_id = via, error = %e, "REST quote for a stale leg failed");
+                            act.last_error = Some(format!("quote through account {via}: {e}"));
                         }
                     }
                 }),
@@ -798,6 +915,7 @@ impl PositionMonitorActor {
         let db = self.db.clone();
         let gateway = self.gateway.clone();
         let prices: HashMap<i32, f64> = self.last_prices(None);
+        let limits = self.settings.fill_limits;
         ctx.spawn(
             async move {
                 let mut confirmations = confirmations;
@@ -809,6 +927,7 @@ impl PositionMonitorActor {
                     &account_name,
                     &prices,
                     &mut confirmations,
+                    &limits,
                 )
                 .await;
                 (result, confirmations)
@@ -923,6 +1042,7 @@ impl PositionMonitorActor {
             adopted: self.adopted,
             closed_externally: self.closed_externally,
             mismatches: self.mismatches,
+            feed_degraded: self.monitoring && self.feed_degraded,
             last_error: self.last_error.clone(),
             strategies,
         }
@@ -971,6 +1091,9 @@ impl Actor for PositionMonitorActor {
     fn started(&mut self, ctx: &mut Context<Self>) {
         // Ticks of open positions must never be dropped or coalesced away.
         ctx.set_mailbox_capacity(MAILBOX);
+        if self.restarts.faulted() {
+            return;
+        }
         self.gateway
             .do_send(AttachExitListener(ctx.address().recipient()));
         if !self.loaded {
@@ -989,7 +1112,80 @@ impl actix::Supervised for PositionMonitorActor {
         self.quotes_in_flight.clear();
         for a in self.accounts.values_mut() {
             a.reconciling = false;
+            a.confirmations = Confirmations::default();
         }
+        // A handler cut short may have left the books half updated: the open legs and runs
+        // are read again from the database at start. The risk actors keep running and are
+        // taken back by run; the keys held are subscribed again once the legs are loaded (the
+        // registry then resends their last prices).
+        self.adoptable = self
+            .strategies
+            .drain()
+            .map(|(id, book)| (id, (book.run_id, book.risk)))
+            .collect();
+        self.legs.clear();
+        self.by_key.clear();
+        self.orphaned.extend(self.subscribed.drain());
+        self.loaded = false;
+        if self.monitoring {
+            // Legs are fresh again from the restart (their prices come back with the load).
+            self.monitoring_since = Some(Instant::now());
+        }
+    }
+}
+
+impl Handler<InjectPanic> for PositionMonitorActor {
+    type Result = ();
+
+    fn handle(&mut self, _: InjectPanic, _ctx: &mut Context<Self>) {
+        panic!("fault injected into the position monitor");
+    }
+}
+
+impl Handler<InjectRiskPanic> for PositionMonitorActor {
+    type Result = bool;
+
+    fn handle(&mut self, msg: InjectRiskPanic, _ctx: &mut Context<Self>) -> bool {
+        match self.strategies.get(&msg.0) {
+            Some(book) => {
+                book.risk.do_send(InjectPanic);
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+impl Handler<FeedHealth> for PositionMonitorActor {
+    type Result = ();
+
+    /// The feed went down (every open leg is priced over REST at once) or came back.
+    fn handle(&mut self, msg: FeedHealth, ctx: &mut Context<Self>) {
+        if msg.degraded {
+            tracing::warn!(legs = self.legs.len(), reason = %msg.reason, "feed down: open legs priced over REST quotes");
+        } else if self.feed_degraded {
+            tracing::info!("feed live again: open legs priced by the feed");
+        }
+        self.feed_degraded = msg.degraded;
+        self.feed_reason = msg.reason;
+        for book in self.strategies.values_mut() {
+            book.fresh_until = None;
+            book.risk.do_send(FeedHealth {
+                degraded: self.feed_degraded,
+                reason: self.feed_reason.clone(),
+            });
+        }
+        if self.monitoring && self.loaded {
+            self.check_stale(ctx);
+        }
+    }
+}
+
+impl Handler<AccountsReach> for PositionMonitorActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: AccountsReach, _ctx: &mut Context<Self>) {
+        self.reach = msg.0.into_iter().map(|r| (r.account_id, r)).collect();
     }
 }
 
@@ -1013,6 +1209,7 @@ impl Handler<SetAccounts> for PositionMonitorActor {
                 limiter: RateLimiter::new(per_s, Duration::from_secs(1)),
                 reconciling: false,
                 confirmations: Confirmations::default(),
+                quote_failed: false,
                 endpoint,
             });
             next.insert(account.endpoint.id, account);
@@ -1108,8 +1305,9 @@ impl Handler<RegisterExecution> for PositionMonitorActor {
 
     fn handle(&mut self, msg: RegisterExecution, _ctx: &mut Context<Self>) -> Self::Result {
         let db = self.db.clone();
+        let limits = self.settings.fill_limits;
         Box::pin(
-            async move { register_execution(&db, msg.0).await }
+            async move { register_execution(&db, msg.0, &limits).await }
                 .into_actor(self)
                 .map(|result, act, ctx| {
                     let (leg, strategy) = result?;
@@ -1322,13 +1520,33 @@ impl Handler<GetMonitorStatus> for PositionMonitorActor {
 impl Handler<GetRiskStatuses> for PositionMonitorActor {
     type Result = ResponseFuture<Vec<RiskStatus>>;
 
+    /// Every risk actor's status; one that does not answer within a short time is listed as
+    /// Faulted with the reason, never left out.
     fn handle(&mut self, _: GetRiskStatuses, _ctx: &mut Context<Self>) -> Self::Result {
-        let actors: Vec<Addr<RiskActor>> =
-            self.strategies.values().map(|b| b.risk.clone()).collect();
+        let actors: Vec<(i32, String, i32, Addr<RiskActor>)> = self
+            .strategies
+            .iter()
+            .map(|(id, b)| (*id, b.name.clone(), b.run_id, b.risk.clone()))
+            .collect();
         Box::pin(async move {
-            let answers =
-                futures_util::future::join_all(actors.iter().map(|a| a.send(GetRiskStatus))).await;
-            let mut out: Vec<RiskStatus> = answers.into_iter().filter_map(Result::ok).collect();
+            let asks = actors
+                .iter()
+                .map(|(_, _, _, a)| a.send(GetRiskStatus).timeout(RISK_STATUS_WITHIN));
+            let answers = futures_util::future::join_all(asks).await;
+            let mut out: Vec<RiskStatus> = actors
+                .into_iter()
+                .zip(answers)
+                .map(|((id, name, run_id, _), answer)| {
+                    answer.unwrap_or_else(|e| {
+                        RiskStatus::silent(
+                            id,
+                            name,
+                            run_id,
+                            format!("the risk actor did not answer: {e}"),
+                        )
+                    })
+                })
+                .collect();
             out.sort_by_key(|s| s.strategy_id);
             out
         })
@@ -1392,36 +1610,34 @@ fn invalid(field: &'static str, message: impl Into<String>) -> MonitorError {
     }
 }
 
-/// Checks a fill before it is recorded.
-pub fn validate_execution(new: &NewExecution) -> Result<(), MonitorError> {
+/// Checks a fill before it is recorded: fields present, and quantity, price, notional and the
+/// exit orders it would need within `limits`.
+pub fn validate_execution(new: &NewExecution, limits: &FillLimits) -> Result<(), MonitorError> {
     if new.symbol.trim().is_empty() {
         return Err(invalid("symbol", "must not be empty"));
     }
     if new.exchange.trim().is_empty() {
         return Err(invalid("exchange", "must not be empty"));
     }
-    if new.quantity <= 0 {
-        return Err(invalid("quantity", "must be a positive number of units"));
-    }
-    if !(new.entry_price.is_finite() && new.entry_price > 0.0) {
-        return Err(invalid("entry_price", "must be a positive price"));
-    }
-    if new.freeze_qty.is_some_and(|f| f <= 0) {
-        return Err(invalid("freeze_qty", "must be positive"));
-    }
-    if let Some(lot) = new.lot_size {
-        if lot <= 0 {
-            return Err(invalid("lot_size", "must be positive"));
-        }
-        if new.quantity % lot != 0 {
-            return Err(invalid(
-                "quantity",
-                format!(
-                    "{} is not a whole number of lots of {lot}; brokers reject such orders",
-                    new.quantity
-                ),
-            ));
-        }
+    check_fill(
+        new.quantity,
+        new.entry_price,
+        new.freeze_qty,
+        new.lot_size,
+        limits,
+    )
+    .map_err(|e| invalid(e.field, e.message))?;
+    // check_fill made the lot size at least 1.
+    if let Some(lot) = new.lot_size
+        && new.quantity % lot != 0
+    {
+        return Err(invalid(
+            "quantity",
+            format!(
+                "{} is not a whole number of lots of {lot}; brokers reject such orders",
+                new.quantity
+            ),
+        ));
     }
     Ok(())
 }
@@ -1431,11 +1647,12 @@ pub fn validate_execution(new: &NewExecution) -> Result<(), MonitorError> {
 pub async fn register_execution(
     db: &DatabaseConnection,
     new: NewExecution,
+    limits: &FillLimits,
 ) -> Result<(strategy_executions::Model, strategies::Model), MonitorError> {
     use strategies::Column as S;
-    validate_execution(&new)?;
+    validate_execution(&new, limits)?;
     let now = Utc::now();
-    let txn = db.begin().await?;
+    let txn = crate::db::begin_write(db).await?;
     let locked = strategies::Entity::update_many()
         .col_expr(S::UpdatedAt, Expr::value(now))
         .filter(S::Id.eq(new.strategy_id))
@@ -1516,7 +1733,7 @@ pub async fn register_execution(
 
 /// Resumes a strategy without a run in progress (no risk actor): its next run is monitored.
 async fn resume_idle(db: &DatabaseConnection, strategy_id: i32) -> Result<(), MonitorError> {
-    let txn = db.begin().await?;
+    let txn = crate::db::begin_write(db).await?;
     let Some(s) = strategies::Entity::find_by_id(strategy_id)
         .one(&txn)
         .await?
@@ -1558,6 +1775,7 @@ struct Reconciled {
 }
 
 /// One account's reconciliation: position book against the tracked legs.
+#[allow(clippy::too_many_arguments)]
 async fn reconcile_account(
     db: &DatabaseConnection,
     client: &RestClient,
@@ -1566,6 +1784,7 @@ async fn reconcile_account(
     account_name: &str,
     prices: &HashMap<i32, f64>,
     confirmations: &mut Confirmations,
+    limits: &FillLimits,
 ) -> Result<Reconciled, String> {
     use strategy_executions::Column as C;
     let book = client.position_book().await.map_err(|e| e.to_string())?;
@@ -1616,10 +1835,11 @@ async fn reconcile_account(
             expected_net: 0,
             exit_in_flight: false,
         });
-        t.expected_net += match l.action {
+        let signed = match l.action {
             TradeAction::Buy => remaining,
-            TradeAction::Sell => -remaining,
+            TradeAction::Sell => remaining.saturating_neg(),
         };
+        t.expected_net = t.expected_net.saturating_add(signed);
         t.exit_in_flight |= l.status == ExecutionStatus::ExitPending || in_gateway.contains(&l.id);
     }
     let broker: Vec<BrokerPosition> = book
@@ -1676,7 +1896,7 @@ async fn reconcile_account(
                     freeze_qty: None,
                     lot_size: None,
                 };
-                match register_execution(db, new).await {
+                match register_execution(db, new, limits).await {
                     Ok((leg, strategy)) => {
                         tracing::warn!(account_id, execution_id = leg.id, symbol = %leg.symbol, quantity = net, "untracked broker position adopted into {}", strategy.name);
                         done.adopted.push((strategy, leg));

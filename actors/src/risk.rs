@@ -10,6 +10,10 @@
 //! transitions are committed before anything acts on them, the trail's peak and stop are
 //! persisted on change at most once per second. Writes are scoped to the run, so a finished
 //! run's actor can never touch a new run's state.
+//!
+//! A P&L that is not a finite number (absurd quantities or prices) cannot be compared with any
+//! limit: the run goes `exit_failed` with a `pnl_invalid` event instead of staying silent. After
+//! a restart (a panic included) the state is read back from the strategy's row.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -22,7 +26,7 @@ use entity::strategy_executions::ExitReason;
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, DatabaseConnection, DbErr, EntityTrait,
-    QueryFilter, QueryOrder, TransactionTrait,
+    QueryFilter, QueryOrder,
 };
 use serde::Serialize;
 use tokio::sync::oneshot;
@@ -33,7 +37,8 @@ use crate::domain::risk::{
 };
 use crate::orders::ExitTicket;
 use crate::status::Lifecycle;
-use crate::supervised::RestartTracker;
+use crate::supervised::{InjectPanic, RestartTracker};
+use crate::supervisor::FeedHealth;
 
 /// Mailbox size: large enough that the feed never finds it full (ticks are not dropped).
 const MAILBOX: usize = 1 << 20;
@@ -235,10 +240,12 @@ pub struct RiskStatus {
     pub run_id: i32,
     pub state: RiskState,
     pub lifecycle: Lifecycle,
-    /// Why the lifecycle is Degraded, e.g. "stale prices".
+    /// Why the lifecycle is Degraded (e.g. "stale prices") or Faulted.
     pub degraded: Option<String>,
     pub restarts: u64,
     pub evaluating: bool,
+    /// The feed is down: this run's legs are priced over REST quotes.
+    pub feed_degraded: bool,
     pub pnl: Option<f64>,
     pub realized: f64,
     pub peak: Option<f64>,
@@ -287,6 +294,8 @@ enum Then {
 enum Write {
     /// Peak, stop and latches as they are when the write runs.
     Persist,
+    /// A risk event that changes no state (the feed went down or came back).
+    Event(NewEvent),
     Transition {
         state: RiskState,
         event: Option<NewEvent>,
@@ -342,6 +351,9 @@ pub struct RiskActor {
     last_trigger: Option<TriggerView>,
     last_error: Option<String>,
     restarts: RestartTracker,
+    feed_degraded: bool,
+    /// Restarted: the state must be read back from the strategy's row before evaluating.
+    reload: bool,
 }
 
 fn epoch_us() -> u64 {
@@ -422,6 +434,8 @@ impl RiskActor {
             feed_latency: LatencyHistogram::new(),
             last_trigger: None,
             last_error: None,
+            feed_degraded: false,
+            reload: false,
         }
     }
 
@@ -613,20 +627,24 @@ impl RiskActor {
                         }),
                 );
             }
+            Write::Event(event) => {
+                let row = self.event_row(event, snap);
+                ctx.spawn(
+                    async move { row.insert(&db).await.map(|_| ()) }
+                        .into_actor(self)
+                        .map(|result, act, ctx| {
+                            act.writing = false;
+                            if let Err(e) = result {
+                                tracing::warn!(strategy_id = act.strategy_id, error = %e, "could not record a risk event");
+                                act.last_error = Some(format!("recording a risk event: {e}"));
+                            }
+                            act.drain(ctx);
+                        }),
+                );
+            }
             Write::Transition { state, event, then } => {
                 let retry_event = event.clone();
-                let row = event.map(|e| risk_events::ActiveModel {
-                    strategy_id: Set(strategy_id),
-                    run_id: Set(run_id),
-                    event_type: Set(e.kind),
-                    threshold: Set(e.threshold),
-                    pnl: Set(snap.pnl),
-                    peak: Set(snap.peak),
-                    stop: Set(snap.stop),
-                    action: Set(e.action),
-                    message: Set(e.message),
-                    ..Default::default()
-                });
+                let row = event.map(|e| self.event_row(e, snap));
                 self.persisted = (snap.peak, snap.stop);
                 ctx.spawn(
                     async move { write_transition(&db, strategy_id, run_id, state, snap, row).await }
@@ -652,6 +670,131 @@ impl RiskActor {
                 );
             }
         }
+    }
+
+    fn event_row(&self, e: NewEvent, snap: Snapshot) -> risk_events::ActiveModel {
+        risk_events::ActiveModel {
+            strategy_id: Set(self.strategy_id),
+            run_id: Set(self.run_id),
+            event_type: Set(e.kind),
+            threshold: Set(e.threshold),
+            // A P&L that is not a finite number is stored as 0 (the message says what it was).
+            pnl: Set(if snap.pnl.is_finite() { snap.pnl } else { 0.0 }),
+            peak: Set(snap.peak),
+            stop: Set(snap.stop),
+            action: Set(e.action),
+            message: Set(e.message),
+            ..Default::default()
+        }
+    }
+
+    /// The P&L (or a figure derived from the legs) is not a finite number: no rule can be
+    /// evaluated. The run needs a human, loudly, like a failed exit.
+    fn pnl_invalid(&mut self, what: String, ctx: &mut Context<Self>) {
+        tracing::error!(
+            strategy_id = self.strategy_id,
+            run_id = self.run_id,
+            "RISK RULES CANNOT BE EVALUATED, a human must check the strategy's positions: {what}"
+        );
+        self.cancel_confirm(ctx);
+        self.needs_a_human(
+            RiskEventType::PnlInvalid,
+            0.0,
+            "risk rules cannot be evaluated: check the positions by hand",
+            what,
+            ctx,
+        );
+    }
+
+    /// Puts the run in ExitFailed with a risk event of `kind`: nothing more is decided or sent
+    /// for it until an operator resumes it.
+    fn needs_a_human(
+        &mut self,
+        kind: RiskEventType,
+        pnl: f64,
+        action: &str,
+        message: String,
+        ctx: &mut Context<Self>,
+    ) {
+        self.phase = RiskState::ExitFailed;
+        self.last_error = Some(message.clone());
+        self.last_trigger = Some(TriggerView {
+            event: kind,
+            threshold: None,
+            pnl,
+            at: Utc::now(),
+        });
+        self.submit(
+            Write::Transition {
+                state: RiskState::ExitFailed,
+                event: Some(NewEvent {
+                    kind,
+                    threshold: None,
+                    action: action.into(),
+                    message: Some(message),
+                }),
+                then: Then::Nothing,
+            },
+            ctx,
+        );
+    }
+
+    /// Reads the run's state back from the strategy's row (after a restart), then resumes an
+    /// exit that was under way or evaluates the latest P&L.
+    fn reload(&mut self, ctx: &mut Context<Self>) {
+        let db = self.db.clone();
+        let strategy_id = self.strategy_id;
+        ctx.wait(
+            async move { strategies::Entity::find_by_id(strategy_id).one(&db).await }
+                .into_actor(self)
+                .map(|row, act, ctx| {
+                    let row = match row {
+                        Ok(Some(row)) => row,
+                        Ok(None) => {
+                            tracing::warn!(strategy_id = act.strategy_id, "the strategy is gone; its risk actor stays idle");
+                            act.phase = RiskState::Exited;
+                            act.reload = false;
+                            return;
+                        }
+                        Err(e) => {
+                            tracing::error!(strategy_id = act.strategy_id, error = %e, "reading the risk state back failed; retrying");
+                            act.last_error = Some(format!("reading the risk state back: {e}"));
+                            ctx.run_later(WRITE_RETRY, |act, ctx| act.reload(ctx));
+                            return;
+                        }
+                    };
+                    act.reload = false;
+                    if row.run_id != act.run_id {
+                        // A new run has its own actor; this one has nothing left to watch.
+                        act.phase = RiskState::Exited;
+                        return;
+                    }
+                    let risk = StrategyRisk::from_model(&row, act.settings.default_confirm);
+                    act.phase = match risk.state {
+                        RiskState::Triggered => RiskState::Exiting,
+                        s => s,
+                    };
+                    act.limits = risk.limits;
+                    act.trail.peak = risk.peak;
+                    act.trail.stop = risk.stop;
+                    act.trail.breach_since = None;
+                    act.persisted = (risk.peak, risk.stop);
+                    act.max_loss_latched = risk.max_loss_latched;
+                    act.max_profit_latched = risk.max_profit_latched;
+                    tracing::info!(strategy_id = act.strategy_id, state = %act.phase, "risk state read back after a restart");
+                    if act.phase == RiskState::Exiting {
+                        act.resume_exit(ctx);
+                    } else if act.phase == RiskState::Monitoring
+                        && act.evaluating
+                        && act.settings.enabled
+                        && act.fresh
+                        && let Some(pnl) = act.pnl.filter(|p| p.is_finite())
+                    {
+                        let decision = act.evaluate(pnl, Instant::now(), ctx);
+                        act.act_on(decision, pnl, ctx);
+                    }
+                }),
+        );
     }
 
     fn after_commit(&mut self, then: Then, ctx: &mut Context<Self>) {
@@ -716,25 +859,12 @@ impl RiskActor {
             run_id = self.run_id,
             "EXIT FAILED, a human must check the strategy's positions: {message}"
         );
-        self.phase = RiskState::ExitFailed;
-        self.last_error = Some(message.clone());
-        self.last_trigger = Some(TriggerView {
-            event: RiskEventType::ExitFailed,
-            threshold: None,
-            pnl: self.pnl.unwrap_or(self.realized),
-            at: Utc::now(),
-        });
-        self.submit(
-            Write::Transition {
-                state: RiskState::ExitFailed,
-                event: Some(NewEvent {
-                    kind: RiskEventType::ExitFailed,
-                    threshold: None,
-                    action: "exit failed: the position must be checked by hand".into(),
-                    message: Some(message),
-                }),
-                then: Then::Nothing,
-            },
+        let pnl = self.pnl.unwrap_or(self.realized);
+        self.needs_a_human(
+            RiskEventType::ExitFailed,
+            pnl,
+            "exit failed: the position must be checked by hand",
+            message,
             ctx,
         );
     }
@@ -760,11 +890,26 @@ impl RiskActor {
 
     fn lifecycle(&self) -> (Lifecycle, Option<String>) {
         if self.restarts.faulted() {
-            return (Lifecycle::Faulted, None);
+            return (
+                Lifecycle::Faulted,
+                Some("crash loop: restarted too often, rules are not evaluated".into()),
+            );
         }
         match self.phase {
-            RiskState::ExitFailed => (Lifecycle::Degraded, Some("exit failed".into())),
+            RiskState::ExitFailed => (
+                Lifecycle::Degraded,
+                Some(match &self.last_trigger {
+                    Some(t) if t.event == RiskEventType::PnlInvalid => {
+                        "P&L is not a finite number".into()
+                    }
+                    _ => "exit failed".into(),
+                }),
+            ),
             RiskState::Paused | RiskState::Exited => (Lifecycle::Stopped, None),
+            _ if self.feed_degraded && self.evaluating => (
+                Lifecycle::Degraded,
+                Some("feed down: prices from REST quotes".into()),
+            ),
             _ if self.stale_legs > 0 => (Lifecycle::Degraded, Some("stale prices".into())),
             _ => (Lifecycle::Running, None),
         }
@@ -781,6 +926,7 @@ impl RiskActor {
             degraded,
             restarts: self.restarts.restarts(),
             evaluating: self.evaluating && self.settings.enabled,
+            feed_degraded: self.feed_degraded,
             pnl: self.pnl,
             realized: self.realized,
             peak: self.trail.peak,
@@ -810,7 +956,12 @@ impl Actor for RiskActor {
     fn started(&mut self, ctx: &mut Context<Self>) {
         // P&L updates must never be dropped (the trail needs every peak).
         ctx.set_mailbox_capacity(MAILBOX);
-        if self.phase == RiskState::Exiting {
+        if self.restarts.faulted() {
+            return;
+        }
+        if self.reload {
+            self.reload(ctx);
+        } else if self.phase == RiskState::Exiting {
             self.resume_exit(ctx);
         }
     }
@@ -823,6 +974,55 @@ impl actix::Supervised for RiskActor {
         self.persist_timer = None;
         self.confirm_timer = None;
         self.trail.breach_since = None;
+        // Queued and in-flight writes may or may not have run, and a handler cut short may
+        // have left the state half changed: the strategy's row is the truth again. The latest
+        // P&L figures are the monitor's and stay.
+        self.writes.clear();
+        self.reload = true;
+    }
+}
+
+impl Handler<InjectPanic> for RiskActor {
+    type Result = ();
+
+    fn handle(&mut self, _: InjectPanic, _ctx: &mut Context<Self>) {
+        panic!(
+            "fault injected into the risk actor of strategy {}",
+            self.strategy_id
+        );
+    }
+}
+
+impl Handler<FeedHealth> for RiskActor {
+    type Result = ();
+
+    /// Records when the run's legs lose their feed prices (REST quotes stand in) and when
+    /// they get them back; evaluation goes on either way.
+    fn handle(&mut self, msg: FeedHealth, ctx: &mut Context<Self>) {
+        if msg.degraded == self.feed_degraded {
+            return;
+        }
+        self.feed_degraded = msg.degraded;
+        if matches!(self.phase, RiskState::Exited) || self.open_legs == 0 && self.updates > 0 {
+            return;
+        }
+        let event = if msg.degraded {
+            NewEvent {
+                kind: RiskEventType::FeedDegraded,
+                threshold: None,
+                action: "feed down: open legs priced over REST quotes; rules still evaluated"
+                    .into(),
+                message: Some(msg.reason),
+            }
+        } else {
+            NewEvent {
+                kind: RiskEventType::FeedRestored,
+                threshold: None,
+                action: "feed no longer degraded".into(),
+                message: Some(msg.reason),
+            }
+        };
+        self.submit(Write::Event(event), ctx);
     }
 }
 
@@ -850,12 +1050,18 @@ impl Handler<PnlUpdate> for RiskActor {
             );
             self.request_exit(reason, None, ctx);
         }
-        if !(self.evaluating && self.settings.enabled && self.phase == RiskState::Monitoring) {
+        if !(self.evaluating && self.settings.enabled && self.phase == RiskState::Monitoring)
+            || self.reload
+        {
             return;
         }
         let Some(pnl) = u.pnl else {
             return;
         };
+        if let Some(what) = invalid_figures(&u) {
+            self.pnl_invalid(what, ctx);
+            return;
+        }
         if !u.fresh {
             // A price older than stale_after never decides anything (REST quotes refresh it).
             self.skipped_stale += 1;
@@ -1085,6 +1291,63 @@ impl Handler<GetRiskStatus> for RiskActor {
     }
 }
 
+/// Says which of the run's figures is not a finite number, if any.
+fn invalid_figures(u: &PnlUpdate) -> Option<String> {
+    let figures = [
+        ("P&L", u.pnl.unwrap_or(0.0)),
+        ("realized P&L", u.realized),
+        ("open quantity", u.open_qty),
+        ("net premium", u.net_premium),
+    ];
+    let bad: Vec<String> = figures
+        .iter()
+        .filter(|(_, v)| !v.is_finite())
+        .map(|(name, v)| format!("{name} is {v}"))
+        .collect();
+    (!bad.is_empty()).then(|| {
+        format!(
+            "{} (a quantity or price out of any real range: check the legs)",
+            bad.join(", ")
+        )
+    })
+}
+
+impl RiskStatus {
+    /// The status shown for a risk actor that did not answer its status request.
+    pub fn silent(strategy_id: i32, strategy: String, run_id: i32, why: String) -> RiskStatus {
+        RiskStatus {
+            strategy_id,
+            strategy,
+            run_id,
+            state: RiskState::Monitoring,
+            lifecycle: Lifecycle::Faulted,
+            degraded: Some(why),
+            restarts: 0,
+            evaluating: false,
+            feed_degraded: false,
+            pnl: None,
+            realized: 0.0,
+            peak: None,
+            stop: None,
+            trailing_distance: None,
+            limits: LimitsView::from(&RiskLimits::default()),
+            max_loss_latched: false,
+            max_profit_latched: false,
+            breaching_since_ms: None,
+            open_legs: 0,
+            stale_legs: 0,
+            updates: 0,
+            evaluations: 0,
+            skipped_stale: 0,
+            decision_latency_us: None,
+            decision_latency: LatencyHistogram::new().snapshot(),
+            feed_latency: LatencyHistogram::new().snapshot(),
+            last_trigger: None,
+            last_error: None,
+        }
+    }
+}
+
 // ---- database ----------------------------------------------------------------------------
 
 async fn persist_trail(
@@ -1116,7 +1379,7 @@ async fn write_transition(
 ) -> Result<(), DbErr> {
     use strategies::Column as C;
     let now = Utc::now();
-    let txn = db.begin().await?;
+    let txn = crate::db::begin_write(db).await?;
     let updated = strategies::Entity::update_many()
         .col_expr(C::RiskState, Expr::value(state))
         .col_expr(C::PeakPnl, Expr::value(snap.peak.unwrap_or(0.0)))

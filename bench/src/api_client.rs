@@ -37,6 +37,16 @@ impl ApiClient {
         self.json(Method::POST, path, Some(body)).await
     }
 
+    /// Sends a request and answers its status only (the body is read and dropped).
+    pub async fn status(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> anyhow::Result<StatusCode> {
+        Ok(self.call(method, path, body).await?.0)
+    }
+
     /// The answer of GET `path` as text (e.g. `/metrics`).
     pub async fn get_text(&self, path: &str) -> anyhow::Result<String> {
         let (status, body) = self.call(Method::GET, path, None).await?;

@@ -5,7 +5,9 @@
 //! Order of a run: the supervisor first: set-up through its HTTP API, a warm-up, the measured
 //! window (counters, latency buckets and CPU read at both ends, RSS and upstream connections
 //! sampled every second), then breach trials (a price that breaks a strategy's max loss, timed
-//! from the simulator's send to the exit order's receipt at the simulator). Then, with the
+//! from the simulator's send to the exit order's receipt at the simulator) while HTTP clients
+//! write strategies, so the exits' write-ahead rows contend with HTTP writes for the database
+//! (the order gateway times each one). Then, with the
 //! supervisor stopped, the ceiling: a bare client reads and parses the same upstream symbols at
 //! the same offered rate.
 
@@ -40,6 +42,11 @@ const BREACH_TRIALS: usize = 10;
 const BREACH_ENTRY: f64 = 1000.0;
 const BREACH_PRICE: f64 = 100.0;
 const BREACH_MAX_LOSS: f64 = 500.0;
+/// HTTP clients writing strategies during the breach trials, each at most one write per
+/// `HTTP_WRITE_EVERY` (100 writes/s together: far more than operators make, without turning the
+/// run into a test of the HTTP layer's CPU).
+const HTTP_WRITERS: usize = 4;
+const HTTP_WRITE_EVERY: Duration = Duration::from_millis(40);
 /// How often a viewer pings its chain socket (well inside the default 300 s lease).
 const VIEWER_PING_EVERY: Duration = Duration::from_secs(60);
 /// Chains the viewers watch, in turn.
@@ -96,6 +103,13 @@ struct Report {
     breach_to_exit_us: Quantiles,
     /// Breaches that got no exit order at the simulator within 15 s (a missed stop).
     breach_exits_missed: u64,
+    /// The order gateway recording each exit request before sending it (the write-ahead row,
+    /// waiting for the database included), while `http_writes` ran alongside.
+    exit_write_ahead_us: WriteAhead,
+    /// Strategy writes (create, update, risk limits, delete) by HTTP clients during the breach
+    /// trials, and how many of them failed (5xx or no answer).
+    http_writes: u64,
+    http_write_errors: u64,
     /// Peak resident memory of the supervisor process.
     rss_mb: f64,
     /// RSS growth after warm-up (least squares over the samples).
@@ -111,6 +125,26 @@ struct Report {
     /// Frames the simulator dropped because a reader fell behind (the offered excess).
     sim_ticks_dropped: u64,
     viewer_snapshots: u64,
+}
+
+#[derive(Debug, Serialize)]
+struct WriteAhead {
+    p50: Option<u64>,
+    p99: Option<u64>,
+    max: Option<u64>,
+    count: u64,
+}
+
+impl WriteAhead {
+    fn of(state: &Value) -> WriteAhead {
+        let w = &state["orders"]["write_ahead_latency"];
+        WriteAhead {
+            p50: w["p50_us"].as_u64(),
+            p99: w["p99_us"].as_u64(),
+            max: w["max_us"].as_u64(),
+            count: w["count"].as_u64().unwrap_or(0),
+        }
+    }
 }
 
 /// Runs the benchmark and prints the JSON line on stdout.
@@ -328,8 +362,20 @@ impl Bench {
         let latency = window_of("feed_latency")?;
         let internal = window_of("decision_latency")?;
 
-        self.log.say("breach trials");
+        self.log
+            .say("breach trials, HTTP clients writing strategies meanwhile");
+        let writing = Rc::new(Cell::new(true));
+        let writers: Vec<_> = (0..HTTP_WRITERS)
+            .map(|n| actix_rt::spawn(http_writer(base.clone(), token.clone(), n, writing.clone())))
+            .collect();
         let (breach, breach_exits_missed) = self.breach_trials().await?;
+        writing.set(false);
+        let (mut http_writes, mut http_write_errors) = (0, 0);
+        for writer in writers {
+            let (done, failed) = writer.await.context("an HTTP writer panicked")?;
+            http_writes += done;
+            http_write_errors += failed;
+        }
         connections = connections.max(self.feed_connections().await?);
 
         let final_state = api.get("/api/v1/state").await?;
@@ -393,6 +439,9 @@ impl Bench {
             receipt_to_risk_us: Quantiles::of(&internal),
             breach_to_exit_us: Quantiles::of(&breach),
             breach_exits_missed,
+            exit_write_ahead_us: WriteAhead::of(&final_state),
+            http_writes,
+            http_write_errors,
             rss_mb: round1(peak),
             rss_slope_mb_per_min: (stats::slope_mb_per_min(&warm) * 1000.0).round() / 1000.0,
             cpu_s_per_mtick: if processed > 0.0 {
@@ -655,6 +704,54 @@ impl Bench {
         }
         Ok((h, pending.len() as u64))
     }
+}
+
+/// Writes strategies until `writing` turns false, one write per `HTTP_WRITE_EVERY`: create one,
+/// change its description and its limits, delete it. Answers (writes done, writes failed).
+async fn http_writer(base: String, token: String, n: usize, writing: Rc<Cell<bool>>) -> (u64, u64) {
+    use actix_web::http::Method;
+    let api = ApiClient::new(base, Some(token));
+    let (mut done, mut failed) = (0u64, 0u64);
+    let mut count = |ok: bool| {
+        done += 1;
+        failed += u64::from(!ok);
+    };
+    let pace = || actix_rt::time::sleep(HTTP_WRITE_EVERY);
+    let mut i = 0u64;
+    while writing.get() {
+        i += 1;
+        let created = api
+            .post(
+                "/api/v1/strategies",
+                json!({"name": format!("http writer {n} #{i}"), "description": "churn"}),
+            )
+            .await;
+        pace().await;
+        let Ok(created) = created else {
+            count(false);
+            continue;
+        };
+        count(true);
+        let path = format!("/api/v1/strategies/{}", created["id"]);
+        for (method, path, body) in [
+            (
+                Method::PUT,
+                path.clone(),
+                Some(json!({"description": "changed"})),
+            ),
+            (
+                Method::PUT,
+                format!("{path}/risk"),
+                Some(json!({"max_loss": 1000.0, "max_profit": 2000.0})),
+            ),
+            (Method::DELETE, path.clone(), None),
+        ] {
+            let status = api.status(method, &path, body).await;
+            count(status.is_ok_and(|s| s.is_success()));
+            pace().await;
+        }
+    }
+    (done, failed)
 }
 
 /// The children log warnings and errors unless `RUST_LOG` says otherwise.

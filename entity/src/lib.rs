@@ -265,6 +265,9 @@ mod tests {
                 "exit_failed",
                 "exit_completed",
                 "resumed",
+                "feed_degraded",
+                "feed_restored",
+                "pnl_invalid",
             ],
             RiskEventType::as_str,
         );

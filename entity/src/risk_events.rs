@@ -15,6 +15,13 @@ string_enum! {
         ExitCompleted = "exit_completed",
         /// Monitoring resumed after a pause or a failed exit.
         Resumed = "resumed",
+        /// The feed went down while the run had open legs: they are priced over REST quotes.
+        FeedDegraded = "feed_degraded",
+        /// The feed is live again.
+        FeedRestored = "feed_restored",
+        /// The run's P&L is not a finite number (absurd quantities or prices): the strategy
+        /// went exit_failed, rules cannot be evaluated.
+        PnlInvalid = "pnl_invalid",
     }
 }
 

@@ -9,6 +9,7 @@
 
 use actix_web::{HttpResponse, web};
 use actors::accounts::{Account, PingOutcome, ReloadAccounts, ping_gateway, record_ping};
+use actors::db::begin_write;
 use actors::secrets::{ApiKey, KeyCipher};
 use chrono::{DateTime, Utc};
 use entity::prelude::*;
@@ -16,7 +17,7 @@ use entity::{strategy_executions, trading_accounts};
 use sea_orm::ActiveValue::Set;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, DbErr, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
-    SqlErr, TransactionTrait,
+    SqlErr,
 };
 use serde::{Deserialize, Serialize};
 
@@ -396,9 +397,7 @@ async fn create(
     check_api_key(&input.api_key)?;
     let cipher = cipher(&state)?;
 
-    let txn = state
-        .db
-        .begin()
+    let txn = begin_write(&state.db)
         .await
         .map_err(database("starting a transaction failed"))?;
     if input.is_primary {
@@ -541,9 +540,7 @@ async fn update(
         active.is_active = Set(v);
     }
 
-    let txn = state
-        .db
-        .begin()
+    let txn = begin_write(&state.db)
         .await
         .map_err(database("starting a transaction failed"))?;
     if input.is_primary == Some(true) {

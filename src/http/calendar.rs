@@ -9,6 +9,7 @@
 
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
+use actors::db::begin_write;
 use chrono::{Datelike, NaiveDate};
 use entity::prelude::*;
 use entity::{
@@ -16,7 +17,6 @@ use entity::{
 };
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, Set, SqlErr,
-    TransactionTrait,
 };
 use serde::Deserialize;
 
@@ -313,9 +313,7 @@ async fn delete_template(
     id: web::Path<i32>,
 ) -> Result<HttpResponse, ApiError> {
     let id = id.into_inner();
-    let txn = state
-        .db
-        .begin()
+    let txn = begin_write(&state.db)
         .await
         .map_err(read_error("deleting the template"))?;
     TradingSessions::delete_many()

@@ -94,8 +94,9 @@ impl MetricsCache {
         (status = 200, description = "Prometheus text format 0.0.4: ticks in, fanned out and \
             dropped, feed connection state and reconnects, subscriptions, strategies by risk \
             state and their P&L, open legs, exit orders sent and failed, the tick→risk decision \
-            latency histogram with p50/p99/p999, chain sessions, calendar phase and warnings, every \
-            actor's lifecycle state and restarts. A snapshot at most one second old.",
+            latency histogram with p50/p99/p999, chain sessions, calendar phase and warnings, the \
+            feed degraded, the health reasons, every actor's lifecycle state and restarts. A \
+            snapshot at most one second old.",
             content_type = "text/plain; version=0.0.4", body = String),
         (status = 401, description = "missing or wrong token: the admin token or \
             `metrics.token` (unless `metrics.public = true`)", body = ErrorBody),
@@ -309,6 +310,18 @@ fn render(s: &ServiceState) -> String {
         "gauge",
         "1 while the market-hours subtree (feed, position monitor) runs",
         flag(s.supervisor.running),
+    )
+    .single(
+        "supervisor_feed_degraded",
+        "gauge",
+        "1 while the feed is down during market hours and open legs are priced over REST quotes",
+        flag(s.supervisor.feed_degraded),
+    )
+    .single(
+        "supervisor_health_reasons",
+        "gauge",
+        "reasons GET /health gives for being degraded (0 when ok)",
+        s.health.reasons.len() as f64,
     );
     m.family(
         "supervisor_calendar_phase",

@@ -1,6 +1,11 @@
 //! `GET /api/v1/state` (every actor's status, built only from their `Status` answers) and
-//! `POST /api/v1/service/{start|stop}`. The admin socket and `/metrics` use [`collect`] too.
+//! `POST /api/v1/service/{start|stop}`. The admin socket and `/metrics` use [`collect`] too;
+//! `/health` uses [`gather`], which never fails: an actor that does not answer is a reason.
 
+use std::future::Future;
+use std::time::Duration;
+
+use actix::MailboxError;
 use actix_web::{HttpResponse, web};
 use actors::accounts::{AccountsStatus, GetAccountsStatus};
 use actors::calendar::{CalendarStatus, GetCalendarStatus};
@@ -17,6 +22,10 @@ use utoipa::ToSchema;
 
 use super::AppState;
 use super::error::{ApiError, ErrorBody};
+use super::health::{HealthView, assess};
+
+/// How long `GET /api/v1/state` waits for each actor.
+const COLLECT_WITHIN: Duration = Duration::from_secs(10);
 
 /// Every actor's status, as each actor answered its `Get*Status` message. Each part carries
 /// `state` (or `lifecycle`: Starting, Running, Degraded, BackingOff, Stopped, Faulted) and
@@ -62,15 +71,53 @@ pub struct ServiceState {
     /// OrderGatewayActor: per-account lanes, exits in flight, orders sent and failed.
     #[schema(value_type = Object)]
     pub orders: GatewayStatus,
+    /// What `GET /health` answers: `status` (`ok` or `degraded`) and the `reasons`, the same
+    /// the admin page's banner shows.
+    pub health: HealthView,
 }
 
-fn no_answer(actor: &'static str) -> impl Fn(actix::MailboxError) -> ApiError {
-    move |e| ApiError::internal(&format!("the {actor} did not answer"), e)
+/// Every actor's answer (or why there was none) and whether the database answers.
+pub struct Answers {
+    pub database: Result<(), String>,
+    pub supervisor: Result<SupervisorStatus, String>,
+    pub calendar: Result<CalendarStatus, String>,
+    pub accounts: Result<AccountsStatus, String>,
+    pub connection: Result<ConnectionStatus, String>,
+    pub registry: Result<RegistryStatus, String>,
+    pub chains: Result<ChainDirectoryStatus, String>,
+    pub monitor: Result<MonitorStatus, String>,
+    pub positions: Result<Vec<PositionView>, String>,
+    pub strategies: Result<Vec<RiskStatus>, String>,
+    pub orders: Result<GatewayStatus, String>,
 }
 
-/// Asks every actor for its status, concurrently.
-pub async fn collect(state: &AppState) -> Result<ServiceState, ApiError> {
+/// One actor's answer within `within`.
+async fn ask<T>(
+    request: impl Future<Output = Result<T, MailboxError>>,
+    within: Duration,
+) -> Result<T, String> {
+    match actix_rt::time::timeout(within, request).await {
+        Ok(Ok(answer)) => Ok(answer),
+        Ok(Err(e)) => Err(format!("did not answer ({e})")),
+        Err(_) => Err(format!("did not answer within {} ms", within.as_millis())),
+    }
+}
+
+/// Asks every actor for its status and pings the database, concurrently, each within
+/// `within`. Never fails: what does not answer says so.
+pub async fn gather(state: &AppState, within: Duration) -> Answers {
+    let database = async {
+        match actix_rt::time::timeout(within, state.db.ping()).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "database ping failed");
+                Err("database did not answer".to_string())
+            }
+            Err(_) => Err("database did not answer".to_string()),
+        }
+    };
     let (
+        database,
         supervisor,
         calendar,
         accounts,
@@ -82,29 +129,59 @@ pub async fn collect(state: &AppState) -> Result<ServiceState, ApiError> {
         strategies,
         orders,
     ) = futures_util::join!(
-        state.supervisor.send(GetSupervisorStatus),
-        state.calendar.send(GetCalendarStatus),
-        state.accounts.send(GetAccountsStatus),
-        state.feed.connection.send(GetConnectionStatus),
-        state.feed.registry.send(GetRegistryStatus),
-        state.chains.send(GetChainDirectoryStatus),
-        state.monitor.send(GetMonitorStatus),
-        state.monitor.send(GetPositions),
-        state.monitor.send(GetRiskStatuses),
-        state.gateway.send(GetGatewayStatus),
+        database,
+        ask(state.supervisor.send(GetSupervisorStatus), within),
+        ask(state.calendar.send(GetCalendarStatus), within),
+        ask(state.accounts.send(GetAccountsStatus), within),
+        ask(state.feed.connection.send(GetConnectionStatus), within),
+        ask(state.feed.registry.send(GetRegistryStatus), within),
+        ask(state.chains.send(GetChainDirectoryStatus), within),
+        ask(state.monitor.send(GetMonitorStatus), within),
+        ask(state.monitor.send(GetPositions), within),
+        ask(state.monitor.send(GetRiskStatuses), within),
+        ask(state.gateway.send(GetGatewayStatus), within),
     );
+    Answers {
+        database,
+        supervisor,
+        calendar,
+        accounts,
+        connection,
+        registry,
+        chains,
+        monitor,
+        positions,
+        strategies,
+        orders,
+    }
+}
+
+fn answered<T>(answer: Result<T, String>, actor: &str) -> Result<T, ApiError> {
+    answer.map_err(|e| ApiError::internal(&format!("the {actor} did not answer"), e))
+}
+
+/// Asks every actor for its status, concurrently; 500 when one does not answer.
+pub async fn collect(state: &AppState) -> Result<ServiceState, ApiError> {
+    let answers = gather(state, COLLECT_WITHIN).await;
+    let health = assess(&answers);
+    let a = answers;
     Ok(ServiceState {
-        supervisor: supervisor.map_err(no_answer("supervisor"))?,
-        calendar: calendar.map_err(no_answer("calendar actor"))?,
-        accounts: accounts.map_err(no_answer("account monitor"))?,
-        connection: connection.map_err(no_answer("connection actor"))?,
-        registry: registry.map_err(no_answer("subscription registry"))?,
-        chains: chains.map_err(no_answer("chain directory"))?,
-        monitor: monitor.map_err(no_answer("position monitor"))?,
-        positions: positions.map_err(no_answer("position monitor"))?,
-        strategies: strategies.map_err(no_answer("position monitor"))?,
-        orders: orders.map_err(no_answer("order gateway"))?,
+        supervisor: answered(a.supervisor, "supervisor")?,
+        calendar: answered(a.calendar, "calendar actor")?,
+        accounts: answered(a.accounts, "account monitor")?,
+        connection: answered(a.connection, "connection actor")?,
+        registry: answered(a.registry, "subscription registry")?,
+        chains: answered(a.chains, "chain directory")?,
+        monitor: answered(a.monitor, "position monitor")?,
+        positions: answered(a.positions, "position monitor")?,
+        strategies: answered(a.strategies, "position monitor")?,
+        orders: answered(a.orders, "order gateway")?,
+        health,
     })
+}
+
+fn no_answer(actor: &'static str) -> impl Fn(actix::MailboxError) -> ApiError {
+    move |e| ApiError::internal(&format!("the {actor} did not answer"), e)
 }
 
 /// Every actor's status.

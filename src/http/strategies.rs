@@ -6,6 +6,7 @@
 //! strategy. A strategy JSON carries the stored row plus the live figures of its risk actor
 //! while a run is open (`pnl`, `peak`, `stop`, `state`, and `live` with the whole status).
 
+use actors::db::begin_write;
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -19,7 +20,7 @@ use entity::strategy_executions::{self, ExecutionStatus};
 use entity::{exit_requests, risk_events};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter,
-    QueryOrder, SqlErr, TransactionTrait,
+    QueryOrder, SqlErr,
 };
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Value, json};
@@ -426,9 +427,7 @@ pub async fn delete(
     use strategy_executions::Column as C;
     let id = path.into_inner();
     find(&state, id).await?;
-    let txn = state
-        .db
-        .begin()
+    let txn = begin_write(&state.db)
         .await
         .map_err(|e| ApiError::internal("deleting the strategy", e))?;
     let open = strategy_executions::Entity::find()
@@ -470,7 +469,11 @@ pub async fn delete(
         strategies::Entity::delete_by_id(id).exec(&txn).await
     }
     .await;
-    deleted.map_err(|e| ApiError::internal("deleting the strategy", e))?;
+    let deleted = deleted.map_err(|e| ApiError::internal("deleting the strategy", e))?;
+    if deleted.rows_affected == 0 {
+        // Deleted meanwhile by another request; dropping the transaction rolls it back.
+        return Err(ApiError::not_found(format!("strategy {id} does not exist")));
+    }
     txn.commit()
         .await
         .map_err(|e| ApiError::internal("deleting the strategy", e))?;

@@ -936,15 +936,9 @@ async fn the_feed_fails_over_to_the_backup_and_returns_to_the_primary() {
     assert_eq!(status.feed_account.as_ref().map(|f| f.id), Some(primary.id));
     assert!(!serde_json::to_string(&status).unwrap().contains(API_KEY));
 
-    // The primary's gateway goes away: first it is unreachable, then (after 3 failures) the
-    // feed moves to the backup.
+    // The primary's gateway goes away: it stays the reachable feed account through its first
+    // failed pings, and after 3 in a row the feed moves to the backup (one announcement).
     primary_gw.stop().await;
-    let unreachable = next_change(&mut rx).await;
-    assert_eq!(
-        unreachable.target.as_ref().map(|t| t.account_id),
-        Some(primary.id)
-    );
-    assert!(!unreachable.reachable);
     let failover = next_change(&mut rx).await;
     assert_eq!(
         failover.target.as_ref().map(|t| t.account_id),
@@ -986,6 +980,67 @@ async fn the_feed_fails_over_to_the_backup_and_returns_to_the_primary() {
     assert!(back.reachable);
     restarted.stop().await;
     backup_gw.stop().await;
+}
+
+#[actix_web::test]
+async fn a_gateway_is_unreachable_only_after_consecutive_failed_pings() {
+    let test_db = fresh_database().await;
+    let db = migrated(&test_db.url).await;
+    let cipher = KeyCipher::from_base64(KEY_A).unwrap();
+    let gw = fake_gateway(0, API_KEY, Duration::ZERO).await;
+    let port = gw.port;
+    let primary = insert_account(&db, &cipher, "primary", &gw.url(), API_KEY, true).await;
+
+    // A high threshold: failed pings accumulate, the account stays reachable.
+    let mut settings = monitor_settings(Duration::from_millis(50));
+    settings.failover_after_failures = 1000;
+    let (monitor, mut rx) = start_monitor(&db, settings);
+    assert!(next_change(&mut rx).await.reachable);
+    gw.stop().await;
+    let status = poll_until(WAIT, "two failed pings of the primary", || {
+        let monitor = monitor.clone();
+        async move {
+            let s = monitor.send(GetAccountsStatus).await.ok()?;
+            let failures = s
+                .accounts
+                .iter()
+                .find(|a| a.id == primary.id)?
+                .consecutive_failures;
+            (failures >= 2).then_some(s)
+        }
+    })
+    .await;
+    assert!(
+        status.reachable,
+        "failed pings below the threshold are no outage"
+    );
+    assert!(status.accounts[0].reachable);
+    assert!(status.accounts[0].last_error.is_some());
+    assert!(
+        status
+            .reason
+            .contains("of 1000 tolerated consecutive pings failed"),
+        "{}",
+        status.reason
+    );
+    assert!(rx.try_recv().is_err(), "nothing was announced");
+
+    // The default threshold of 3: announced unreachable once, after the third failure.
+    let gw = fake_gateway(port, API_KEY, Duration::ZERO).await;
+    let (monitor, mut rx) = start_monitor(&db, monitor_settings(Duration::from_millis(50)));
+    assert!(next_change(&mut rx).await.reachable);
+    gw.stop().await;
+    let down = next_change(&mut rx).await;
+    assert_eq!(down.target.as_ref().map(|t| t.account_id), Some(primary.id));
+    assert!(!down.reachable);
+    assert!(
+        down.reason.contains("failed 3 consecutive pings"),
+        "{}",
+        down.reason
+    );
+    let status = monitor.send(GetAccountsStatus).await.unwrap();
+    assert!(status.accounts[0].consecutive_failures >= 3);
+    assert!(!status.accounts[0].reachable);
 }
 
 #[actix_web::test]

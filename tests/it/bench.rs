@@ -103,6 +103,20 @@ fn bench_prints_one_sane_json_line() {
         "every breach trial exited: {r}"
     );
     assert_eq!(r["breach_exits_missed"], 0, "no missed stop: {r}");
+    // The exits' write-ahead rows were timed while HTTP clients wrote strategies, none failing.
+    let write_ahead = &r["exit_write_ahead_us"];
+    assert!(
+        write_ahead["count"].as_u64().is_some_and(|n| n >= 10),
+        "one write-ahead row per breach at least: {r}"
+    );
+    let (p50, p99, max) = (
+        write_ahead["p50"].as_u64().expect("p50"),
+        write_ahead["p99"].as_u64().expect("p99"),
+        write_ahead["max"].as_u64().expect("max"),
+    );
+    assert!(p50 <= p99 && p99 <= max, "{r}");
+    assert!(number("http_writes") > 0.0, "{r}");
+    assert_eq!(number("http_write_errors"), 0.0, "{r}");
     let rss = number("rss_mb");
     assert!(rss > 1.0 && rss < 4096.0, "{r}");
     assert!(number("rss_slope_mb_per_min").is_finite());

@@ -1,24 +1,53 @@
 //! Health, authentication, error bodies and the request size limit.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix_web::http::StatusCode;
 use chrono::{TimeZone, Utc};
 use clock::ManualClock;
 
-use crate::helpers::{json_body, spawn_app, spawn_app_with_clock};
+use crate::helpers::{json_body, poll_until, spawn_app, spawn_app_with_clock};
 
 #[actix_web::test]
 async fn health_is_open_and_reports_the_database() {
-    // A date whose next 30 days the seeded holidays cover: the real date may be past them,
-    // which `/health` would report (see the calendar tests).
-    let clock = ManualClock::new(Utc.with_ymd_and_hms(2026, 11, 17, 4, 30, 0).unwrap());
+    // A Sunday whose next 30 days the seeded holidays cover: the real date may be past them,
+    // which `/health` would report (see the calendar tests), and during market hours a service
+    // without a feed account is degraded too.
+    let clock = ManualClock::new(Utc.with_ymd_and_hms(2026, 11, 15, 4, 30, 0).unwrap());
     let app = spawn_app_with_clock(|_| {}, Arc::new(clock)).await;
-    let mut resp = app.client.get(app.url("/health")).send().await.unwrap();
-    assert_eq!(resp.status(), StatusCode::OK);
-    let body = json_body(&mut resp).await;
-    assert_eq!(body["status"], "ok", "{body}");
+    // Right after start the order gateway waits for the first load of the accounts: that is a
+    // reason too, for as long as it lasts.
+    let body = poll_until(Duration::from_secs(20), "health ok", || async {
+        let mut resp = app.client.get(app.url("/health")).send().await.unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        let body = json_body(&mut resp).await;
+        (body["status"] == "ok").then_some(body)
+    })
+    .await;
     assert_eq!(body["reasons"], serde_json::json!([]));
+    let resp = app
+        .client
+        .get(app.url("/health?strict=1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK, "strict and ok");
+    let mut resp = app
+        .client
+        .get(app.url("/health?strict=yes"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    let refusal = json_body(&mut resp).await;
+    assert!(
+        refusal["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("strict"),
+        "{refusal}"
+    );
     assert_eq!(body["version"], env!("CARGO_PKG_VERSION"));
     assert_eq!(body["database"]["reachable"], true);
     let expected = if app.database.url.starts_with("postgres") {

@@ -126,14 +126,22 @@ pub async fn spawn_app_with_clock(
     let port = app.port();
     let token = app.admin_token().to_string();
     actix_rt::spawn(app.run_until_stopped());
-    TestApp {
+    let app = TestApp {
         address: format!("http://127.0.0.1:{port}"),
         token,
         client: awc::Client::builder()
             .timeout(Duration::from_secs(30))
             .finish(),
         database,
-    }
+    };
+    // Started: the order gateway has its accounts and the open positions are loaded, so that
+    // `/health` no longer names them as starting.
+    poll_until(Duration::from_secs(20), "the service to start", || async {
+        let state = app.get_json("/api/v1/state").await;
+        (state["orders"]["state"] != "Starting" && state["monitor"]["loaded"] == true).then_some(())
+    })
+    .await;
+    app
 }
 
 impl TestApp {

@@ -152,14 +152,14 @@ impl ChainDirectoryActor {
         }
     }
 
-    /// Starts the directory under `actix::Supervisor` on the current arbiter.
+    /// Starts the directory supervised (restarted after a stop or a panic) on the current arbiter.
     pub fn start_supervised(
         settings: ChainSettings,
         clock: SharedClock,
         db: DatabaseConnection,
         registry: Addr<SubscriptionRegistryActor>,
     ) -> Addr<Self> {
-        actix::Supervisor::start(move |_| ChainDirectoryActor::new(settings, clock, db, registry))
+        crate::supervised::start(move |_| ChainDirectoryActor::new(settings, clock, db, registry))
     }
 
     /// Checks a request and normalises it into the key of its plan.

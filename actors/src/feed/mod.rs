@@ -87,15 +87,15 @@ pub struct Feed {
 }
 
 impl Feed {
-    /// Starts the registry and the connection, each under `actix::Supervisor`, on the current
+    /// Starts the registry and the connection, each supervised (restarted after a stop or a panic), on the current
     /// arbiter. The connection stays idle until [`StartFeed`].
     pub fn start(settings: ConnectionSettings, target: Option<FeedTarget>) -> Feed {
         let registry_settings = registry::RegistrySettings::from(&settings);
         let registry =
-            actix::Supervisor::start(move |_| SubscriptionRegistryActor::new(registry_settings));
+            crate::supervised::start(move |_| SubscriptionRegistryActor::new(registry_settings));
         let reg = registry.clone();
         let connection =
-            actix::Supervisor::start(move |_| ConnectionActor::new(settings, target, reg));
+            crate::supervised::start(move |_| ConnectionActor::new(settings, target, reg));
         registry.do_send(registry::AttachConnection(connection.clone()));
         Feed {
             connection,

@@ -70,6 +70,21 @@ async fn account(db: &DatabaseConnection) -> i32 {
     .id
 }
 
+/// A connection to the app's database, an account and a strategy (its id) to register legs on.
+async fn with_strategy(app: &TestApp, name: &str) -> (DatabaseConnection, i32, i64) {
+    let conn = db(app).await;
+    let account_id = account(&conn).await;
+    let (status, s) = call(
+        app,
+        "POST",
+        "/api/v1/strategies",
+        Some(json!({ "name": name })),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{s}");
+    (conn, account_id, s["id"].as_i64().unwrap())
+}
+
 #[actix_web::test]
 async fn strategies_crud_and_risk_limit_validation() {
     let app = spawn_app().await;
@@ -232,16 +247,7 @@ async fn strategies_crud_and_risk_limit_validation() {
 #[actix_web::test]
 async fn executions_are_validated_and_strategies_with_open_legs_cannot_be_deleted() {
     let app = spawn_app().await;
-    let conn = db(&app).await;
-    let account_id = account(&conn).await;
-    let (_, s) = call(
-        &app,
-        "POST",
-        "/api/v1/strategies",
-        Some(json!({"name": "legs"})),
-    )
-    .await;
-    let strategy_id = s["id"].as_i64().unwrap();
+    let (conn, account_id, strategy_id) = with_strategy(&app, "legs").await;
     let valid = json!({
         "strategy_id": strategy_id, "account_id": account_id, "symbol": "NIFTY28APR2625000CE",
         "exchange": "NFO", "product": "NRML", "action": "SELL", "quantity": 130,
@@ -250,6 +256,11 @@ async fn executions_are_validated_and_strategies_with_open_legs_cannot_be_delete
     let with = |field: &str, value: Value| {
         let mut b = valid.clone();
         b[field] = value;
+        b
+    };
+    let with2 = |field: &str, value: Value, other: &str, other_value: Value| {
+        let mut b = with(field, value);
+        b[other] = other_value;
         b
     };
     let cases = [
@@ -265,6 +276,26 @@ async fn executions_are_validated_and_strategies_with_open_legs_cannot_be_delete
         (with("freeze_qty", json!(-1)), "freeze_qty"),
         (with("symbol", json!(" ")), "symbol"),
         (with("leverage", json!(5)), "leverage"),
+        // Absurd fills: their P&L would be infinite, their exit a flood of orders.
+        (with("quantity", json!(i64::MAX)), "quantity"),
+        (with("quantity", json!(1e20)), "quantity"),
+        (with("entry_price", json!(1e300)), "entry_price"),
+        (with("entry_price", json!(10_000_000.5)), "entry_price"),
+        (
+            with2("quantity", json!(3_000_000), "lot_size", Value::Null),
+            "risk.max_leg_quantity",
+        ),
+        // 650 000 × 20 000 = 1.3e10 above the notional cap of 1e10.
+        (
+            with2("quantity", json!(650_000), "entry_price", json!(20_000.0)),
+            "risk.max_leg_notional",
+        ),
+        // 201 orders of the freeze quantity 65 (one lot), above 200.
+        (
+            with2("quantity", json!(201 * 65), "freeze_qty", json!(65)),
+            "risk.max_exit_orders_per_leg",
+        ),
+        (with("freeze_qty", json!(2_000_000)), "freeze_qty"),
     ];
     for (body, field) in cases {
         rejected(&app, "POST", "/api/v1/executions", body, field).await;
@@ -384,4 +415,46 @@ async fn executions_are_validated_and_strategies_with_open_legs_cannot_be_delete
             .unwrap(),
         2
     );
+}
+
+#[actix_web::test]
+async fn the_fill_bounds_are_settings() {
+    let app = crate::helpers::spawn_app_with(|s| {
+        s.risk.max_leg_quantity = 100;
+        s.risk.max_price = 50.0;
+    })
+    .await;
+    let (conn, account_id, strategy_id) = with_strategy(&app, "small").await;
+    let body = |quantity: i64, price: f64| {
+        json!({
+            "strategy_id": strategy_id, "account_id": account_id, "symbol": "INFY",
+            "exchange": "NSE", "product": "MIS", "action": "BUY", "quantity": quantity,
+            "entry_price": price,
+        })
+    };
+    rejected(
+        &app,
+        "POST",
+        "/api/v1/executions",
+        body(101, 10.0),
+        "quantity",
+    )
+    .await;
+    rejected(
+        &app,
+        "POST",
+        "/api/v1/executions",
+        body(100, 50.5),
+        "entry_price",
+    )
+    .await;
+    assert_eq!(
+        strategy_executions::Entity::find()
+            .count(&conn)
+            .await
+            .unwrap(),
+        0
+    );
+    let (status, leg) = call(&app, "POST", "/api/v1/executions", Some(body(100, 50.0))).await;
+    assert_eq!(status, StatusCode::CREATED, "{leg}");
 }

@@ -12,6 +12,7 @@
 
 mod api;
 mod exits;
+mod liveness;
 mod prices;
 mod reconcile;
 mod restart;

@@ -93,8 +93,10 @@ async fn an_old_price_never_decides_an_exit() {
     let quiet = h
         .open(LegSpec::equity(id, "TCS", "BUY", 10, 100.0).on(1))
         .await;
-    // TCS stops ticking and its account's REST refuses: its price only ages.
+    // TCS stops ticking and no gateway quotes it: its own account's REST refuses and the
+    // other account's answers too late. Its price only ages.
     h.fault(Some(1), json!({"refuse_auth_s": 120})).await;
+    h.fault(Some(0), json!({"latency_ms": 3000})).await;
     poll_until(WAIT, "TCS stale", || async {
         h.position(quiet).await.filter(|p| p["stale"] == true)
     })
@@ -124,6 +126,7 @@ async fn an_old_price_never_decides_an_exit() {
 
     // REST answers again: TCS is priced afresh, the breach is real, the run exits.
     h.fault(Some(1), json!({"refuse_auth_s": 0})).await;
+    h.fault(Some(0), json!({"latency_ms": 0})).await;
     h.wait_exited(busy).await;
     h.wait_exited(quiet).await;
     let orders = h.orders_of("old-price").await;
