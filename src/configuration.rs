@@ -166,6 +166,12 @@ pub struct RiskSettings {
     pub exit_confirm_ms: u64,
     pub max_exit_attempts: u32,
     pub exit_retry_initial_ms: u64,
+    pub exit_retry_max_ms: u64,
+    pub exit_settle_ms: u64,
+    pub exit_poll_initial_ms: u64,
+    pub exit_poll_max_ms: u64,
+    pub exit_working_timeout_ms: u64,
+    pub positions_max_age_ms: u64,
     pub order_rate_per_s: u32,
     pub max_leg_quantity: i64,
     pub max_price: f64,
@@ -433,6 +439,36 @@ impl Settings {
             self.risk.exit_retry_initial_ms >= 1,
             "risk.exit_retry_initial_ms",
             "must be at least 1",
+        )?;
+        check(
+            self.risk.exit_retry_max_ms >= self.risk.exit_retry_initial_ms,
+            "risk.exit_retry_max_ms",
+            "must be at least risk.exit_retry_initial_ms",
+        )?;
+        check(
+            self.risk.exit_settle_ms >= 1,
+            "risk.exit_settle_ms",
+            "must be at least 1",
+        )?;
+        check(
+            self.risk.exit_poll_initial_ms >= 1,
+            "risk.exit_poll_initial_ms",
+            "must be at least 1",
+        )?;
+        check(
+            self.risk.exit_poll_max_ms >= self.risk.exit_poll_initial_ms,
+            "risk.exit_poll_max_ms",
+            "must be at least risk.exit_poll_initial_ms",
+        )?;
+        check(
+            self.risk.exit_working_timeout_ms >= 1,
+            "risk.exit_working_timeout_ms",
+            "must be at least 1",
+        )?;
+        check(
+            self.risk.positions_max_age_ms >= 100,
+            "risk.positions_max_age_ms",
+            "must be at least 100",
         )?;
         check(
             self.risk.order_rate_per_s >= 1,

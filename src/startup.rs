@@ -286,8 +286,14 @@ pub fn gateway_settings(s: &Settings) -> GatewaySettings {
     GatewaySettings {
         max_exit_attempts: s.risk.max_exit_attempts,
         retry_initial: Duration::from_millis(s.risk.exit_retry_initial_ms),
+        retry_max: Duration::from_millis(s.risk.exit_retry_max_ms),
         order_rate_per_s: s.risk.order_rate_per_s,
         rest_timeout: Duration::from_millis(s.connection.rest_timeout_ms),
+        settle: Duration::from_millis(s.risk.exit_settle_ms),
+        poll_initial: Duration::from_millis(s.risk.exit_poll_initial_ms),
+        poll_max: Duration::from_millis(s.risk.exit_poll_max_ms),
+        working_timeout: Duration::from_millis(s.risk.exit_working_timeout_ms),
+        positions_max_age: Duration::from_millis(s.risk.positions_max_age_ms),
         crash_loop_max_restarts: s.supervision.crash_loop_max_restarts,
         crash_loop_window: Duration::from_secs(s.supervision.crash_loop_window_s),
     }

@@ -32,7 +32,6 @@ use sea_orm::{
 use serde::Serialize;
 
 use crate::accounts::{AccountsReach, Reach};
-use crate::domain::exits::{RequestFate, exit_progress};
 use crate::domain::fills::{FillLimits, check_fill};
 use crate::domain::pnl::{RunPnl, Side, accept_price, is_stale, leg_pnl};
 use crate::domain::quotes::{QuoteSource, quote_route};
@@ -45,7 +44,7 @@ use crate::feed::{
 use crate::openalgo::rest::RestClient;
 use crate::orders::{
     AccountEndpoint, AttachExitListener, ExitReport, ExitScope, ExitTicket, GetGatewayStatus,
-    OrderGatewayActor, RequestExit, SetAccounts, side_of,
+    OrderGatewayActor, RequestExit, SetAccounts, WatchPositions, filled_units, side_of,
 };
 use crate::risk::{
     ExitRun, GetRiskStatus, LegClosed, LegExitFailed, ManualExit, Pause, PnlUpdate, Resume,
@@ -315,6 +314,8 @@ pub struct PositionMonitorActor {
     closed_externally: u64,
     mismatches: u64,
     last_error: Option<String>,
+    /// Accounts with open legs, as last told to the order gateway.
+    watched: HashSet<i32>,
 }
 
 impl PositionMonitorActor {
@@ -360,6 +361,7 @@ impl PositionMonitorActor {
             closed_externally: 0,
             mismatches: 0,
             last_error: None,
+            watched: HashSet::new(),
         }
     }
 
@@ -454,7 +456,7 @@ impl PositionMonitorActor {
             let exit = leg.exit_price.unwrap_or(leg.entry_price);
             pnl.record_exited(
                 side_of(leg.action),
-                leg.quantity as f64,
+                leg.exit_filled_quantity.unwrap_or(leg.quantity) as f64,
                 leg.entry_price,
                 exit,
             );
@@ -557,11 +559,14 @@ impl PositionMonitorActor {
         Some(leg)
     }
 
-    /// A leg closed (exit filled, or found closed at the broker).
+    /// A leg closed (exit filled, or found closed at the broker); `closed` units of it when the
+    /// broker held less (`mismatch` says how much less).
     fn leg_closed(
         &mut self,
         id: i32,
         exit_price: Option<f64>,
+        closed: Option<f64>,
+        mismatch: Option<String>,
         ctx: &mut Context<Self>,
     ) -> Option<()> {
         let leg = self.untrack(id)?;
@@ -575,11 +580,12 @@ impl PositionMonitorActor {
             .and_then(|l| l.last)
             .map(|(p, _)| p);
         let price = exit_price.or(last).unwrap_or(leg.model.entry_price);
-        book.pnl.close_leg(&id, price);
+        book.pnl.close_leg(&id, price, closed);
         let left = book.pnl.open_legs().len();
         book.risk.do_send(LegClosed {
             execution_id: id,
             open_legs_left: left,
+            mismatch,
         });
         if left == 0 {
             // The risk actor records the end of the run and stops by itself.
@@ -594,6 +600,7 @@ impl PositionMonitorActor {
     // ---- subscriptions and prices -----------------------------------------------------
 
     fn sync_subscriptions(&mut self, ctx: &mut Context<Self>) {
+        self.watch_positions();
         if !self.monitoring {
             return;
         }
@@ -647,6 +654,16 @@ impl PositionMonitorActor {
                     }
                 }),
         );
+    }
+
+    /// Tells the order gateway which accounts have open legs: it keeps their position books
+    /// fresh, so that a breach finds what the broker holds already read.
+    fn watch_positions(&mut self) {
+        let accounts: HashSet<i32> = self.legs.values().map(|l| l.model.account_id).collect();
+        if accounts != self.watched {
+            self.watched = accounts.clone();
+            self.gateway.do_send(WatchPositions(accounts));
+        }
     }
 
     /// What the risk actors are told about the feed.
@@ -949,7 +966,7 @@ impl PositionMonitorActor {
                         }
                         for (id, price) in done.closed {
                             act.closed_externally += 1;
-                            act.leg_closed(id, price, ctx);
+                            act.leg_closed(id, price, None, None, ctx);
                         }
                     }
                     Err(e) => {
@@ -1125,6 +1142,7 @@ impl actix::Supervised for PositionMonitorActor {
             .collect();
         self.legs.clear();
         self.by_key.clear();
+        self.watched.clear();
         self.orphaned.extend(self.subscribed.drain());
         self.loaded = false;
         if self.monitoring {
@@ -1328,9 +1346,12 @@ impl Handler<ExitReport> for PositionMonitorActor {
             ExitReport::LegExited {
                 execution_id,
                 exit_price,
+                filled,
+                mismatch,
                 ..
             } => {
-                self.leg_closed(execution_id, exit_price, ctx);
+                let closed = mismatch.is_some().then_some(filled as f64);
+                self.leg_closed(execution_id, exit_price, closed, mismatch, ctx);
             }
             ExitReport::LegFailed {
                 execution_id,
@@ -1816,20 +1837,12 @@ async fn reconcile_account(
             l.symbol.clone(),
             norm(l.product.as_str()),
         );
-        let fates: Vec<(i64, RequestFate)> = requests
+        let filled: i64 = requests
             .iter()
             .filter(|r| r.execution_id == l.id)
-            .map(|r| {
-                let fate = match r.outcome {
-                    exit_requests::ExitOutcome::Sent
-                    | exit_requests::ExitOutcome::Filled
-                    | exit_requests::ExitOutcome::Closed => RequestFate::Done,
-                    _ => RequestFate::Unresolved,
-                };
-                (r.quantity, fate)
-            })
-            .collect();
-        let remaining = exit_progress(l.quantity, &fates).remaining;
+            .map(filled_units)
+            .sum();
+        let remaining = (l.quantity - filled).max(0);
         let t = tracked.entry(key.clone()).or_insert(TrackedPosition {
             key,
             expected_net: 0,

@@ -158,12 +158,14 @@ pub struct SetLimits {
     pub name: String,
 }
 
-/// A leg of the run closed; `open_legs_left` legs remain.
+/// A leg of the run closed; `open_legs_left` legs remain. `mismatch` says what the broker did
+/// not hold of it, when it held less than the leg.
 #[derive(Debug, Clone, Message)]
 #[rtype(result = "()")]
 pub struct LegClosed {
     pub execution_id: i32,
     pub open_legs_left: usize,
+    pub mismatch: Option<String>,
 }
 
 /// The gateway gave up on a leg's exit.
@@ -1123,6 +1125,20 @@ impl Handler<LegClosed> for RiskActor {
             "leg closed"
         );
         self.open_legs = msg.open_legs_left;
+        if let Some(message) = msg.mismatch {
+            self.submit(
+                Write::Event(NewEvent {
+                    kind: RiskEventType::Mismatch,
+                    threshold: None,
+                    action: format!(
+                        "leg {}: only what the broker held was exited",
+                        msg.execution_id
+                    ),
+                    message: Some(message),
+                }),
+                ctx,
+            );
+        }
         if msg.open_legs_left > 0 {
             return;
         }

@@ -7,20 +7,27 @@ use serde::{Deserialize, Serialize};
 string_enum! {
     /// What is known about the exit order (`outcome`).
     ExitOutcome {
-        /// Recorded, not sent yet.
+        /// Recorded; the placement is on its way or its answer never came.
         Pending = "pending",
-        /// Sent; the broker accepted the request.
+        /// Accepted by the broker (`broker_order_id`), not terminal yet; `filled_quantity`
+        /// says how much of it filled so far.
         Sent = "sent",
-        /// Filled at the broker.
+        /// Filled at the broker (`filled_quantity` of it).
         Filled = "filled",
-        /// Rejected by the broker.
+        /// Refused at placement or rejected by the broker after it accepted it (after
+        /// `filled_quantity` units, usually none); see `error`.
         Rejected = "rejected",
-        /// The request failed; see `error`.
+        /// Cancelled, keeping `filled_quantity`.
+        Cancelled = "cancelled",
+        /// Never placed (the broker rate-limited it); see `error`.
         Error = "error",
-        /// Whether the broker received the order is not known (timeout, restart); the
-        /// broker's books must be checked before any retry.
+        /// The placement answer was lost (timeout, transport error, 5xx): the order may be at
+        /// the broker; its order book must say before anything else is sent.
         Unknown = "unknown",
-        /// The broker shows the position closed without this order filling.
+        /// In doubt, then not found in the broker's order book after the settle window.
+        NotFound = "not_found",
+        /// Written before exits tracked their orders' fills: the broker showed the position
+        /// closed without this order's fill being read.
         Closed = "closed",
     }
 }
@@ -40,6 +47,10 @@ pub struct Model {
     pub quantity: i64,
     pub broker_order_id: Option<String>,
     pub outcome: ExitOutcome,
+    /// Units of this order that filled, as last read from the broker.
+    pub filled_quantity: Option<i64>,
+    /// Average price of what filled.
+    pub average_price: Option<f64>,
     #[sea_orm(column_type = "Text", nullable)]
     pub error: Option<String>,
     pub created_at: DateTimeUtc,

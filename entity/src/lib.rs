@@ -250,7 +250,15 @@ mod tests {
         check(
             ExitOutcome::ALL,
             &[
-                "pending", "sent", "filled", "rejected", "error", "unknown", "closed",
+                "pending",
+                "sent",
+                "filled",
+                "rejected",
+                "cancelled",
+                "error",
+                "unknown",
+                "not_found",
+                "closed",
             ],
             ExitOutcome::as_str,
         );
@@ -268,6 +276,7 @@ mod tests {
                 "feed_degraded",
                 "feed_restored",
                 "pnl_invalid",
+                "mismatch",
             ],
             RiskEventType::as_str,
         );

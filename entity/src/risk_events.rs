@@ -22,6 +22,9 @@ string_enum! {
         /// The run's P&L is not a finite number (absurd quantities or prices): the strategy
         /// went exit_failed, rules cannot be evaluated.
         PnlInvalid = "pnl_invalid",
+        /// The broker held less of an instrument than the tracked legs: only what it held
+        /// was exited; the message says how much was missing.
+        Mismatch = "mismatch",
     }
 }
 

@@ -93,6 +93,9 @@ pub struct Model {
     #[schema(value_type = Option<String>, format = DateTime)]
     pub exit_pending_since: Option<DateTimeUtc>,
     pub exit_reason: Option<ExitReason>,
+    /// Units the exit orders closed: less than `quantity` when the broker did not hold the
+    /// rest (a mismatch).
+    pub exit_filled_quantity: Option<i64>,
     pub exit_price: Option<f64>,
     pub realized_pnl: Option<f64>,
     #[schema(value_type = Option<String>, format = DateTime)]

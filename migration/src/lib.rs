@@ -12,6 +12,7 @@ mod m0003_calendar;
 mod m0004_websocket_sessions;
 mod m0005_seed_calendar;
 mod m0006_execution_lot_size;
+mod m0007_exit_fills;
 
 /// Applies and rolls back the migrations, in order.
 pub struct Migrator;
@@ -26,6 +27,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0004_websocket_sessions::Migration),
             Box::new(m0005_seed_calendar::Migration),
             Box::new(m0006_execution_lot_size::Migration),
+            Box::new(m0007_exit_fills::Migration),
         ]
     }
 }

@@ -1,6 +1,10 @@
-//! Exit planning and the verification rule used before retrying an exit (ARCHITECTURE §6.4).
+//! Exit planning (shorts first, freeze-quantity splits), the wait between attempts, and finding
+//! an exit order whose placement answer was lost (docs/exits.md).
 
+use std::collections::HashMap;
 use std::time::Duration;
+
+use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
 
 use crate::domain::pnl::Side;
 
@@ -78,73 +82,119 @@ pub fn retry_delay(initial: Duration, failures: u32, max: Duration) -> Duration 
     initial.checked_mul(factor).map_or(max, |d| d.min(max))
 }
 
-/// What is known about one persisted exit order (an `exit_requests` row).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RequestFate {
-    /// The order reached the broker, or the broker shows its quantity closed.
-    Done,
-    /// Recorded but not known to have reached the broker (pending, timed out, rejected,
-    /// failed): the broker's books must be checked before anything else is sent.
-    Unresolved,
+/// An order in the broker's order book, as [`find_lost_order`] compares it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BookOrder<'a> {
+    /// The broker's order id.
+    pub order_id: &'a str,
+    /// Trading symbol.
+    pub symbol: &'a str,
+    /// Exchange code.
+    pub exchange: &'a str,
+    /// `BUY` or `SELL` (any case).
+    pub action: &'a str,
+    /// Units ordered.
+    pub quantity: Option<i64>,
+    /// Product (`MIS`, `NRML`, `CNC`), empty when the broker leaves it out.
+    pub product: &'a str,
+    /// The strategy tag, when the gateway echoes it.
+    pub strategy: Option<&'a str>,
+    /// When the broker took it, when its timestamp could be read.
+    pub placed_at: Option<DateTime<Utc>>,
 }
 
-/// How far a leg's exit got, from its persisted requests in the order they were written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ExitProgress {
-    /// Units not yet known to be closed (includes an unresolved order's quantity).
-    pub remaining: i64,
-    /// Index and quantity of the latest request when it is unresolved. Requests are sent one
-    /// at a time, so only the latest one can be in doubt; earlier failed ones were followed
-    /// by a retry.
-    pub unresolved: Option<(usize, i64)>,
+/// The exit order whose placement answer was lost.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LostOrder<'a> {
+    /// Trading symbol.
+    pub symbol: &'a str,
+    /// Exchange code.
+    pub exchange: &'a str,
+    /// The exit order's action.
+    pub action: Side,
+    /// Units ordered.
+    pub quantity: i64,
+    /// Product.
+    pub product: &'a str,
+    /// Strategy tag it was placed with.
+    pub strategy: &'a str,
+    /// When its write-ahead row was written, on the supervisor's clock.
+    pub recorded_at: DateTime<Utc>,
 }
 
-/// Reconstructs a leg's exit from its requests (restart recovery, re-requested exits).
-pub fn exit_progress(quantity: i64, requests: &[(i64, RequestFate)]) -> ExitProgress {
-    let done: i64 = requests
+/// How much earlier than an order placed before it the lost order's broker timestamp may read:
+/// brokers stamp whole seconds, and may stamp placement or last change.
+pub const BOOK_CLOCK_SLACK: Duration = Duration::from_secs(5);
+
+/// The lost order in the account's order book: same symbol, exchange, action, quantity and
+/// product (when given), strategy (when echoed), not an order the supervisor already knows
+/// (`known`: order id → when the supervisor recorded it, entries and exits), and not older than
+/// the orders it knows were placed before the lost one. Times are compared on the broker's
+/// clock only (its clock need not be the supervisor's): the floor is the latest broker
+/// timestamp of a known order recorded before the lost one, less [`BOOK_CLOCK_SLACK`]; with no
+/// such order there is no floor. The earliest match is taken. Returns its index in `book`.
+pub fn find_lost_order(
+    book: &[BookOrder<'_>],
+    lost: &LostOrder<'_>,
+    known: &HashMap<String, DateTime<Utc>>,
+) -> Option<usize> {
+    let slack = chrono::Duration::from_std(BOOK_CLOCK_SLACK).ok()?;
+    let floor = book
         .iter()
-        .filter(|(_, fate)| *fate == RequestFate::Done)
-        .map(|(qty, _)| *qty)
-        .sum();
-    let unresolved = match requests.last() {
-        Some((qty, RequestFate::Unresolved)) => Some((requests.len() - 1, *qty)),
-        _ => None,
-    };
-    ExitProgress {
-        remaining: (quantity - done).max(0),
-        unresolved,
-    }
+        .filter(|o| {
+            known
+                .get(o.order_id)
+                .is_some_and(|at| *at <= lost.recorded_at)
+        })
+        .filter_map(|o| o.placed_at)
+        .max()
+        .map(|at| at - slack);
+    book.iter()
+        .enumerate()
+        .filter(|(_, o)| {
+            o.symbol == lost.symbol
+                && o.exchange == lost.exchange
+                && o.action.eq_ignore_ascii_case(lost.action.as_str())
+                && o.quantity == Some(lost.quantity)
+                && (o.product.is_empty() || o.product.eq_ignore_ascii_case(lost.product))
+                && o.strategy
+                    .is_none_or(|s| s.is_empty() || s == lost.strategy)
+                && !known.contains_key(o.order_id)
+                && match (floor, o.placed_at) {
+                    (Some(floor), Some(at)) => at >= floor,
+                    _ => true,
+                }
+        })
+        .min_by_key(|(at, o)| (o.placed_at, *at))
+        .map(|(at, _)| at)
 }
 
-/// What the broker's net position says about a leg whose exit may already have been sent.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verdict {
-    /// The leg is still in the broker's position: an exit may be (re)sent.
-    StillOpen,
-    /// The leg is gone from the broker's position: the exit went through.
-    Closed,
-    /// Neither: do not send anything, a human (or a later check) must look.
-    Unknown,
-}
-
-/// Compares the broker's net quantity for the instrument with what it would be with the leg
-/// still open (`expected_open_net_including_leg`) and without it (that minus the leg's signed
-/// quantity, + for long, − for short).
-pub fn leg_still_open(
-    broker_net_qty: i64,
-    expected_open_net_including_leg: i64,
-    leg_signed_qty: i64,
-) -> Verdict {
-    if leg_signed_qty == 0 {
-        return Verdict::Unknown;
+/// Reads an order book timestamp as brokers write it, in `tz` unless it carries an offset
+/// (`28-Nov-2026 10:00:01`, `2026-11-28 10:00:01`, `28-11-2026 10:00:01`, RFC 3339, epoch
+/// seconds or milliseconds).
+pub fn parse_book_time(text: &str, tz: chrono_tz::Tz) -> Option<DateTime<Utc>> {
+    let text = text.trim();
+    if let Ok(at) = DateTime::parse_from_rfc3339(text) {
+        return Some(at.with_timezone(&Utc));
     }
-    if broker_net_qty == expected_open_net_including_leg {
-        return Verdict::StillOpen;
+    if let Ok(n) = text.parse::<i64>() {
+        return if n > 10_000_000_000 {
+            DateTime::from_timestamp_millis(n)
+        } else {
+            DateTime::from_timestamp(n, 0)
+        };
     }
-    match expected_open_net_including_leg.checked_sub(leg_signed_qty) {
-        Some(without) if broker_net_qty == without => Verdict::Closed,
-        _ => Verdict::Unknown,
-    }
+    [
+        "%d-%b-%Y %H:%M:%S",
+        "%Y-%m-%d %H:%M:%S",
+        "%d-%m-%Y %H:%M:%S",
+        "%Y-%m-%dT%H:%M:%S",
+        "%d/%m/%Y %H:%M:%S",
+    ]
+    .iter()
+    .find_map(|format| NaiveDateTime::parse_from_str(text, format).ok())
+    .and_then(|naive| tz.from_local_datetime(&naive).earliest())
+    .map(|at| at.with_timezone(&Utc))
 }
 
 #[cfg(test)]
@@ -227,32 +277,6 @@ mod tests {
     }
 
     #[test]
-    fn verify_rule() {
-        // (broker net, expected with leg, leg signed qty, verdict)
-        let cases = [
-            // Short leg of −65, alone on the instrument.
-            (-65, -65, -65, Verdict::StillOpen),
-            (0, -65, -65, Verdict::Closed),
-            // Long leg of 130 alongside another strategy's −65 on the same instrument.
-            (65, 65, 130, Verdict::StillOpen),
-            (-65, 65, 130, Verdict::Closed),
-            // Something else happened (partial fill, outside trade): do not guess.
-            (0, 65, 130, Verdict::Unknown),
-            (-130, -65, -65, Verdict::Unknown),
-            // A double exit would show as the leg reversed: not "closed".
-            (65, -65, -65, Verdict::Unknown),
-            (0, 0, 0, Verdict::Unknown),
-        ];
-        for (net, expected, signed, want) in cases {
-            assert_eq!(
-                leg_still_open(net, expected, signed),
-                want,
-                "net {net} expected {expected} leg {signed}"
-            );
-        }
-    }
-
-    #[test]
     fn next_chunk_respects_freeze_and_lots() {
         assert_eq!(next_chunk(3900, Some(1800), Some(65)), 1755);
         assert_eq!(next_chunk(390, Some(1800), Some(65)), 390);
@@ -275,40 +299,92 @@ mod tests {
         assert_eq!(retry_delay(ms(1000), 200, max), max);
     }
 
-    #[test]
-    fn exit_progress_from_requests() {
-        use RequestFate::{Done, Unresolved};
-        type Case = (i64, Vec<(i64, RequestFate)>, i64, Option<(usize, i64)>);
-        // (quantity, requests, remaining, unresolved)
-        let cases: [Case; 7] = [
-            (3900, vec![], 3900, None),
-            // Killed after writing the first request, before or after sending it.
-            (3900, vec![(1755, Unresolved)], 3900, Some((0, 1755))),
-            // First chunk sent, second in doubt.
-            (
-                3900,
-                vec![(1755, Done), (1755, Unresolved)],
-                2145,
-                Some((1, 1755)),
-            ),
-            // A rejected attempt followed by a successful retry.
-            (65, vec![(65, Unresolved), (65, Done)], 0, None),
-            // Killed between two chunks: nothing in doubt.
-            (3900, vec![(1755, Done), (1755, Done)], 390, None),
-            (390, vec![(390, Done)], 0, None),
-            // More closed than the leg held is reported as nothing left, not negative.
-            (100, vec![(100, Done), (100, Done)], 0, None),
-        ];
-        for (qty, requests, remaining, unresolved) in cases {
-            let p = exit_progress(qty, &requests);
-            assert_eq!(
-                p,
-                ExitProgress {
-                    remaining,
-                    unresolved
-                },
-                "{qty} {requests:?}"
-            );
+    fn book_order<'a>(id: &'a str, quantity: i64, at: Option<&str>) -> BookOrder<'a> {
+        BookOrder {
+            order_id: id,
+            symbol: "INFY",
+            exchange: "NSE",
+            action: "sell",
+            quantity: Some(quantity),
+            product: "MIS",
+            strategy: None,
+            placed_at: at.and_then(|t| parse_book_time(t, chrono_tz::Asia::Kolkata)),
         }
+    }
+
+    #[test]
+    fn a_lost_order_is_found_by_its_fields_and_the_brokers_own_clock() {
+        let ist = chrono_tz::Asia::Kolkata;
+        let ours = |t: &str| parse_book_time(t, ist).expect("a time");
+        // The supervisor's clock reads five days later than the broker's.
+        let lost = LostOrder {
+            symbol: "INFY",
+            exchange: "NSE",
+            action: Side::Sell,
+            quantity: 10,
+            product: "MIS",
+            strategy: "s1",
+            recorded_at: ours("03-Dec-2026 10:00:00"),
+        };
+        let known: HashMap<String, DateTime<Utc>> = [
+            // The leg's entry, recorded a minute before the lost exit.
+            ("E1".to_string(), ours("03-Dec-2026 09:59:00")),
+            // An exit recorded later: it sets no floor.
+            ("LATER".to_string(), ours("03-Dec-2026 10:05:00")),
+        ]
+        .into();
+        let book = [
+            // A manual round trip of the morning, before the entry: not this exit.
+            book_order("MORNING", 10, Some("28-Nov-2026 09:20:00")),
+            book_order("E1", 10, Some("28-Nov-2026 09:59:00")),
+            book_order("Q5", 5, Some("28-Nov-2026 10:00:01")),
+            book_order("LATER", 10, Some("28-Nov-2026 10:05:00")),
+            // Within the slack of the entry's stamp, and the earliest such order.
+            book_order("X1", 10, Some("28-Nov-2026 09:58:56")),
+            book_order("X2", 10, Some("28-Nov-2026 10:00:03")),
+        ];
+        assert_eq!(find_lost_order(&book, &lost, &known), Some(4));
+        let mut other_strategy = book_order("X3", 10, None);
+        other_strategy.strategy = Some("s2");
+        let mut wrong_side = book_order("X4", 10, None);
+        wrong_side.action = "BUY";
+        assert_eq!(
+            find_lost_order(&[other_strategy, wrong_side], &lost, &known),
+            None
+        );
+        // Without a known order to compare with, or a timestamp that cannot be read, time
+        // rules nothing out.
+        assert_eq!(
+            find_lost_order(&[book_order("X5", 10, Some("whenever"))], &lost, &known),
+            Some(0)
+        );
+        assert_eq!(
+            find_lost_order(
+                &[book_order("MORNING", 10, Some("28-Nov-2026 09:20:00"))],
+                &lost,
+                &HashMap::new()
+            ),
+            Some(0)
+        );
+    }
+
+    #[test]
+    fn book_times_parse_in_the_brokers_formats() {
+        let ist = chrono_tz::Asia::Kolkata;
+        let want = DateTime::parse_from_rfc3339("2026-11-28T04:30:01Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        for text in [
+            "28-Nov-2026 10:00:01",
+            "2026-11-28 10:00:01",
+            "28-11-2026 10:00:01",
+            "2026-11-28T10:00:01",
+            "2026-11-28T10:00:01+05:30",
+            "1795840201",
+            "1795840201000",
+        ] {
+            assert_eq!(parse_book_time(text, ist), Some(want), "{text}");
+        }
+        assert_eq!(parse_book_time("yesterday", ist), None);
     }
 }

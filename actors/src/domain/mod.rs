@@ -6,8 +6,10 @@
 pub mod backoff;
 pub mod calendar;
 pub mod chain;
+pub mod exit_machine;
 pub mod exits;
 pub mod fills;
+pub mod holdings;
 pub mod latency;
 pub mod mask;
 pub mod options;

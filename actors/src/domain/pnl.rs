@@ -172,15 +172,16 @@ impl<Id: Eq + Hash + Clone> RunPnl<Id> {
         }
     }
 
-    /// Moves leg `id` from open to realized at `exit`; returns its realized P&L.
-    pub fn close_leg(&mut self, id: &Id, exit: f64) -> Option<f64> {
+    /// Moves leg `id` from open to realized at `exit` (`closed` of its units, all when None:
+    /// the broker may have held less); returns its realized P&L.
+    pub fn close_leg(&mut self, id: &Id, exit: f64, closed: Option<f64>) -> Option<f64> {
         let pos = self.index.remove(id)?;
         let leg = self.open.swap_remove(pos);
         if let Some(moved) = self.open.get(pos) {
             self.index.insert(moved.id.clone(), pos);
         }
         self.open_qty -= leg.qty;
-        let realized = leg_pnl(leg.side, leg.qty, leg.entry, exit);
+        let realized = leg_pnl(leg.side, closed.unwrap_or(leg.qty), leg.entry, exit);
         self.realized += realized;
         Some(realized)
     }
@@ -332,14 +333,14 @@ mod tests {
         // -100 + (50-45)×20 + (210-200)×5 = -100 + 100 + 50
         assert!(close(run.pnl().unwrap(), 50.0));
         // Short leg closed at 40: realized (50-40)×20 = 200.
-        assert_eq!(run.close_leg(&"a", 40.0), Some(200.0));
-        assert_eq!(run.close_leg(&"a", 40.0), None);
+        assert_eq!(run.close_leg(&"a", 40.0, None), Some(200.0));
+        assert_eq!(run.close_leg(&"a", 40.0, None), None);
         assert!(close(run.realized(), 100.0));
         assert!(close(run.pnl().unwrap(), 150.0));
         assert!(close(run.open_qty_sum(), 5.0));
         // Net premium keeps every leg of the run: +1000 (exited buy) −1000 (sell) +1000 (buy).
         assert!(close(run.net_premium(), 1000.0));
-        assert_eq!(run.close_leg(&"b", 190.0), Some(-50.0));
+        assert_eq!(run.close_leg(&"b", 190.0, None), Some(-50.0));
         assert!(run.is_flat());
         assert!(close(run.pnl().unwrap(), 50.0));
     }
@@ -353,12 +354,12 @@ mod tests {
         }
         run.open_leg("b", Side::Sell, 9.0, 99.0);
         assert!(close(run.open_qty_sum(), 4.0));
-        assert_eq!(run.close_leg(&"a", 10.0), Some(0.0));
+        assert_eq!(run.close_leg(&"a", 10.0, None), Some(0.0));
         for (id, ltp) in [("b", 21.0), ("c", 32.0), ("d", 43.0)] {
             assert!(run.update_price(&id, ltp, now), "{id}");
         }
         assert!(close(run.pnl().unwrap(), 6.0));
-        assert_eq!(run.close_leg(&"d", 43.0), Some(3.0));
+        assert_eq!(run.close_leg(&"d", 43.0, None), Some(3.0));
         assert!(run.update_price(&"c", 33.0, now));
         assert!(!run.update_price(&"d", 50.0, now));
         assert!(close(run.pnl().unwrap(), 7.0));
@@ -378,5 +379,14 @@ mod tests {
         let now = t0 + Duration::from_secs(61);
         let stale: Vec<i32> = run.stale_legs(now, stale_after).copied().collect();
         assert_eq!(stale, [1, 3]);
+    }
+
+    #[test]
+    fn a_leg_of_which_the_broker_held_part_realizes_only_that_part() {
+        let mut run: RunPnl<&str> = RunPnl::new();
+        run.open_leg("p", Side::Buy, 10.0, 100.0);
+        assert_eq!(run.close_leg(&"p", 110.0, Some(4.0)), Some(40.0));
+        assert!(close(run.realized(), 40.0));
+        assert!(run.is_flat());
     }
 }

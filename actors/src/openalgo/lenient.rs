@@ -44,6 +44,16 @@ pub fn f64_optional<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f64>, D::E
     })
 }
 
+/// An optional text that some brokers send as a number (timestamps): anything else is None.
+pub fn string_or_number<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    let v = serde_json::Value::deserialize(d)?;
+    Ok(match v {
+        serde_json::Value::String(s) => Some(s),
+        serde_json::Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use serde::Deserialize;

@@ -7,7 +7,7 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
-use super::lenient::{f64_optional, f64_required};
+use super::lenient::{f64_optional, f64_required, string_or_number};
 use crate::domain::mask::clip;
 use crate::secrets::ApiKey;
 
@@ -25,15 +25,34 @@ pub enum RestError {
     },
     #[error("{endpoint}: unexpected answer: {detail}")]
     Decode { endpoint: String, detail: String },
+    #[error("{endpoint}: rate-limited (HTTP 429): {message}")]
+    RateLimited {
+        endpoint: String,
+        /// The wait the gateway asked for (`retry_after` in the body, or `Retry-After`).
+        retry_after: Option<Duration>,
+        message: String,
+    },
 }
 
 impl RestError {
     /// True when the request may or may not have reached the gateway (no definite answer).
     pub fn is_uncertain(&self) -> bool {
-        matches!(
-            self,
-            RestError::Timeout { .. } | RestError::Transport { .. }
-        )
+        match self {
+            RestError::Timeout { .. } | RestError::Transport { .. } | RestError::Decode { .. } => {
+                true
+            }
+            RestError::Rejected { status, .. } => *status >= 500,
+            RestError::RateLimited { .. } => false,
+        }
+    }
+
+    /// The HTTP status of a refusal, if it was one.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            RestError::Rejected { status, .. } => Some(*status),
+            RestError::RateLimited { .. } => Some(429),
+            _ => None,
+        }
     }
 }
 
@@ -92,9 +111,26 @@ pub struct Order {
     pub average_price: Option<f64>,
     #[serde(default, deserialize_with = "f64_optional")]
     pub filled_quantity: Option<f64>,
+    #[serde(default, deserialize_with = "f64_optional")]
+    pub pending_quantity: Option<f64>,
     /// The strategy tag the order was placed with, when the gateway echoes it.
     #[serde(default)]
     pub strategy: Option<String>,
+    /// When the broker took or last changed the order, as the broker writes it.
+    #[serde(default, deserialize_with = "string_or_number")]
+    pub timestamp: Option<String>,
+    #[serde(default)]
+    pub rejection_reason: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct Trade {
+    #[serde(default)]
+    pub orderid: String,
+    #[serde(default, deserialize_with = "f64_optional")]
+    pub quantity: Option<f64>,
+    #[serde(default, deserialize_with = "f64_optional")]
+    pub average_price: Option<f64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -135,6 +171,15 @@ pub struct OptionSymbol {
     pub underlying_ltp: Option<f64>,
 }
 
+/// The gateway's message, bounded: the gateway decides how long it is.
+fn message_of(value: &Value) -> String {
+    match &value["message"] {
+        Value::String(s) => clip(s),
+        Value::Null => "no message".into(),
+        other => clip(&other.to_string()),
+    }
+}
+
 impl RestClient {
     pub fn new(base_url: &str, api_key: &ApiKey, timeout: Duration) -> Self {
         Self {
@@ -170,6 +215,11 @@ impl RestClient {
                 },
             })?;
         let status = resp.status().as_u16();
+        let retry_header = resp
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<f64>().ok());
         let bytes =
             resp.body()
                 .limit(32 * 1024 * 1024)
@@ -178,17 +228,26 @@ impl RestClient {
                     endpoint: endpoint.into(),
                     detail: format!("reading the body: {e}"),
                 })?;
-        let value: Value = serde_json::from_slice(&bytes).map_err(|e| RestError::Decode {
+        let parsed: Result<Value, _> = serde_json::from_slice(&bytes);
+        if status == 429 {
+            let value = parsed.unwrap_or(Value::Null);
+            let seconds = value["retry_after"]
+                .as_f64()
+                .or_else(|| value["retry_after"].as_str()?.parse().ok())
+                .or(retry_header)
+                .filter(|s| s.is_finite() && *s >= 0.0);
+            return Err(RestError::RateLimited {
+                endpoint: endpoint.into(),
+                retry_after: seconds.map(Duration::from_secs_f64),
+                message: message_of(&value),
+            });
+        }
+        let value: Value = parsed.map_err(|e| RestError::Decode {
             endpoint: endpoint.into(),
             detail: clip(&format!("HTTP {status}, not JSON: {e}")),
         })?;
         if status >= 400 || value["status"] != "success" {
-            // The gateway decides how long its message is: only a bounded part is kept.
-            let message = match &value["message"] {
-                Value::String(s) => clip(s),
-                Value::Null => "no message".into(),
-                other => clip(&other.to_string()),
-            };
+            let message = message_of(&value);
             return Err(RestError::Rejected {
                 endpoint: endpoint.into(),
                 status,
@@ -230,6 +289,32 @@ impl RestClient {
                 detail: "success without an orderid".into(),
             }),
         }
+    }
+
+    /// One order's state (`orderstatus`): an order book row.
+    pub async fn order_status(&self, order_id: &str, strategy: &str) -> Result<Order, RestError> {
+        let v = self
+            .call(
+                "orderstatus",
+                json!({"orderid": order_id, "strategy": strategy}),
+            )
+            .await?;
+        Self::decode("orderstatus", v["data"].clone())
+    }
+
+    /// Cancels a working order (`cancelorder`).
+    pub async fn cancel_order(&self, order_id: &str, strategy: &str) -> Result<(), RestError> {
+        self.call(
+            "cancelorder",
+            json!({"orderid": order_id, "strategy": strategy}),
+        )
+        .await
+        .map(|_| ())
+    }
+
+    pub async fn trade_book(&self) -> Result<Vec<Trade>, RestError> {
+        let v = self.call("tradebook", json!({})).await?;
+        Self::decode("tradebook", v["data"].clone())
     }
 
     pub async fn position_book(&self) -> Result<Vec<Position>, RestError> {

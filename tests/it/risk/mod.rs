@@ -58,6 +58,8 @@ pub fn options() -> Settings {
     s.connection.limit_backoff_min_s = 1;
     s.connection.rest_timeout_ms = 2000;
     s.risk.exit_retry_initial_ms = 100;
+    s.risk.exit_settle_ms = 2000;
+    s.risk.exit_poll_initial_ms = 50;
     s.position_monitor.quote_fallback_per_s = 5;
     s.position_monitor.reconcile_interval_s = 0;
     s

@@ -140,13 +140,17 @@ async fn a_restart_checks_pending_exits_at_the_broker_before_sending_anything() 
     let tcs_requests = requests_of(&h, lost).await;
     assert_eq!(tcs_requests.len(), 2, "{tcs_requests:#?}");
     assert_eq!(tcs_requests[0].id, lost_request);
-    assert_eq!(tcs_requests[0].outcome, ExitOutcome::Error);
+    assert_eq!(
+        tcs_requests[0].outcome,
+        ExitOutcome::NotFound,
+        "in doubt, then not in the order book after the settle window"
+    );
     assert!(
         tcs_requests[0]
             .error
             .as_deref()
             .unwrap()
-            .contains("not at the broker")
+            .contains("not in the broker's order book")
     );
     assert_eq!(tcs_requests[1].outcome, ExitOutcome::Filled);
     assert_eq!(tcs_requests[1].attempt, 2);

@@ -1,0 +1,214 @@
+//! The gateway's REST work for one exit order, turned into exit-machine events: placing it,
+//! reading its state, finding it in the order book when its answer was lost, cancelling it.
+
+use std::time::Instant;
+
+use chrono::{DateTime, Utc};
+use sea_orm::DatabaseConnection;
+
+use super::store::{self, Leg};
+use crate::domain::exit_machine::{Event, OrderReport, OrderState, PlaceFailure, ReadFailure};
+use crate::domain::exits::{BookOrder, LostOrder, find_lost_order, parse_book_time};
+use crate::openalgo::rest::{Order, OrderRequest, Position, RestClient, RestError};
+
+/// Broker timestamps without an offset are Indian Standard Time.
+const BROKER_TZ: chrono_tz::Tz = chrono_tz::Asia::Kolkata;
+
+fn place_failure(e: RestError) -> PlaceFailure {
+    match e {
+        RestError::RateLimited { retry_after, .. } => PlaceFailure::RateLimited {
+            retry_after,
+            message: e.to_string(),
+        },
+        e if e.is_uncertain() => PlaceFailure::Uncertain(e.to_string()),
+        e => PlaceFailure::Refused(e.to_string()),
+    }
+}
+
+fn read_failure(e: RestError) -> ReadFailure {
+    match e {
+        RestError::RateLimited { retry_after, .. } => ReadFailure::RateLimited {
+            retry_after,
+            message: e.to_string(),
+        },
+        e => ReadFailure::Failed(e.to_string()),
+    }
+}
+
+/// Places a MARKET exit order of `quantity` units for the leg.
+pub(super) async fn place(
+    client: RestClient,
+    leg: Leg,
+    quantity: i64,
+) -> Result<String, PlaceFailure> {
+    let order = OrderRequest {
+        strategy: leg.strategy_name.clone(),
+        exchange: leg.exchange.clone(),
+        symbol: leg.symbol.clone(),
+        action: leg.side.opposite().as_str().to_string(),
+        quantity,
+        product: leg.product.as_str().to_string(),
+        pricetype: "MARKET".to_string(),
+    };
+    client.place_order(&order).await.map_err(place_failure)
+}
+
+/// What an order book row says of an order of `quantity` units. A terminal order that does
+/// not say how much filled is looked up in the trade book.
+async fn report_of(client: &RestClient, o: &Order, quantity: i64) -> Result<OrderReport, String> {
+    let state = OrderState::parse(&o.order_status)
+        .ok_or_else(|| format!("unknown order status {:?}", o.order_status))?;
+    let filled = match (o.filled_quantity, state) {
+        (Some(f), _) => f.round() as i64,
+        (None, OrderState::Complete) => o.quantity.map_or(quantity, |q| q.round() as i64),
+        (None, OrderState::Open | OrderState::TriggerPending) => 0,
+        (None, OrderState::Rejected | OrderState::Cancelled) => {
+            let trades = client.trade_book().await.map_err(|e| e.to_string())?;
+            trades
+                .iter()
+                .filter(|t| t.orderid == o.orderid)
+                .filter_map(|t| t.quantity)
+                .sum::<f64>()
+                .round() as i64
+        }
+    };
+    Ok(OrderReport {
+        state,
+        filled: filled.max(0),
+        average_price: o.average_price.filter(|p| p.is_finite() && *p > 0.0),
+        reason: o.rejection_reason.clone().filter(|r| !r.is_empty()),
+    })
+}
+
+/// Reads an accepted order's state (`orderstatus`; the order book when that does not find it).
+pub(super) async fn query(
+    client: RestClient,
+    order: usize,
+    order_id: String,
+    strategy: String,
+    quantity: i64,
+) -> Event {
+    let asked_at = Instant::now();
+    match client.order_status(&order_id, &strategy).await {
+        Ok(o) => match report_of(&client, &o, quantity).await {
+            Ok(report) => Event::Report { order, report },
+            Err(e) => Event::ReadFailed {
+                order,
+                failure: ReadFailure::Failed(format!("orderstatus {order_id}: {e}")),
+            },
+        },
+        // Not found by orderstatus (or a gateway without it): the order book decides.
+        Err(e) if e.status() == Some(404) => match client.order_book().await {
+            Ok(book) => match book.iter().find(|o| o.orderid == order_id) {
+                Some(o) => match report_of(&client, o, quantity).await {
+                    Ok(report) => Event::Report { order, report },
+                    Err(e) => Event::ReadFailed {
+                        order,
+                        failure: ReadFailure::Failed(format!("order {order_id}: {e}")),
+                    },
+                },
+                None => Event::NotFound { order, asked_at },
+            },
+            Err(e) => Event::ReadFailed {
+                order,
+                failure: read_failure(e),
+            },
+        },
+        Err(e) => Event::ReadFailed {
+            order,
+            failure: read_failure(e),
+        },
+    }
+}
+
+/// Looks for the order whose placement answer was lost in the account's order book.
+pub(super) async fn search(
+    db: DatabaseConnection,
+    client: RestClient,
+    leg: Leg,
+    order: usize,
+    quantity: i64,
+    recorded_at: DateTime<Utc>,
+) -> Event {
+    let asked_at = Instant::now();
+    let failed = |failure| Event::ReadFailed { order, failure };
+    let book = match client.order_book().await {
+        Ok(book) => book,
+        Err(e) => return failed(read_failure(e)),
+    };
+    let known = match store::known_order_ids(&db, leg.account_id).await {
+        Ok(known) => known,
+        Err(e) => {
+            return failed(ReadFailure::Failed(format!(
+                "reading the recorded order ids: {e}"
+            )));
+        }
+    };
+    let entries: Vec<BookOrder<'_>> = book
+        .iter()
+        .map(|o| BookOrder {
+            order_id: &o.orderid,
+            symbol: &o.symbol,
+            exchange: &o.exchange,
+            action: &o.action,
+            quantity: o.quantity.map(|q| q.round() as i64),
+            product: &o.product,
+            strategy: o.strategy.as_deref(),
+            placed_at: o
+                .timestamp
+                .as_deref()
+                .and_then(|t| parse_book_time(t, BROKER_TZ)),
+        })
+        .collect();
+    let lost = LostOrder {
+        symbol: &leg.symbol,
+        exchange: &leg.exchange,
+        action: leg.side.opposite(),
+        quantity,
+        product: leg.product.as_str(),
+        strategy: &leg.strategy_name,
+        recorded_at,
+    };
+    let Some(found) = find_lost_order(&entries, &lost, &known).and_then(|at| book.get(at)) else {
+        return Event::NotFound { order, asked_at };
+    };
+    match report_of(&client, found, quantity).await {
+        Ok(report) => Event::Found {
+            order,
+            order_id: found.orderid.clone(),
+            report,
+        },
+        Err(e) => failed(ReadFailure::Failed(format!(
+            "order {} in the order book: {e}",
+            found.orderid
+        ))),
+    }
+}
+
+/// Cancels a working order.
+pub(super) async fn cancel(
+    client: RestClient,
+    order: usize,
+    order_id: String,
+    strategy: String,
+) -> Event {
+    let result = client
+        .cancel_order(&order_id, &strategy)
+        .await
+        .map_err(|e| e.to_string());
+    Event::CancelAnswered { order, result }
+}
+
+/// The broker's signed net quantity of an instrument and product in a position book (rows
+/// without a product count for every product).
+pub(super) fn net_of(rows: &[Position], exchange: &str, symbol: &str, product: &str) -> i64 {
+    rows.iter()
+        .filter(|p| {
+            p.exchange == exchange
+                && p.symbol == symbol
+                && (p.product.is_empty() || p.product.eq_ignore_ascii_case(product))
+        })
+        .map(|p| p.quantity)
+        .sum::<f64>()
+        .round() as i64
+}
