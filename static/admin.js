@@ -629,6 +629,11 @@
     showEmpty('positions-empty', list.length === 0);
   }
 
+  // An exit's state (docs/exits.md): in doubt and rejected need an eye, failed a human.
+  function exitStateClass(state) {
+    return { sending: 'info', in_doubt: 'warn', working: 'info', partially_filled: 'info', filled: 'ok', rejected: 'warn', failed: 'bad' }[state] || 'off';
+  }
+
   function renderOrders(o) {
     kv($('orders-kv'), [
       ['Gateway', { badge: [o.state, lifecycleClass(o.state)] }],
@@ -636,18 +641,22 @@
       ['Orders failed', { text: integer(o.orders_failed), cls: o.orders_failed ? 'warn-text' : '' }],
       ['Legs exited', integer(o.legs_exited)],
       ['Legs failed', { text: integer(o.legs_failed), cls: o.legs_failed ? 'error' : '' }],
+      ['Orders in doubt', { text: integer(o.orders_in_doubt), cls: o.orders_in_doubt ? 'warn-text' : '' }],
+      ['Rate-limited', integer(o.rate_limited)],
+      ['Mismatches', { text: integer(o.mismatches), cls: o.mismatches ? 'error' : '' }],
       ['Lanes', o.accounts.map((a) => `${a.account} (${a.api_key})${a.queued ? ' · ' + a.queued + ' queued' : ''}`).join(', ') || 'none'],
     ]);
     syncTable($('exits-table'), o.exits, (x) => x.execution_id,
-      () => cells(7, ['', '', 'num', '', 'num', '', '']),
+      () => cells(8, ['', '', 'num', '', '', 'num', '', '']),
       (tr, x) => fill(tr, [
         `${x.exchange}:${x.symbol} (leg ${x.execution_id})`,
         x.action,
-        integer(x.remaining),
-        x.step,
+        `${integer(x.filled)} / ${integer(x.quantity)}${x.unheld ? ` (${integer(x.unheld)} not held)` : ''}`,
+        { badge: [x.state, exitStateClass(x.state)] },
+        x.orders.map((r) => `${r.order_id || 'no id'} ${r.state} ${integer(r.filled)}/${integer(r.quantity)}`).join(' · ') || 'none yet',
         String(x.attempt),
         x.reason,
-        x.last_error ? { text: x.last_error, cls: 'error' } : '',
+        x.last_error ? { text: x.last_error, cls: 'error' } : (x.waiting_for || ''),
       ]));
     showEmpty('exits-empty', o.exits.length === 0);
   }
@@ -669,7 +678,7 @@
   }
 
   function renderRiskEvents(events, names) {
-    const eventClass = { max_loss: 'bad', max_profit: 'ok', trailing_stop: 'warn', manual_exit: 'info', kill_switch: 'bad', exit_failed: 'bad', exit_completed: 'off', resumed: 'info', feed_degraded: 'warn', feed_restored: 'ok', pnl_invalid: 'bad' };
+    const eventClass = { max_loss: 'bad', max_profit: 'ok', trailing_stop: 'warn', manual_exit: 'info', kill_switch: 'bad', exit_failed: 'bad', exit_completed: 'off', resumed: 'info', feed_degraded: 'warn', feed_restored: 'ok', pnl_invalid: 'bad', mismatch: 'bad' };
     syncTable($('risk-events-table'), events, (x) => x.id,
       () => cells(6, ['nowrap', '', '', 'num', 'num', '']),
       (tr, x) => fill(tr, [

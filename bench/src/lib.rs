@@ -508,10 +508,21 @@ impl Bench {
                     json!({"exchange": exchange, "symbol": symbol, "ltp": BREACH_ENTRY}),
                 )
                 .await?;
+            // The breach legs are held at the broker (exits never send more than it holds).
+            let entry = self
+                .sim
+                .post(
+                    "/api/v1/placeorder",
+                    json!({"apikey": FEED_KEY, "strategy": format!("breach {i}"),
+                           "exchange": exchange, "symbol": symbol, "action": "BUY",
+                           "quantity": 1, "pricetype": "MARKET", "product": "MIS"}),
+                )
+                .await
+                .context("entering a breach leg at the simulator")?;
             legs.push(json!({
                 "strategy_id": created["id"], "account_id": account_id,
                 "symbol": symbol, "exchange": exchange, "product": "MIS", "action": "BUY",
-                "quantity": 1, "entry_price": BREACH_ENTRY,
+                "quantity": 1, "entry_price": BREACH_ENTRY, "entry_order_id": entry["orderid"],
             }));
         }
         let results: Vec<anyhow::Result<Value>> = stream::iter(legs)
