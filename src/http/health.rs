@@ -182,13 +182,29 @@ pub fn assess(a: &Answers) -> HealthView {
         Err(e) => no_answer(&mut reasons, "risk actors", e),
     }
     match &a.orders {
-        Ok(o) => reasons.extend(lifecycle_reason(
-            "order gateway",
-            o.state,
-            o.last_error
-                .as_deref()
-                .filter(|_| o.state == Lifecycle::Faulted),
-        )),
+        Ok(o) => {
+            reasons.extend(lifecycle_reason(
+                "order gateway",
+                o.state,
+                o.last_error
+                    .as_deref()
+                    .filter(|_| o.state == Lifecycle::Faulted),
+            ));
+            // An exit whose order is in doubt sends nothing until the broker's books say
+            // where that order is (docs/exits.md): shown until they do.
+            for x in o.exits.iter().filter(|x| x.state == "in_doubt") {
+                reasons.push(format!(
+                    "order gateway: the exit of leg {} ({}:{}) is in doubt since its placement answer was lost{}",
+                    x.execution_id,
+                    x.exchange,
+                    x.symbol,
+                    x.last_error
+                        .as_deref()
+                        .map(|e| format!(" ({e})"))
+                        .unwrap_or_default()
+                ));
+            }
+        }
         Err(e) => no_answer(&mut reasons, "order gateway", e),
     }
     HealthView {

@@ -504,7 +504,40 @@ fn render_risk(m: &mut Exposition, s: &ServiceState) {
         "gauge",
         "legs being exited now",
         orders.exits.len() as f64,
+    )
+    .single(
+        "supervisor_exit_orders_in_doubt_total",
+        "counter",
+        "exit orders whose placement answer was lost (timeout, transport error, 5xx)",
+        orders.orders_in_doubt as f64,
+    )
+    .single(
+        "supervisor_exit_rate_limited_total",
+        "counter",
+        "429 answers to the order gateway's placements and reads",
+        orders.rate_limited as f64,
+    )
+    .single(
+        "supervisor_exit_mismatches_total",
+        "counter",
+        "legs of which the broker held less than tracked (only what it held was exited)",
+        orders.mismatches as f64,
     );
+    m.family(
+        "supervisor_exits",
+        "gauge",
+        "exits in flight by state (sending, in_doubt, working, partially_filled, rejected)",
+    );
+    for state in [
+        "sending",
+        "in_doubt",
+        "working",
+        "partially_filled",
+        "rejected",
+    ] {
+        let n = orders.exits.iter().filter(|x| x.state == state).count();
+        m.sample("supervisor_exits", &[("state", state)], n as f64);
+    }
 
     let decision = LatencySnapshot::merged(s.strategies.iter().map(|r| &r.decision_latency));
     latency_family(
