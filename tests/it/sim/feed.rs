@@ -713,6 +713,15 @@ async fn order_updates_reach_only_subscribed_connections_of_that_key() {
     let order = json!({"strategy": "s1", "exchange": "NSE", "symbol": "SBIN", "action": "BUY", "quantity": 5});
     let (status, placed) = rest.api("placeorder", KEY_A, order.clone()).await;
     assert_eq!(status, 200, "{placed}");
+    // One update per change: booked open, then filled.
+    let booked = mine
+        .next_matching("an order update", |v| v["type"] == "order_update")
+        .await
+        .unwrap();
+    assert_eq!(booked["orderid"], placed["orderid"]);
+    assert_eq!(booked["order_status"], "open");
+    assert_eq!(booked["filled_quantity"], 0);
+    assert_eq!(booked["pending_quantity"], 5);
     let update = mine
         .next_matching("an order update", |v| v["type"] == "order_update")
         .await
