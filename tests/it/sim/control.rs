@@ -109,11 +109,8 @@ async fn price_control_sets_prices_and_validates_input() {
     assert_eq!(status, 400);
 
     // An option keeps a set price until its underlying moves.
-    let expiry = super::feed::nearest_expiry(&rest, "SENSEX", "BFO").await;
-    let (_, symbol) = rest
-        .api("optionsymbol", KEY_A, json!({"underlying": "SENSEX", "exchange": "BSE_INDEX", "expiry_date": expiry, "offset": "ATM", "option_type": "CE"}))
-        .await;
-    let option = symbol["symbol"].as_str().unwrap().to_string();
+    let option =
+        super::feed::option_symbol(&rest, ("SENSEX", "BSE_INDEX", "BFO"), "ATM", "CE").await;
     rest.set_price("BFO", &option, 4321.0).await;
     let request = json!({"symbol": option, "exchange": "BFO"});
     let (_, quote) = rest.api("quotes", KEY_A, request.clone()).await;
