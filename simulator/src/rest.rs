@@ -5,7 +5,7 @@
 //! `lose_answers` replaces a placeorder answer with a 502 or holds it until any client gave
 //! up; `books_unavailable_s` and `book_lag_ms` act in the four book endpoints.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -125,7 +125,7 @@ struct Reply {
     status: StatusCode,
     body: Value,
     /// `place_answer_delay_ms`, on top of `latency_ms`.
-    extra_hold: std::time::Duration,
+    extra_hold: Duration,
     lost: Option<LostAnswer>,
 }
 
@@ -134,7 +134,7 @@ impl Reply {
         Reply {
             status,
             body,
-            extra_hold: std::time::Duration::ZERO,
+            extra_hold: Duration::ZERO,
             lost: None,
         }
     }
@@ -196,7 +196,7 @@ pub(crate) async fn api_endpoint(
             )),
         }
     };
-    let hold = latency + reply.extra_hold;
+    let hold = latency.saturating_add(reply.extra_hold);
     if !hold.is_zero() {
         actix_rt::time::sleep(hold).await;
     }
@@ -289,7 +289,8 @@ fn books_view(core: &Core, account: usize) -> Result<Option<i64>, Failure> {
         ));
     }
     let lag = core.longest(Some(account), |f| f.book_lag_ms);
-    Ok((!lag.is_zero()).then(|| now_us() - lag.as_micros() as i64))
+    let lag_us = i64::try_from(lag.as_micros()).unwrap_or(i64::MAX);
+    Ok((!lag.is_zero()).then(|| now_us().saturating_sub(lag_us)))
 }
 
 /// A book request (`apikey` only): the account and the moment its books are shown as of.
