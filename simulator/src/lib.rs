@@ -15,6 +15,7 @@
 mod books;
 mod calendar;
 mod control;
+mod faults;
 mod feed;
 mod market;
 mod orders;
@@ -171,6 +172,7 @@ impl Simulator {
                 )
                 .route("/sim/stats", web::get().to(control::stats))
                 .route("/sim/orders", web::get().to(control::orders))
+                .route("/sim/positions", web::get().to(control::positions))
                 .route("/sim/instruments", web::get().to(control::instruments))
                 .route("/sim/price", web::post().to(control::price))
                 .route("/sim/fault", web::post().to(control::fault))

@@ -1,12 +1,16 @@
 //! Wire frames the feed pushes: `market_data` (protocol §1.8, Angel reference payload),
-//! `order_update` (§1.7) and the deliberately malformed frames of `/sim/fault`.
+//! `order_update` (§1.7) and the deliberately malformed frames of `/sim/fault`; and the
+//! order row the REST books share with `order_update`.
 
 use actix_web::web::Bytes;
+use chrono::{DateTime, Utc};
+use chrono_tz::Asia::Kolkata;
 use rand::Rng;
 use rand::rngs::StdRng;
 use serde::Serialize;
+use serde_json::{Map, Value, json};
 
-use super::books::Order;
+use super::books::{Order, Snapshot};
 use super::market::{Instrument, Kind, Quote, TICK_SIZE, round_tick};
 use super::state::{BROKER, Frame, now_us};
 
@@ -167,29 +171,51 @@ pub(crate) fn envelope(instrument: &Instrument, mode: u8, data: &[u8]) -> Bytes 
     Bytes::from(out)
 }
 
-pub(crate) fn order_update(user_id: &str, order: &Order) -> Bytes {
-    let pending = order.req.quantity - order.filled;
-    let frame = serde_json::json!({
-        "type": "order_update",
-        "user_id": user_id,
-        "mode": "live",
-        "broker": BROKER,
-        "orderid": order.id,
+/// A time on the simulator's clock (epoch ms) as the gateway prints it, in IST.
+pub(crate) fn ist(ms: i64) -> String {
+    DateTime::<Utc>::from_timestamp_millis(ms)
+        .unwrap_or_default()
+        .with_timezone(&Kolkata)
+        .format("%d-%b-%Y %H:%M:%S")
+        .to_string()
+}
+
+/// An order as one row of the order book, in the state `snapshot` recorded: the fields of
+/// orderbook, orderstatus, `/sim/orders` and the `order_update` push.
+pub(crate) fn order_row(order: &Order, snapshot: &Snapshot) -> Map<String, Value> {
+    let row = json!({
+        "action": order.req.side.as_str(),
         "symbol": order.req.symbol,
         "exchange": order.req.exchange,
-        "action": order.req.side.as_str(),
-        "quantity": order.req.quantity,
-        "price": order.req.price,
-        "trigger_price": order.req.trigger_price,
-        "pricetype": order.req.pricetype.as_str(),
+        "orderid": order.id,
         "product": order.req.product.as_str(),
-        "order_status": order.status.as_str(),
-        "filled_quantity": order.filled,
-        "pending_quantity": pending,
-        "average_price": order.average_price,
-        "rejection_reason": "",
+        "quantity": snapshot.quantity,
+        "price": snapshot.price,
+        "pricetype": snapshot.pricetype.as_str(),
+        "order_status": snapshot.status.as_str(),
+        "trigger_price": snapshot.trigger_price,
+        "timestamp": ist(snapshot.at.ms),
+        "average_price": snapshot.average_price,
+        "filled_quantity": snapshot.filled,
+        "pending_quantity": snapshot.pending(),
+        "rejection_reason": snapshot.rejection_reason(),
+        "strategy": order.req.strategy,
     });
-    Bytes::from(frame.to_string())
+    match row {
+        Value::Object(map) => map,
+        _ => Map::new(),
+    }
+}
+
+/// The `order_update` push for one change of an order.
+pub(crate) fn order_update(user_id: &str, order: &Order, snapshot: &Snapshot) -> Bytes {
+    let mut frame = Map::new();
+    frame.insert("type".into(), json!("order_update"));
+    frame.insert("user_id".into(), json!(user_id));
+    frame.insert("mode".into(), json!("live"));
+    frame.insert("broker".into(), json!(BROKER));
+    frame.extend(order_row(order, snapshot));
+    Bytes::from(Value::Object(frame).to_string())
 }
 
 /// The `n`-th malformed frame: invalid JSON, market_data without `ltp`, `ltp` "abc",

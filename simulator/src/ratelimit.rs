@@ -9,10 +9,10 @@ use std::time::{Duration, Instant};
 /// Requests per window (one second, as OpenAlgo counts them) per client IP, per endpoint.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RateLimits {
-    /// `API_RATE_LIMIT`: ping, books, quotes, funds, expiry, option endpoints,
+    /// `API_RATE_LIMIT`: ping, books, orderstatus, quotes, funds, expiry, option endpoints,
     /// closeposition, cancelallorder, openposition.
     pub api_per_s: u32,
-    /// `ORDER_RATE_LIMIT`: placeorder.
+    /// `ORDER_RATE_LIMIT`: placeorder, modifyorder, cancelorder.
     pub order_per_s: u32,
     /// `SMART_ORDER_RATE_LIMIT`: placesmartorder.
     pub smart_order_per_s: u32,

@@ -1,21 +1,26 @@
 //! The REST API subset (protocol §2): `POST /api/v1/<endpoint>`, apikey in the body.
+//!
+//! Faults act here before and after the endpoint's work: `rate_limit_s` answers 429 for the
+//! key, `latency_ms` and (placeorder) `place_answer_delay_ms` hold the answer,
+//! `lose_answers` replaces a placeorder answer with a 502 or holds it until any client gave
+//! up; `books_unavailable_s` and `book_lag_ms` act in the four book endpoints.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
-use chrono::{DateTime, Utc};
-use chrono_tz::Asia::Kolkata;
 use serde_json::{Map, Value, json};
 
-use super::books::{PriceType, Product, Side, Status};
+use super::books::{Order, PriceType, Product, Side, Snapshot, Status};
 use super::calendar;
+use super::faults::{LOST_ANSWER_HOLD, LostAnswer};
 use super::market::{TICK_SIZE, round2, years_to};
-use super::orders::{Faultable, OrderRequest};
+use super::orders::{Faultable, OrderRequest, schedule};
+use super::payload::{ist, order_row};
 use super::pricing;
 use super::ratelimit::LimitClass;
 use super::schema::{ErrorStyle, FNO_EXCHANGES, Failure, Fields, VALID_EXCHANGES, failure};
-use super::state::{BROKER, Core, INITIAL_CASH, Outcome, Shared};
+use super::state::{BROKER, Core, INITIAL_CASH, Shared, now_us};
 
 type Answer = Result<(StatusCode, Value), Failure>;
 
@@ -24,8 +29,11 @@ enum Endpoint {
     Ping,
     PlaceOrder,
     PlaceSmartOrder,
+    ModifyOrder,
+    CancelOrder,
     ClosePosition,
     CancelAllOrder,
+    OrderStatus,
     PositionBook,
     OrderBook,
     TradeBook,
@@ -38,24 +46,28 @@ enum Endpoint {
 }
 
 impl Endpoint {
+    const ALL: [Endpoint; 17] = [
+        Endpoint::Ping,
+        Endpoint::PlaceOrder,
+        Endpoint::PlaceSmartOrder,
+        Endpoint::ModifyOrder,
+        Endpoint::CancelOrder,
+        Endpoint::ClosePosition,
+        Endpoint::CancelAllOrder,
+        Endpoint::OrderStatus,
+        Endpoint::PositionBook,
+        Endpoint::OrderBook,
+        Endpoint::TradeBook,
+        Endpoint::OpenPosition,
+        Endpoint::Quotes,
+        Endpoint::Funds,
+        Endpoint::Expiry,
+        Endpoint::OptionSymbol,
+        Endpoint::OptionChain,
+    ];
+
     fn parse(name: &str) -> Option<Endpoint> {
-        Some(match name {
-            "ping" => Endpoint::Ping,
-            "placeorder" => Endpoint::PlaceOrder,
-            "placesmartorder" => Endpoint::PlaceSmartOrder,
-            "closeposition" => Endpoint::ClosePosition,
-            "cancelallorder" => Endpoint::CancelAllOrder,
-            "positionbook" => Endpoint::PositionBook,
-            "orderbook" => Endpoint::OrderBook,
-            "tradebook" => Endpoint::TradeBook,
-            "openposition" => Endpoint::OpenPosition,
-            "quotes" => Endpoint::Quotes,
-            "funds" => Endpoint::Funds,
-            "expiry" => Endpoint::Expiry,
-            "optionsymbol" => Endpoint::OptionSymbol,
-            "optionchain" => Endpoint::OptionChain,
-            _ => return None,
-        })
+        Endpoint::ALL.into_iter().find(|e| e.name() == name)
     }
 
     fn name(self) -> &'static str {
@@ -63,8 +75,11 @@ impl Endpoint {
             Endpoint::Ping => "ping",
             Endpoint::PlaceOrder => "placeorder",
             Endpoint::PlaceSmartOrder => "placesmartorder",
+            Endpoint::ModifyOrder => "modifyorder",
+            Endpoint::CancelOrder => "cancelorder",
             Endpoint::ClosePosition => "closeposition",
             Endpoint::CancelAllOrder => "cancelallorder",
+            Endpoint::OrderStatus => "orderstatus",
             Endpoint::PositionBook => "positionbook",
             Endpoint::OrderBook => "orderbook",
             Endpoint::TradeBook => "tradebook",
@@ -77,9 +92,12 @@ impl Endpoint {
         }
     }
 
+    /// OpenAlgo counts placeorder, modifyorder and cancelorder against `ORDER_RATE_LIMIT`.
     fn limit_class(self) -> LimitClass {
         match self {
-            Endpoint::PlaceOrder => LimitClass::Order,
+            Endpoint::PlaceOrder | Endpoint::ModifyOrder | Endpoint::CancelOrder => {
+                LimitClass::Order
+            }
             Endpoint::PlaceSmartOrder => LimitClass::SmartOrder,
             _ => LimitClass::Api,
         }
@@ -88,6 +106,38 @@ impl Endpoint {
 
 fn respond(status: StatusCode, body: &Value) -> HttpResponse {
     HttpResponse::build(status).json(body)
+}
+
+/// The gateway's 429.
+fn rate_limited(retry_after_s: u64) -> (StatusCode, Value) {
+    (
+        StatusCode::TOO_MANY_REQUESTS,
+        json!({
+            "status": "error",
+            "message": "Rate limit exceeded. Please slow down your requests.",
+            "retry_after": retry_after_s,
+        }),
+    )
+}
+
+/// An answer and what the faults do to its delivery.
+struct Reply {
+    status: StatusCode,
+    body: Value,
+    /// `place_answer_delay_ms`, on top of `latency_ms`.
+    extra_hold: Duration,
+    lost: Option<LostAnswer>,
+}
+
+impl Reply {
+    fn plain((status, body): (StatusCode, Value)) -> Reply {
+        Reply {
+            status,
+            body,
+            extra_hold: Duration::ZERO,
+            lost: None,
+        }
+    }
 }
 
 /// `POST /api/v1/{endpoint}` (with or without a trailing slash).
@@ -108,43 +158,84 @@ pub(crate) async fn api_endpoint(
         .as_ref()
         .and_then(|b| b.get("apikey"))
         .and_then(Value::as_str);
-    let latency = shared.core().latency(key);
-    let allowed = match req.peer_addr() {
-        Some(peer) => shared.limiter().allow(
-            peer.ip(),
-            endpoint.name(),
-            endpoint.limit_class(),
-            Instant::now(),
-        ),
+    let now = Instant::now();
+    let (latency, key_limited) = {
+        let core = shared.core();
+        let account = key.and_then(|k| core.account_of(k));
+        (
+            core.longest(account, |f| f.latency_ms),
+            core.remaining(account, |f| f.rate_limit_until, now),
+        )
+    };
+    let ip_allowed = || match req.peer_addr() {
+        Some(peer) => {
+            shared
+                .limiter()
+                .allow(peer.ip(), endpoint.name(), endpoint.limit_class(), now)
+        }
         None => true,
     };
-    let (status, value) = if !allowed {
-        (
-            StatusCode::TOO_MANY_REQUESTS,
-            json!({
-                "status": "error",
-                "message": "Rate limit exceeded. Please slow down your requests.",
-                "retry_after": 60,
-            }),
-        )
+    let reply = if let Some(left) = key_limited {
+        Reply::plain(rate_limited(left.as_secs_f64().ceil().max(1.0) as u64))
+    } else if !ip_allowed() {
+        Reply::plain(rate_limited(60))
     } else {
-        match parsed {
+        match &parsed {
             Some(body) => {
-                let mut core = shared.core();
-                match handle(&mut core, endpoint, &body) {
-                    Ok(answer) | Err(answer) => answer,
-                }
+                let (reply, timers) = {
+                    let mut core = shared.core();
+                    let reply = answer(&mut core, endpoint, body, key);
+                    (reply, core.take_timers())
+                };
+                schedule(&shared.clone().into_inner(), timers);
+                reply
             }
-            None => (
+            None => Reply::plain((
                 StatusCode::BAD_REQUEST,
                 json!({"status": "error", "message": "Request body must be a JSON object"}),
-            ),
+            )),
         }
     };
-    if !latency.is_zero() {
-        actix_rt::time::sleep(latency).await;
+    let hold = latency.saturating_add(reply.extra_hold);
+    if !hold.is_zero() {
+        actix_rt::time::sleep(hold).await;
     }
-    respond(status, &value)
+    match reply.lost {
+        None => respond(reply.status, &reply.body),
+        Some(LostAnswer::BadGateway) => respond(
+            StatusCode::BAD_GATEWAY,
+            &json!({"status": "error", "message": "Bad Gateway"}),
+        ),
+        Some(LostAnswer::Timeout) => {
+            actix_rt::time::sleep(LOST_ANSWER_HOLD).await;
+            respond(
+                StatusCode::GATEWAY_TIMEOUT,
+                &json!({"status": "error", "message": "Gateway Timeout"}),
+            )
+        }
+    }
+}
+
+/// Runs the endpoint, then applies the placeorder answer faults: the delay to every answer,
+/// a lost answer only to one that booked an order.
+fn answer(
+    core: &mut Core,
+    endpoint: Endpoint,
+    body: &Map<String, Value>,
+    key: Option<&str>,
+) -> Reply {
+    let mut reply = Reply::plain(match handle(core, endpoint, body) {
+        Ok(answer) | Err(answer) => answer,
+    });
+    if endpoint == Endpoint::PlaceOrder
+        && let Some(account) = key.and_then(|k| core.account_of(k))
+    {
+        reply.extra_hold = core.longest(Some(account), |f| f.place_answer_delay_ms);
+        if reply.status == StatusCode::OK {
+            reply.lost = core.take(account, |f| &mut f.lose_answers, |_| true);
+        }
+    }
+    reply
 }
 
 fn handle(core: &mut Core, endpoint: Endpoint, body: &Map<String, Value>) -> Answer {
@@ -152,8 +243,11 @@ fn handle(core: &mut Core, endpoint: Endpoint, body: &Map<String, Value>) -> Ans
         Endpoint::Ping => ping(core, body),
         Endpoint::PlaceOrder => place_order(core, body),
         Endpoint::PlaceSmartOrder => place_smart_order(core, body),
+        Endpoint::ModifyOrder => modify_order(core, body),
+        Endpoint::CancelOrder => cancel_order(core, body),
         Endpoint::ClosePosition => close_position(core, body),
         Endpoint::CancelAllOrder => cancel_all_order(core, body),
+        Endpoint::OrderStatus => order_status(core, body),
         Endpoint::PositionBook => position_book(core, body),
         Endpoint::OrderBook => order_book(core, body),
         Endpoint::TradeBook => trade_book(core, body),
@@ -185,12 +279,24 @@ fn key_only(core: &Core, body: &Map<String, Value>) -> Result<usize, Failure> {
     account(core, &key.unwrap_or_default())
 }
 
-fn ist(ms: i64) -> String {
-    DateTime::<Utc>::from_timestamp_millis(ms)
-        .unwrap_or_default()
-        .with_timezone(&Kolkata)
-        .format("%d-%b-%Y %H:%M:%S")
-        .to_string()
+/// The moment `account`'s books are shown as of (epoch µs; `None`: now, no `book_lag_ms`),
+/// or the 500 of `books_unavailable_s`.
+fn books_view(core: &Core, account: usize) -> Result<Option<i64>, Failure> {
+    if core.books_unavailable(account, Instant::now()) {
+        return Err(failure(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "Broker API temporarily unavailable (simulated)",
+        ));
+    }
+    let lag = core.longest(Some(account), |f| f.book_lag_ms);
+    let lag_us = i64::try_from(lag.as_micros()).unwrap_or(i64::MAX);
+    Ok((!lag.is_zero()).then(|| now_us().saturating_sub(lag_us)))
+}
+
+/// A book request (`apikey` only): the account and the moment its books are shown as of.
+fn books_request(core: &Core, body: &Map<String, Value>) -> Result<(usize, Option<i64>), Failure> {
+    let account = key_only(core, body)?;
+    Ok((account, books_view(core, account)?))
 }
 
 fn ping(core: &mut Core, body: &Map<String, Value>) -> Answer {
@@ -198,46 +304,63 @@ fn ping(core: &mut Core, body: &Map<String, Value>) -> Answer {
     ok(json!({"status": "success", "data": {"message": "pong", "broker": BROKER}}))
 }
 
-/// The fields shared by placeorder and placesmartorder.
+/// Which order body is read: the fields each endpoint declares.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum OrderForm {
+    Place,
+    /// `position_size` required, a quantity of 0 allowed.
+    Smart,
+    /// `orderid` and every order field required.
+    Modify,
+}
+
+/// The fields of placeorder, placesmartorder and modifyorder.
 struct OrderFields {
     key: String,
     order: OrderRequest,
+    position_size: Option<f64>,
+    orderid: String,
 }
 
-fn order_fields(
-    body: &Map<String, Value>,
-    smart: bool,
-) -> Result<(OrderFields, Option<f64>), Failure> {
+fn order_fields(body: &Map<String, Value>, form: OrderForm) -> Result<OrderFields, Failure> {
+    let all = form == OrderForm::Modify;
     let mut f = Fields::new(body);
     let key = f.apikey();
     let strategy = f.string("strategy", true);
     let exchange = f.one_of("exchange", true, &VALID_EXCHANGES);
     let symbol = f.string("symbol", true);
+    let orderid = if all {
+        f.string("orderid", true)
+    } else {
+        Some(String::new())
+    };
     let action = f.one_of("action", true, &["BUY", "SELL", "buy", "sell"]);
     let mut quantity = f.number("quantity", true, false);
     match quantity {
-        Some(q) if smart && q < 0.0 => {
+        Some(q) if form == OrderForm::Smart && q < 0.0 => {
             f.errors
                 .add("quantity", "Quantity must be a non-negative number.");
             quantity = None;
         }
-        Some(q) if !smart && q <= 0.0 => {
+        Some(q) if form != OrderForm::Smart && q <= 0.0 => {
             f.errors
                 .add("quantity", "Quantity must be a positive number.");
             quantity = None;
         }
         _ => {}
     }
-    let position_size = if smart {
-        f.number("position_size", true, false)
-    } else {
-        f.number("underlying_ltp", false, true);
-        None
+    let position_size = match form {
+        OrderForm::Smart => f.number("position_size", true, false),
+        OrderForm::Place => {
+            f.number("underlying_ltp", false, true);
+            None
+        }
+        OrderForm::Modify => None,
     };
-    let pricetype = f.one_of("pricetype", false, &["MARKET", "LIMIT", "SL", "SL-M"]);
-    let product = f.one_of("product", false, &["MIS", "NRML", "CNC"]);
+    let pricetype = f.one_of("pricetype", all, &["MARKET", "LIMIT", "SL", "SL-M"]);
+    let product = f.one_of("product", all, &["MIS", "NRML", "CNC"]);
     let non_negative = |f: &mut Fields, field: &'static str, message: &str| {
-        let value = f.number(field, false, false);
+        let value = f.number(field, all, false);
         if value.is_some_and(|v| v < 0.0) {
             f.errors.add(field, message);
         }
@@ -249,7 +372,7 @@ fn order_fields(
         "trigger_price",
         "Trigger price must be a non-negative number.",
     );
-    if f.integer("disclosed_quantity", false, false)
+    if f.integer("disclosed_quantity", all, false)
         .is_some_and(|d| d < 0)
     {
         f.errors.add(
@@ -258,8 +381,15 @@ fn order_fields(
         );
     }
     f.finish(ErrorStyle::Stringified)?;
-    let (Some(key), Some(strategy), Some(exchange), Some(symbol), Some(action), Some(quantity)) =
-        (key, strategy, exchange, symbol, action, quantity)
+    let (
+        Some(key),
+        Some(strategy),
+        Some(exchange),
+        Some(symbol),
+        Some(orderid),
+        Some(action),
+        Some(quantity),
+    ) = (key, strategy, exchange, symbol, orderid, action, quantity)
     else {
         return Err(failure(StatusCode::BAD_REQUEST, "Invalid order"));
     };
@@ -288,21 +418,26 @@ fn order_fields(
         trigger_price,
         strategy,
     };
-    Ok((OrderFields { key, order }, position_size))
+    Ok(OrderFields {
+        key,
+        order,
+        position_size,
+        orderid,
+    })
 }
 
 fn place_order(core: &mut Core, body: &Map<String, Value>) -> Answer {
-    let (fields, _) = order_fields(body, false)?;
+    let fields = order_fields(body, OrderForm::Place)?;
     let account = account(core, &fields.key)?;
     let id = core.place_order(account, fields.order, Faultable::Yes)?;
     ok(json!({"status": "success", "orderid": id}))
 }
 
 fn place_smart_order(core: &mut Core, body: &Map<String, Value>) -> Answer {
-    let (fields, target) = order_fields(body, true)?;
+    let fields = order_fields(body, OrderForm::Smart)?;
     let account = account(core, &fields.key)?;
     let mut order = fields.order;
-    let target = target.unwrap_or(0.0).round() as i64;
+    let target = fields.position_size.unwrap_or(0.0).round() as i64;
     let current = core.net_position(account, &order.exchange, &order.symbol, order.product);
     if !(target == 0 && current == 0 && order.quantity > 0) {
         if target == current {
@@ -319,23 +454,51 @@ fn place_smart_order(core: &mut Core, body: &Map<String, Value>) -> Answer {
     ok(json!({"status": "success", "orderid": id}))
 }
 
-fn strategy_body(core: &Core, body: &Map<String, Value>) -> Result<(usize, String), Failure> {
+fn modify_order(core: &mut Core, body: &Map<String, Value>) -> Answer {
+    let fields = order_fields(body, OrderForm::Modify)?;
+    let account = account(core, &fields.key)?;
+    core.modify_order(account, &fields.orderid, &fields.order)?;
+    ok(json!({"status": "success", "orderid": fields.orderid}))
+}
+
+/// A body of `apikey`, `strategy` and (when `with_orderid`) `orderid`, all required:
+/// the account, the strategy and the order id (empty without one).
+fn strategy_body(
+    core: &Core,
+    body: &Map<String, Value>,
+    with_orderid: bool,
+) -> Result<(usize, String, String), Failure> {
     let mut f = Fields::new(body);
     let key = f.apikey();
     let strategy = f.string("strategy", true);
+    let orderid = if with_orderid {
+        f.string("orderid", true)
+    } else {
+        None
+    };
     f.finish(ErrorStyle::Stringified)?;
     let account = account(core, &key.unwrap_or_default())?;
-    Ok((account, strategy.unwrap_or_default()))
+    Ok((
+        account,
+        strategy.unwrap_or_default(),
+        orderid.unwrap_or_default(),
+    ))
+}
+
+fn cancel_order(core: &mut Core, body: &Map<String, Value>) -> Answer {
+    let (account, _, orderid) = strategy_body(core, body, true)?;
+    core.cancel_order(account, &orderid)?;
+    ok(json!({"status": "success", "orderid": orderid}))
 }
 
 fn close_position(core: &mut Core, body: &Map<String, Value>) -> Answer {
-    let (account, strategy) = strategy_body(core, body)?;
+    let (account, strategy, _) = strategy_body(core, body, false)?;
     core.close_all_positions(account, &strategy)?;
     ok(json!({"status": "success", "message": "All Open Positions Squared Off"}))
 }
 
 fn cancel_all_order(core: &mut Core, body: &Map<String, Value>) -> Answer {
-    let (account, _) = strategy_body(core, body)?;
+    let (account, _, _) = strategy_body(core, body, false)?;
     let cancelled = core.cancel_all_orders(account);
     ok(json!({
         "status": "success",
@@ -345,15 +508,31 @@ fn cancel_all_order(core: &mut Core, body: &Map<String, Value>) -> Answer {
     }))
 }
 
+fn order_status(core: &mut Core, body: &Map<String, Value>) -> Answer {
+    let (account, _, orderid) = strategy_body(core, body, true)?;
+    let cutoff = books_view(core, account)?;
+    let book = &core.accounts[account].book;
+    let row = book
+        .find(&orderid)
+        .and_then(|at| {
+            let order = &book.orders[at];
+            order
+                .view(cutoff)
+                .map(|snapshot| order_row(order, snapshot))
+        })
+        .ok_or_else(|| failure(StatusCode::NOT_FOUND, format!("Order {orderid} not found")))?;
+    ok(json!({"status": "success", "data": row}))
+}
+
 fn position_book(core: &mut Core, body: &Map<String, Value>) -> Answer {
-    let account = key_only(core, body)?;
+    let (account, cutoff) = books_request(core, body)?;
     let now = core.now();
     let Core {
         market, accounts, ..
     } = core;
     let data: Vec<Value> = accounts[account]
         .book
-        .positions
+        .positions_at(cutoff)
         .iter()
         .map(|p| {
             let ltp = market.ltp(p.instrument, now);
@@ -372,54 +551,34 @@ fn position_book(core: &mut Core, body: &Map<String, Value>) -> Answer {
 }
 
 fn order_book(core: &mut Core, body: &Map<String, Value>) -> Answer {
-    let account = key_only(core, body)?;
-    let book = &core.accounts[account].book;
-    let orders: Vec<Value> = book
-        .orders
+    let (account, cutoff) = books_request(core, body)?;
+    let rows: Vec<(&Order, &Snapshot)> = core.accounts[account].book.orders_at(cutoff).collect();
+    let orders: Vec<Value> = rows
         .iter()
-        .map(|o| {
-            json!({
-                "action": o.req.side.as_str(),
-                "symbol": o.req.symbol,
-                "exchange": o.req.exchange,
-                "orderid": o.id,
-                "product": o.req.product.as_str(),
-                "quantity": o.req.quantity,
-                "price": o.req.price,
-                "pricetype": o.req.pricetype.as_str(),
-                "order_status": o.status.as_str(),
-                "trigger_price": o.req.trigger_price,
-                "average_price": o.average_price,
-                "filled_quantity": o.filled,
-                "strategy": o.req.strategy,
-                "timestamp": ist(o.updated_ms),
-            })
-        })
+        .map(|(o, s)| Value::Object(order_row(o, s)))
         .collect();
-    let count = |pred: &dyn Fn(&super::books::Order) -> bool| {
-        book.orders.iter().filter(|o| pred(o)).count()
-    };
+    let count =
+        |pred: &dyn Fn(&Order, &Snapshot) -> bool| rows.iter().filter(|(o, s)| pred(o, s)).count();
     ok(json!({
         "status": "success",
         "data": {
             "orders": orders,
             "statistics": {
-                "total_buy_orders": count(&|o| o.req.side == Side::Buy),
-                "total_sell_orders": count(&|o| o.req.side == Side::Sell),
-                "total_completed_orders": count(&|o| o.status == Status::Complete),
-                "total_open_orders": count(&|o| o.status.is_working()),
-                "total_rejected_orders": 0,
+                "total_buy_orders": count(&|o, _| o.req.side == Side::Buy),
+                "total_sell_orders": count(&|o, _| o.req.side == Side::Sell),
+                "total_completed_orders": count(&|_, s| s.status == Status::Complete),
+                "total_open_orders": count(&|_, s| s.status.is_working()),
+                "total_rejected_orders": count(&|_, s| s.status == Status::Rejected),
             },
         },
     }))
 }
 
 fn trade_book(core: &mut Core, body: &Map<String, Value>) -> Answer {
-    let account = key_only(core, body)?;
+    let (account, cutoff) = books_request(core, body)?;
     let data: Vec<Value> = core.accounts[account]
         .book
-        .trades
-        .iter()
+        .trades_at(cutoff)
         .map(|t| {
             json!({
                 "action": t.side.as_str(),
@@ -429,7 +588,7 @@ fn trade_book(core: &mut Core, body: &Map<String, Value>) -> Answer {
                 "product": t.product.as_str(),
                 "quantity": t.quantity,
                 "average_price": t.price,
-                "timestamp": ist(t.time_ms),
+                "timestamp": ist(t.at.ms),
                 "trade_value": round2(t.price * t.quantity as f64),
             })
         })
@@ -839,59 +998,6 @@ fn option_chain(core: &mut Core, body: &Map<String, Value>) -> Answer {
         "forward_price": round2(spot * (rate * years.max(0.0)).exp()),
         "chain": data,
     }))
-}
-
-/// Records of `/sim/orders`, newest last.
-pub(crate) fn orders_log(core: &Core) -> Value {
-    let rows: Vec<Value> = core
-        .orders_log
-        .iter()
-        .map(|record| {
-            let account = &core.accounts[record.account];
-            match &record.outcome {
-                Outcome::Booked(at) => {
-                    let o = &account.book.orders[*at];
-                    json!({
-                        "key": account.masked,
-                        "symbol": o.req.symbol,
-                        "exchange": o.req.exchange,
-                        "action": o.req.side.as_str(),
-                        "quantity": o.req.quantity,
-                        "product": o.req.product.as_str(),
-                        "pricetype": o.req.pricetype.as_str(),
-                        "price": o.req.price,
-                        "strategy": o.req.strategy,
-                        "status": o.status.as_str(),
-                        "orderid": o.id,
-                        "average_price": o.average_price,
-                        "received_at_us": record.received_us,
-                    })
-                }
-                Outcome::Rejected {
-                    symbol,
-                    exchange,
-                    action,
-                    quantity,
-                    product,
-                    pricetype,
-                    reason,
-                } => json!({
-                    "key": account.masked,
-                    "symbol": symbol,
-                    "exchange": exchange,
-                    "action": action,
-                    "quantity": quantity,
-                    "product": product,
-                    "pricetype": pricetype,
-                    "status": "rejected",
-                    "orderid": null,
-                    "reason": reason,
-                    "received_at_us": record.received_us,
-                }),
-            }
-        })
-        .collect();
-    Value::Array(rows)
 }
 
 #[cfg(test)]

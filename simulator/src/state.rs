@@ -16,8 +16,10 @@ use clock::SharedClock;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use super::books::Book;
+use super::books::{Book, Stamp};
+use super::faults::Faults;
 use super::market::Market;
+use super::orders::Timer;
 use super::payload;
 use super::ratelimit::RateLimiter;
 use super::{SimConfig, mask_key};
@@ -93,25 +95,6 @@ impl Shared {
 
     pub(crate) fn next_client_id(&self) -> u64 {
         self.next_client.fetch_add(1, Ordering::Relaxed)
-    }
-}
-
-/// Fault injection state (`POST /sim/fault`), either global or for one account.
-#[derive(Debug, Default)]
-pub(crate) struct Faults {
-    pub refuse_auth_until: Option<Instant>,
-    pub pause_ticks_until: Option<Instant>,
-    pub latency_ms: u64,
-    pub reject_orders: u64,
-}
-
-impl Faults {
-    fn refusing_auth(&self, now: Instant) -> bool {
-        self.refuse_auth_until.is_some_and(|until| now < until)
-    }
-
-    fn ticks_paused(&self, now: Instant) -> bool {
-        self.pause_ticks_until.is_some_and(|until| now < until)
     }
 }
 
@@ -192,6 +175,8 @@ pub(crate) struct Core {
     pub order_seq: u64,
     /// Instruments with working (open or trigger-pending) orders.
     pub working: Vec<usize>,
+    /// Delayed order actions to start once the lock is released.
+    pub timers: Vec<Timer>,
     pub rng: StdRng,
     pub ticks_per_s: f64,
     carry: f64,
@@ -237,6 +222,7 @@ impl Core {
             orders_log: Vec::new(),
             order_seq: 0,
             working: Vec::new(),
+            timers: Vec::new(),
             rng,
             ticks_per_s: config.ticks_per_s,
             carry: 0.0,
@@ -252,33 +238,6 @@ impl Core {
 
     pub(crate) fn account_of(&self, key: &str) -> Option<usize> {
         self.key_index.get(key).copied()
-    }
-
-    pub(crate) fn auth_refused(&self, account: Option<usize>, now: Instant) -> bool {
-        self.faults.refusing_auth(now)
-            || account.is_some_and(|a| self.accounts[a].faults.refusing_auth(now))
-    }
-
-    /// The delay to apply to a REST response for this key (or none).
-    pub(crate) fn latency(&self, key: Option<&str>) -> Duration {
-        let scoped = key
-            .and_then(|k| self.account_of(k))
-            .map_or(0, |a| self.accounts[a].faults.latency_ms);
-        Duration::from_millis(self.faults.latency_ms.max(scoped))
-    }
-
-    /// Takes one pending `reject_orders` fault for this account, if any.
-    pub(crate) fn take_rejection(&mut self, account: usize) -> bool {
-        let scoped = &mut self.accounts[account].faults.reject_orders;
-        if *scoped > 0 {
-            *scoped -= 1;
-            return true;
-        }
-        if self.faults.reject_orders > 0 {
-            self.faults.reject_orders -= 1;
-            return true;
-        }
-        false
     }
 
     // ---- feed connections -------------------------------------------------------------
@@ -549,10 +508,10 @@ impl Core {
         }
     }
 
-    /// Pushes an `order_update` for each listed order of `account` to that account's
-    /// connections that asked for order updates.
-    pub(crate) fn notify_orders(&self, account: usize, orders: &[usize]) {
-        if orders.is_empty() {
+    /// Pushes an `order_update` for each listed change (order, history entry) of `account`
+    /// to that account's connections that asked for order updates.
+    pub(crate) fn notify_orders(&self, account: usize, changes: &[(usize, usize)]) {
+        if changes.is_empty() {
             return;
         }
         let listeners: Vec<u64> = self
@@ -565,9 +524,15 @@ impl Core {
             return;
         }
         let a = &self.accounts[account];
-        let frames: Vec<Frame> = orders
+        let frames: Vec<Frame> = changes
             .iter()
-            .map(|at| Frame::Text(payload::order_update(&a.user_id, &a.book.orders[*at])))
+            .filter_map(|(order, entry)| {
+                let order = &a.book.orders[*order];
+                let snapshot = order.history.get(*entry)?;
+                Some(Frame::Text(payload::order_update(
+                    &a.user_id, order, snapshot,
+                )))
+            })
             .collect();
         for id in listeners {
             self.send_to(id, frames.clone());
@@ -613,27 +578,33 @@ impl Core {
         if self.working.is_empty() {
             return;
         }
-        let now_ms = now.timestamp_millis();
+        let stamp = Stamp {
+            ms: now.timestamp_millis(),
+            us: now_us(),
+        };
         let instruments = mem::take(&mut self.working);
         for &instrument in &instruments {
             let ltp = self.market.ltp(instrument, now);
-            for account in 0..self.accounts.len() {
-                let changed = self.accounts[account]
-                    .book
-                    .match_working(instrument, ltp, now_ms);
-                self.notify_orders(account, &changed);
+            for account in &mut self.accounts {
+                account.book.match_working(instrument, ltp, stamp);
             }
         }
-        self.working = instruments
-            .into_iter()
-            .filter(|i| self.accounts.iter().any(|a| a.book.has_working(*i)))
-            .collect();
+        self.working = instruments;
+        self.prune_working();
+        self.publish();
     }
 
     pub(crate) fn note_working(&mut self, instrument: usize) {
         if !self.working.contains(&instrument) {
             self.working.push(instrument);
         }
+    }
+
+    /// Forgets instruments no account has a working order on any more.
+    pub(crate) fn prune_working(&mut self) {
+        let mut working = mem::take(&mut self.working);
+        working.retain(|i| self.accounts.iter().any(|a| a.book.has_working(*i)));
+        self.working = working;
     }
 }
 

@@ -260,10 +260,13 @@ pub struct Rest {
 
 impl Rest {
     pub fn new(base: String) -> Rest {
+        Rest::with_timeout(base, Duration::from_secs(10))
+    }
+
+    /// A client that gives up waiting for an answer after `timeout`.
+    pub fn with_timeout(base: String, timeout: Duration) -> Rest {
         Rest {
-            client: awc::Client::builder()
-                .timeout(Duration::from_secs(10))
-                .finish(),
+            client: awc::Client::builder().timeout(timeout).finish(),
             base,
         }
     }
@@ -319,6 +322,24 @@ impl Rest {
     pub async fn api(&self, endpoint: &str, key: &str, mut body: Value) -> (u16, Value) {
         body["apikey"] = json!(key);
         self.post(&format!("/api/v1/{endpoint}"), &body).await
+    }
+
+    /// Like [`Rest::api`], but a request that gets no answer (a timeout, a reset) is an
+    /// error, as text, instead of a panic.
+    pub async fn try_api(
+        &self,
+        endpoint: &str,
+        key: &str,
+        mut body: Value,
+    ) -> Result<(u16, Value), String> {
+        body["apikey"] = json!(key);
+        let response = self
+            .client
+            .post(format!("{}/api/v1/{endpoint}", self.base))
+            .send_json(&body)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(Self::read(response).await)
     }
 
     pub async fn stats(&self) -> Value {

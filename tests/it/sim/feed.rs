@@ -358,10 +358,7 @@ async fn market_data_carries_the_reference_fields_for_each_mode() {
     }
 
     // Options carry OI in Quote mode.
-    let (_, symbol) = rest
-        .api("optionsymbol", KEY_A, json!({"underlying": "NIFTY", "exchange": "NSE_INDEX", "expiry_date": nearest_expiry(&rest, "NIFTY", "NFO").await, "offset": "ATM", "option_type": "CE"}))
-        .await;
-    let option = symbol["symbol"].as_str().unwrap().to_string();
+    let option = option_symbol(&rest, NIFTY, "ATM", "CE").await;
     deep.request(&json!({"action": "subscribe", "symbol": option, "exchange": "NFO", "mode": 2}))
         .await
         .unwrap();
@@ -374,6 +371,9 @@ async fn market_data_carries_the_reference_fields_for_each_mode() {
 }
 
 /// The first expiry of an underlying as `DDMMMYY`.
+/// NIFTY: the index's exchange and its options' exchange, for [`option_symbol`].
+pub const NIFTY: (&str, &str, &str) = ("NIFTY", "NSE_INDEX", "NFO");
+
 pub async fn nearest_expiry(rest: &Rest, symbol: &str, exchange: &str) -> String {
     let (status, body) = rest
         .api(
@@ -384,6 +384,22 @@ pub async fn nearest_expiry(rest: &Rest, symbol: &str, exchange: &str) -> String
         .await;
     assert_eq!(status, 200, "{body}");
     body["data"][0].as_str().unwrap().replace('-', "")
+}
+
+/// The symbol of the nearest-expiry option of `underlying` (an index on `index_exchange`,
+/// its options on `option_exchange`) at `offset` ("ATM", "OTM1", …) and `option_type`.
+pub async fn option_symbol(
+    rest: &Rest,
+    (underlying, index_exchange, option_exchange): (&str, &str, &str),
+    offset: &str,
+    option_type: &str,
+) -> String {
+    let expiry = nearest_expiry(rest, underlying, option_exchange).await;
+    let (status, body) = rest
+        .api("optionsymbol", KEY_A, json!({"underlying": underlying, "exchange": index_exchange, "expiry_date": expiry, "offset": offset, "option_type": option_type}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    body["symbol"].as_str().unwrap().to_string()
 }
 
 #[actix_web::test]
@@ -713,6 +729,15 @@ async fn order_updates_reach_only_subscribed_connections_of_that_key() {
     let order = json!({"strategy": "s1", "exchange": "NSE", "symbol": "SBIN", "action": "BUY", "quantity": 5});
     let (status, placed) = rest.api("placeorder", KEY_A, order.clone()).await;
     assert_eq!(status, 200, "{placed}");
+    // One update per change: booked open, then filled.
+    let booked = mine
+        .next_matching("an order update", |v| v["type"] == "order_update")
+        .await
+        .unwrap();
+    assert_eq!(booked["orderid"], placed["orderid"]);
+    assert_eq!(booked["order_status"], "open");
+    assert_eq!(booked["filled_quantity"], 0);
+    assert_eq!(booked["pending_quantity"], 5);
     let update = mine
         .next_matching("an order update", |v| v["type"] == "order_update")
         .await

@@ -1,5 +1,6 @@
 //! Conformance tests of the gateway simulator (`cargo test --test it sim`).
 
+mod broker;
 pub mod client;
 mod control;
 mod feed;

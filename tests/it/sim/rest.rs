@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use simulator::{RateLimits, SimConfig};
 
 use super::client::{KEY_A, KEY_B, MASK_A, Rest, config, start};
-use super::feed::nearest_expiry;
+use super::feed::{NIFTY, nearest_expiry, option_symbol};
 
 fn order(symbol: &str, exchange: &str, action: &str, quantity: u64) -> Value {
     json!({"strategy": "t", "exchange": exchange, "symbol": symbol, "action": action, "quantity": quantity})
@@ -309,11 +309,7 @@ async fn limit_orders_wait_until_marketable_and_cancelallorder_cancels_the_rest(
 async fn fno_lot_and_freeze_rules_and_index_orders_are_enforced() {
     let sim = start(config()).await;
     let rest = Rest::new(sim.rest_url());
-    let expiry = nearest_expiry(&rest, "NIFTY", "NFO").await;
-    let (_, symbol) = rest
-        .api("optionsymbol", KEY_A, json!({"underlying": "NIFTY", "exchange": "NSE_INDEX", "expiry_date": expiry, "offset": "ATM", "option_type": "PE"}))
-        .await;
-    let option = symbol["symbol"].as_str().unwrap().to_string();
+    let option = option_symbol(&rest, NIFTY, "ATM", "PE").await;
 
     let (status, body) = rest
         .api("placeorder", KEY_A, order(&option, "NFO", "BUY", 100))
@@ -398,11 +394,7 @@ async fn smart_orders_trade_the_difference_to_the_target_position() {
 async fn closeposition_squares_off_everything_splitting_at_the_freeze_quantity() {
     let sim = start(config()).await;
     let rest = Rest::new(sim.rest_url());
-    let expiry = nearest_expiry(&rest, "NIFTY", "NFO").await;
-    let (_, symbol) = rest
-        .api("optionsymbol", KEY_A, json!({"underlying": "NIFTY", "exchange": "NSE_INDEX", "expiry_date": expiry, "offset": "OTM1", "option_type": "CE"}))
-        .await;
-    let option = symbol["symbol"].as_str().unwrap().to_string();
+    let option = option_symbol(&rest, NIFTY, "OTM1", "CE").await;
     for _ in 0..2 {
         let mut o = order(&option, "NFO", "SELL", 1755);
         o["product"] = json!("NRML");
