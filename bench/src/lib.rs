@@ -17,6 +17,7 @@ mod procs;
 mod stats;
 
 use std::cell::Cell;
+use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -101,6 +102,9 @@ struct Report {
     receipt_to_risk_us: Quantiles,
     /// Breach tick sent → exit order received by the simulator.
     breach_to_exit_us: Quantiles,
+    /// Breach tick sent → the order gateway read the exit's fill in the broker's books (the
+    /// leg is exited).
+    exit_fill_confirm_us: Quantiles,
     /// Breaches that got no exit order at the simulator within 15 s (a missed stop).
     breach_exits_missed: u64,
     /// The order gateway recording each exit request before sending it (the write-ahead row,
@@ -310,7 +314,7 @@ impl Bench {
         self.log
             .say(format!("supervisor at {base}/ while the run lasts"));
         let api = ApiClient::new(base.clone(), Some(token.clone()));
-        self.set_up(&api).await?;
+        let breach_legs = self.set_up(&api).await?;
         let snapshots = Rc::new(Cell::new(0u64));
         let viewers = self.open_viewers(&api, &base, &token, &snapshots).await?;
         self.wait_flowing(&api).await?;
@@ -368,7 +372,8 @@ impl Bench {
         let writers: Vec<_> = (0..HTTP_WRITERS)
             .map(|n| actix_rt::spawn(http_writer(base.clone(), token.clone(), n, writing.clone())))
             .collect();
-        let (breach, breach_exits_missed) = self.breach_trials().await?;
+        let (breach, fill_confirm, breach_exits_missed) =
+            self.breach_trials(&api, &breach_legs).await?;
         writing.set(false);
         let (mut http_writes, mut http_write_errors) = (0, 0);
         for writer in writers {
@@ -438,6 +443,7 @@ impl Bench {
             tick_to_risk_us: Quantiles::of(&latency),
             receipt_to_risk_us: Quantiles::of(&internal),
             breach_to_exit_us: Quantiles::of(&breach),
+            exit_fill_confirm_us: Quantiles::of(&fill_confirm),
             breach_exits_missed,
             exit_write_ahead_us: WriteAhead::of(&final_state),
             http_writes,
@@ -458,8 +464,9 @@ impl Bench {
         })
     }
 
-    /// The feed account, the strategies and their legs.
-    async fn set_up(&self, api: &ApiClient) -> anyhow::Result<()> {
+    /// The feed account, the strategies and their legs. Returns the breach legs' execution
+    /// ids by symbol.
+    async fn set_up(&self, api: &ApiClient) -> anyhow::Result<HashMap<String, i64>> {
         let account = api
             .post(
                 "/api/v1/accounts",
@@ -495,6 +502,7 @@ impl Bench {
                 "lot_size": (!equity).then_some(*lot),
             }));
         }
+        let mut breach_strategies = HashSet::new();
         for (i, (exchange, symbol, _)) in self.breach_symbols().into_iter().enumerate() {
             let created = api
                 .post(
@@ -502,6 +510,7 @@ impl Bench {
                     json!({"name": format!("breach {i}"), "max_loss": BREACH_MAX_LOSS}),
                 )
                 .await?;
+            breach_strategies.extend(created["id"].as_i64());
             self.sim
                 .post(
                     "/sim/price",
@@ -530,10 +539,18 @@ impl Bench {
             .buffer_unordered(8)
             .collect()
             .await;
+        let mut breach_legs = HashMap::new();
         for result in results {
-            result.context("registering a leg")?;
+            let leg = result.context("registering a leg")?;
+            if let (Some(symbol), Some(id)) = (leg["symbol"].as_str(), leg["id"].as_i64())
+                && leg["strategy_id"]
+                    .as_i64()
+                    .is_some_and(|s| breach_strategies.contains(&s))
+            {
+                breach_legs.insert(symbol.to_string(), id);
+            }
         }
-        Ok(())
+        Ok(breach_legs)
     }
 
     fn breach_symbols(&self) -> Vec<(String, String, u64)> {
@@ -668,9 +685,18 @@ impl Bench {
 
     /// Breaks each breach strategy's max loss, 150 ms apart (under the account's order rate
     /// limit) without waiting for the previous exit, then collects simulator send → exit order
-    /// received for each. Returns the latencies and how many breaches got no exit order within
-    /// 15 s of the last one.
-    async fn breach_trials(&self) -> anyhow::Result<(hdrhistogram::Histogram<u64>, u64)> {
+    /// received for each, and simulator send → the fill confirmed (the order gateway's recent
+    /// exits, `finished_at_us`). Returns both latencies and how many breaches got no exit order
+    /// within 15 s of the last one.
+    async fn breach_trials(
+        &self,
+        api: &ApiClient,
+        legs: &HashMap<String, i64>,
+    ) -> anyhow::Result<(
+        hdrhistogram::Histogram<u64>,
+        hdrhistogram::Histogram<u64>,
+        u64,
+    )> {
         let mut pending = Vec::new();
         for (exchange, symbol, _) in self.breach_symbols() {
             let sent = self
@@ -687,8 +713,13 @@ impl Bench {
             actix_rt::time::sleep(Duration::from_millis(150)).await;
         }
         let mut h = stats::histogram()?;
+        let mut confirmed = stats::histogram()?;
+        let mut unconfirmed: HashMap<i64, i64> = pending
+            .iter()
+            .filter_map(|(_, symbol, sent_at)| Some((*legs.get(symbol)?, *sent_at)))
+            .collect();
         let deadline = Instant::now() + Duration::from_secs(15);
-        while !pending.is_empty() && Instant::now() < deadline {
+        while (!pending.is_empty() || !unconfirmed.is_empty()) && Instant::now() < deadline {
             let orders = self.sim.get("/sim/orders").await?;
             let orders = orders.as_array().map_or(&[][..], Vec::as_slice);
             let mut still = Vec::new();
@@ -706,6 +737,24 @@ impl Bench {
                 }
             }
             pending = still;
+            if !unconfirmed.is_empty() {
+                let state = api.get("/api/v1/state").await?;
+                for exit in state["orders"]["recent"].as_array().into_iter().flatten() {
+                    let (Some(id), Some(at)) = (
+                        exit["execution_id"].as_i64(),
+                        exit["finished_at_us"].as_i64(),
+                    ) else {
+                        continue;
+                    };
+                    if exit["state"] == "filled"
+                        && let Some(sent_at) = unconfirmed.remove(&id)
+                    {
+                        confirmed
+                            .record(u64::try_from(at - sent_at).unwrap_or(0).max(1))
+                            .context("recording a fill confirmation latency")?;
+                    }
+                }
+            }
             actix_rt::time::sleep(Duration::from_millis(20)).await;
         }
         for (exchange, symbol, _) in &pending {
@@ -713,7 +762,7 @@ impl Bench {
                 "no exit order for {exchange}:{symbol} within 15 s of the last breach"
             ));
         }
-        Ok((h, pending.len() as u64))
+        Ok((h, confirmed, pending.len() as u64))
     }
 }
 

@@ -10,6 +10,7 @@ mod chain;
 mod concurrency;
 mod config;
 mod deploy;
+mod exits;
 mod feed;
 mod foundation;
 mod guard;

@@ -25,7 +25,7 @@ use crate::domain::holdings::{Allowance, Holding, InFlight, Tracked};
 use crate::domain::latency::LatencyHistogram;
 use crate::domain::pnl::{Side, leg_pnl};
 use crate::domain::rate_limit::RateLimiter;
-use crate::openalgo::rest::{Position, RestClient};
+use crate::openalgo::rest::{Position, RestClient, RestError};
 use crate::status::Lifecycle;
 use crate::supervised::RestartTracker;
 
@@ -85,14 +85,19 @@ struct Lane {
     reading: bool,
     read_failures: u32,
     read_error: Option<String>,
+    /// No read before then (backoff after a failed one; a retry is scheduled).
+    read_retry_at: Option<Instant>,
 }
 
 struct HoldingEntry {
     holding: Holding,
     /// When the read it started from was sent (legs entered later are not in it).
     read_wall: DateTime<Utc>,
+    read_started: Instant,
     counting: bool,
     idle_since: Option<Instant>,
+    /// When an exit order on the instrument last filled (books may lag behind it).
+    last_fill: Option<Instant>,
 }
 
 /// How a set of legs enters the gateway.
@@ -228,7 +233,7 @@ impl OrderGatewayActor {
             let wall = Utc::now();
             let persisted: Vec<_> = requests.iter().map(|r| store::persisted(r, wall)).collect();
             let chunk = max_chunk(leg.freeze_qty, leg.lot_size);
-            let machine = ExitMachine::resume(leg.quantity, chunk, persisted, now);
+            let machine = ExitMachine::resume(leg.quantity, chunk, persisted.clone(), now);
             let exit = LegExit {
                 reason: reason.or(leg.exit_reason).unwrap_or(ExitReason::Manual),
                 seq,
@@ -243,10 +248,13 @@ impl OrderGatewayActor {
                 waiting: None,
                 leg,
             };
-            if session == Session::Recovery {
-                // The broker's books may not show the last orders of the previous run yet.
-                let key = exit.key();
-                self.trusted_after.insert(key, now + self.config.settle);
+            // Orders of the leg written by an earlier run or attempt may not show in the
+            // broker's books yet: a holding of the instrument waits for a read sent a settle
+            // window after the newest of them.
+            if let Some(newest) = persisted.iter().map(|p| p.age).min() {
+                let at = now + self.config.settle.saturating_sub(newest);
+                let entry = self.trusted_after.entry(exit.key()).or_insert(at);
+                *entry = (*entry).max(at);
             }
             by_account
                 .entry(exit.leg.account_id)
@@ -440,7 +448,11 @@ impl OrderGatewayActor {
                 .map(|o| (o.order_id.clone().unwrap_or_default(), o.quantity))
         };
         match action {
-            Action::Send { quantity } => self.record(account_id, id, quantity, ctx),
+            // The order's rate slot is taken before its write-ahead row is written, so that
+            // the row's time is when the order leaves (the settle window counts from it).
+            Action::Send { quantity } => self.when_rate_allows(account_id, ctx, move |act, ctx| {
+                act.record(account_id, id, quantity, ctx)
+            }),
             Action::Place { order } => self.place(account_id, id, order, ctx),
             Action::Query { order } => {
                 let Some((order_id, quantity)) = order_of(exit, order) else {
@@ -593,7 +605,7 @@ impl OrderGatewayActor {
         }
     }
 
-    /// Places a recorded order as soon as the account's order rate allows.
+    /// Places a recorded order (its rate slot was taken before its row was written).
     fn place(&mut self, account_id: i32, id: i32, order: usize, ctx: &mut Context<Self>) {
         let Some(lane) = self.lanes.get(&account_id) else {
             return;
@@ -606,15 +618,13 @@ impl OrderGatewayActor {
         else {
             return self.free(account_id, ctx);
         };
-        self.when_rate_allows(account_id, ctx, move |act, ctx| {
-            let job = async move {
-                match broker::place(client, leg, quantity).await {
-                    Ok(order_id) => Event::Placed { order, order_id },
-                    Err(failure) => Event::PlaceFailed { order, failure },
-                }
-            };
-            act.spawn_event(account_id, id, job, ctx);
-        });
+        let job = async move {
+            match broker::place(client, leg, quantity).await {
+                Ok(order_id) => Event::Placed { order, order_id },
+                Err(failure) => Event::PlaceFailed { order, failure },
+            }
+        };
+        self.spawn_event(account_id, id, job, ctx);
     }
 
     /// Feeds what the broker answered to the leg's machine, records the order's new state, and
@@ -846,8 +856,8 @@ impl OrderGatewayActor {
 
     // ---- what the broker holds -------------------------------------------------------------
 
-    /// How many units the leg may send now, from the instrument's holding (read or counted
-    /// first when needed).
+    /// How many units the leg may send now, from the instrument's holding (read, counted or
+    /// confirmed first when needed).
     fn permit(
         &mut self,
         account_id: i32,
@@ -874,6 +884,7 @@ impl OrderGatewayActor {
             return self.hold(id, "the request's short legs are closed first");
         }
         let key = exit.key();
+        let entered_at = exit.leg.entered_at;
         if !self.holdings.contains_key(&key) {
             if let Some(at) = self.trusted_after.get(&key).filter(|at| **at > now) {
                 let at = *at;
@@ -881,45 +892,207 @@ impl OrderGatewayActor {
                 return self.hold(id, "waiting for the broker's books to settle");
             }
             let trusted_after = self.trusted_after.get(&key).copied();
-            let fresh = self.lanes.get(&account_id).and_then(|l| {
-                l.positions.as_ref().filter(|s| {
-                    now.saturating_duration_since(s.started) <= self.settings.positions_max_age
-                        && trusted_after.is_none_or(|t| s.started >= t)
-                })
-            });
-            let Some(snapshot) = fresh else {
+            // The read must also have been sent after every leg being exited on the
+            // instrument was registered: an older one cannot show its entry.
+            let newest = self.newest_entry(&key);
+            let Some((net, wall, started)) = self.fresh_read(account_id, &key, now, |s| {
+                trusted_after.is_none_or(|t| s.started >= t) && newest.is_none_or(|at| s.wall >= at)
+            }) else {
                 self.read_positions(account_id, ctx);
                 return self.hold(id, "reading the broker's position book");
             };
-            let net = broker::net_of(&snapshot.rows, &key.1, &key.2, key.3.as_str());
-            let read_wall = snapshot.wall;
+            tracing::debug!(execution_id = id, ?key, net, "holding from a read");
             self.holdings.insert(
                 key.clone(),
                 HoldingEntry {
                     holding: Holding::from_read(net),
-                    read_wall,
+                    read_wall: wall,
+                    read_started: started,
                     counting: false,
                     idle_since: None,
+                    last_fill: None,
                 },
             );
+            self.join_all(&key);
         }
-        self.join(id);
+        let joined = self.legs.get(&id).is_some_and(|e| e.applied.is_some());
+        if !joined {
+            let read_wall = self.holdings.get(&key).map_or(entered_at, |e| e.read_wall);
+            if entered_at <= read_wall {
+                self.join(id);
+            } else {
+                // Registered after the holding's read: its entry is not in it.
+                self.confirm(account_id, &key, now, ctx);
+                if self.legs.get(&id).is_none_or(|e| e.applied.is_none()) {
+                    return self.hold(id, "reading the broker's position book again");
+                }
+            }
+        }
         let in_flight = self.in_flight(&key);
         let Some(exit) = self.legs.get(&id) else {
             return Permit::Hold;
         };
         let wanted = exit.machine.next_quantity();
+        let confirmed = self.confirmed(&key);
         let Some(entry) = self.holdings.get_mut(&key) else {
             return Permit::Hold;
         };
         entry.idle_since = None;
         match entry.holding.allowance(side, wanted, in_flight) {
+            Allowance::Units { units, settled } if units < wanted && settled && !confirmed => {
+                // Less than the legs need, from a read that may not show their entries yet:
+                // what it allows goes out, and the rest is decided by a read sent a settle
+                // window after them.
+                self.confirm(account_id, &key, now, ctx);
+                self.hold(id, "confirming with the broker's books what it holds");
+                Permit::Units {
+                    units,
+                    settled: false,
+                }
+            }
             Allowance::Units { units, settled } => Permit::Units { units, settled },
             Allowance::NeedTracked => {
                 self.count_tracked(account_id, key, ctx);
                 self.hold(id, "counting the tracked legs of the instrument")
             }
         }
+    }
+
+    /// The latest position book read of the account, if it is younger than the maximum age
+    /// and passes `ok`: the instrument's net position in it, when the read was sent.
+    fn fresh_read(
+        &self,
+        account_id: i32,
+        key: &InstrumentKey,
+        now: Instant,
+        ok: impl Fn(&Snapshot) -> bool,
+    ) -> Option<(i64, DateTime<Utc>, Instant)> {
+        let snapshot = self.lanes.get(&account_id)?.positions.as_ref()?;
+        let young =
+            now.saturating_duration_since(snapshot.started) <= self.settings.positions_max_age;
+        (young && ok(snapshot)).then(|| {
+            (
+                broker::net_of(&snapshot.rows, &key.1, &key.2, key.3.as_str()),
+                snapshot.wall,
+                snapshot.started,
+            )
+        })
+    }
+
+    /// When the newest leg being exited on the instrument was registered.
+    fn newest_entry(&self, key: &InstrumentKey) -> Option<DateTime<Utc>> {
+        self.legs
+            .values()
+            .filter(|e| e.key() == *key)
+            .map(|e| e.leg.entered_at)
+            .max()
+    }
+
+    /// The holding's read was sent a settle window after every leg being exited on the
+    /// instrument was registered: what it does not show, the broker does not hold.
+    fn confirmed(&self, key: &InstrumentKey) -> bool {
+        let Some(entry) = self.holdings.get(key) else {
+            return false;
+        };
+        let settle = chrono::Duration::from_std(self.config.settle).unwrap_or_default();
+        self.newest_entry(key)
+            .is_none_or(|at| entry.read_wall >= at + settle)
+    }
+
+    /// Brings the holding up to date with legs registered after its read, or confirms a
+    /// shortfall: once nothing is in flight on the instrument, a read that shows exactly the
+    /// holding plus the new legs adds them; otherwise the holding starts again from a read sent
+    /// a settle window after both the newest entry and the last fill of an exit order.
+    fn confirm(
+        &mut self,
+        account_id: i32,
+        key: &InstrumentKey,
+        now: Instant,
+        ctx: &mut Context<Self>,
+    ) {
+        let in_flight = self.in_flight(key);
+        if in_flight.long > 0 || in_flight.short > 0 {
+            // The fills will pump the lane again.
+            return;
+        }
+        let Some(entry) = self.holdings.get(key) else {
+            return;
+        };
+        let (read_wall, last_fill, ledger) =
+            (entry.read_wall, entry.last_fill, entry.holding.net());
+        let newest = self.newest_entry(key);
+        let joiners: Vec<(i32, Side, i64)> = self
+            .legs
+            .values()
+            .filter(|e| e.key() == *key && e.applied.is_none() && e.leg.entered_at > read_wall)
+            .map(|e| {
+                let open = e.leg.quantity - e.machine.filled() - e.machine.unheld();
+                (e.leg.id, e.leg.side, open.max(0))
+            })
+            .collect();
+        let expected = ledger
+            + joiners
+                .iter()
+                .map(|(_, side, open)| if *side == Side::Buy { *open } else { -*open })
+                .sum::<i64>();
+        // A read after the new legs that shows exactly the holding plus them: they are held.
+        if !joiners.is_empty()
+            && let Some((net, ..)) = self.fresh_read(account_id, key, now, |s| {
+                newest.is_none_or(|at| s.wall >= at)
+            })
+            && net == expected
+        {
+            if let Some(entry) = self.holdings.get_mut(key) {
+                for (_, side, open) in &joiners {
+                    entry.holding.entered_since(*side, *open);
+                }
+            }
+            for (id, ..) in joiners {
+                self.join(id);
+            }
+            return;
+        }
+        let settle = self.config.settle;
+        // A settle window after the newest entry (on the monotonic clock) and after the
+        // last fill; both may be past.
+        let since_entry = newest.and_then(|at| {
+            let ago = (Utc::now() - at).to_std().unwrap_or_default();
+            (ago < settle).then(|| now + (settle - ago))
+        });
+        let ready_at = [since_entry, last_fill.map(|t| t + settle)]
+            .into_iter()
+            .flatten()
+            .max();
+        let ready_at = match ready_at {
+            Some(at) if at > now => {
+                self.wake_at(account_id, at, ctx);
+                return;
+            }
+            Some(at) => at,
+            None => entry_read_started(self, key).unwrap_or(now),
+        };
+        let settle_chrono = chrono::Duration::from_std(settle).unwrap_or_default();
+        let Some((net, wall, started)) = self.fresh_read(account_id, key, now, |s| {
+            s.started >= ready_at && newest.is_none_or(|at| s.wall >= at + settle_chrono)
+        }) else {
+            self.read_positions(account_id, ctx);
+            return;
+        };
+        tracing::info!(
+            ?key,
+            ledger,
+            net,
+            "the instrument's holding starts again from a settled read"
+        );
+        if let Some(entry) = self.holdings.get_mut(key) {
+            entry.holding = Holding::from_read(net);
+            entry.read_wall = wall;
+            entry.read_started = started;
+        }
+        for exit in self.legs.values_mut().filter(|e| e.key() == *key) {
+            exit.applied = None;
+        }
+        self.join_all(key);
     }
 
     fn hold(&mut self, id: i32, why: &'static str) -> Permit {
@@ -929,23 +1102,26 @@ impl OrderGatewayActor {
         Permit::Hold
     }
 
-    /// Makes the leg count in its instrument's holding from now on; a leg entered after the
-    /// holding's read is added to it.
+    /// Every leg being exited on the instrument counts in its holding from now on.
+    fn join_all(&mut self, key: &InstrumentKey) {
+        let ids: Vec<i32> = self
+            .legs
+            .values()
+            .filter(|e| e.key() == *key)
+            .map(|e| e.leg.id)
+            .collect();
+        for id in ids {
+            self.join(id);
+        }
+    }
+
+    /// Makes the leg count in its instrument's holding from now on: its fills move it.
     fn join(&mut self, id: i32) {
-        let Some(exit) = self.legs.get_mut(&id) else {
-            return;
-        };
-        if exit.applied.is_some() {
-            return;
+        if let Some(exit) = self.legs.get_mut(&id)
+            && exit.applied.is_none()
+        {
+            exit.applied = Some((exit.machine.filled(), exit.machine.unheld()));
         }
-        let Some(entry) = self.holdings.get_mut(&exit.key()) else {
-            return;
-        };
-        if exit.leg.entered_at > entry.read_wall {
-            let open = exit.leg.quantity - exit.machine.filled() - exit.machine.unheld();
-            entry.holding.entered_since(exit.leg.side, open.max(0));
-        }
-        exit.applied = Some((exit.machine.filled(), exit.machine.unheld()));
     }
 
     /// Applies the leg's new fills and unheld units to its instrument's holding.
@@ -960,6 +1136,9 @@ impl OrderGatewayActor {
             return;
         };
         let (now_filled, now_unheld) = (exit.machine.filled(), exit.machine.unheld());
+        if now_filled > filled {
+            entry.last_fill = Some(Instant::now());
+        }
         entry.holding.filled(exit.leg.side, now_filled - filled);
         entry.holding.unheld(exit.leg.side, now_unheld - unheld);
         exit.applied = Some((now_filled, now_unheld));
@@ -1055,22 +1234,26 @@ impl OrderGatewayActor {
         );
     }
 
-    /// Reads the account's position book unless a read is in flight; legs waiting for it are
-    /// pumped when it answers.
+    /// Reads the account's position book unless a read is in flight or the last one failed
+    /// less than its backoff ago (a retry is then scheduled); legs waiting for it are pumped
+    /// when it answers.
     fn read_positions(&mut self, account_id: i32, ctx: &mut Context<Self>) {
         let Some(lane) = self.lanes.get_mut(&account_id) else {
             return;
         };
-        if lane.reading {
+        let now = Instant::now();
+        if lane.reading || lane.read_retry_at.is_some_and(|at| at > now) {
             return;
         }
         lane.reading = true;
+        lane.read_retry_at = None;
         let client = lane.client.clone();
-        let (started, wall) = (Instant::now(), Utc::now());
+        let (started, wall) = (now, Utc::now());
         ctx.spawn(
             async move { client.position_book().await }
                 .into_actor(self)
                 .map(move |read, act, ctx| {
+                    let config = act.config.clone();
                     let Some(lane) = act.lanes.get_mut(&account_id) else {
                         return;
                     };
@@ -1087,13 +1270,20 @@ impl OrderGatewayActor {
                         }
                         Err(e) => {
                             lane.read_failures = lane.read_failures.saturating_add(1);
-                            let wait = retry_delay(
-                                act.config.poll_initial,
-                                lane.read_failures,
-                                act.config.poll_max,
-                            );
-                            tracing::warn!(account_id, error = %e, "reading the position book failed");
+                            let wait = match &e {
+                                RestError::RateLimited {
+                                    retry_after: Some(wait),
+                                    ..
+                                } => (*wait).clamp(config.retry_initial, config.retry_max),
+                                _ => retry_delay(
+                                    config.poll_initial,
+                                    lane.read_failures,
+                                    config.poll_max,
+                                ),
+                            };
+                            tracing::warn!(account_id, error = %e, retry_in_ms = wait.as_millis() as u64, "reading the position book failed");
                             lane.read_error = Some(e.to_string());
+                            lane.read_retry_at = Some(Instant::now() + wait);
                             if !lane.queue.is_empty() {
                                 ctx.run_later(wait, move |act, ctx| {
                                     act.read_positions(account_id, ctx)
@@ -1258,6 +1448,11 @@ impl OrderGatewayActor {
     }
 }
 
+/// When the read a holding started from was sent: a later read is newer.
+fn entry_read_started(act: &OrderGatewayActor, key: &InstrumentKey) -> Option<Instant> {
+    act.holdings.get(key).map(|e| e.read_started)
+}
+
 fn order_view(o: &ExitOrder) -> ExitOrderView {
     ExitOrderView {
         request_id: o.request,
@@ -1364,6 +1559,7 @@ impl Handler<SetAccounts> for OrderGatewayActor {
                             reading: false,
                             read_failures: 0,
                             read_error: None,
+                            read_retry_at: None,
                         },
                     );
                 }

@@ -349,7 +349,7 @@ impl Harness {
     }
 
     /// Places a market order for `quantity` of `leg`'s instrument on its account.
-    async fn place(&self, leg: &LegSpec, quantity: i64, strategy: &str) -> String {
+    pub async fn place(&self, leg: &LegSpec, quantity: i64, strategy: &str) -> String {
         let mut resp = self
             .client
             .post(format!("{}/api/v1/placeorder", self.sim.rest_url()))
@@ -373,18 +373,25 @@ impl Harness {
     /// Opens a leg: sets the price, fills an entry order at the simulator, registers the
     /// execution and waits until the leg is priced by the feed.
     pub async fn open(&self, leg: LegSpec) -> i32 {
+        let quantity = leg.quantity;
+        self.open_held(leg, quantity).await
+    }
+
+    /// Opens a leg of which the broker holds only `held` units (0: the broker never saw it):
+    /// entry orders for `held`, the execution registered for the leg's whole quantity.
+    pub async fn open_held(&self, leg: LegSpec, held: i64) -> i32 {
         self.price(leg.exchange, &leg.symbol, leg.price).await;
         // Entries above the freeze quantity are split too (whole lots), as a broker needs.
         let chunk = match (leg.freeze_qty, leg.lot_size) {
             (Some(f), Some(l)) => f - f % l,
             (Some(f), None) => f,
-            _ => leg.quantity,
+            _ => held.max(1),
         };
-        let mut left = leg.quantity;
-        let mut order_id = String::new();
+        let mut left = held;
+        let mut order_id = None;
         while left > 0 {
             let qty = left.min(chunk);
-            order_id = self.place(&leg, qty, "entry").await;
+            order_id = Some(self.place(&leg, qty, "entry").await);
             left -= qty;
         }
         let (status, v) = self
@@ -486,14 +493,19 @@ impl Harness {
         .await
     }
 
-    async fn sim_orders(&self) -> Vec<Value> {
+    /// A `GET` of the simulator's control API (`/sim/orders`, `/sim/positions`, …).
+    pub async fn sim_get(&self, path: &str) -> Value {
         let mut resp = self
             .client
-            .get(format!("{}/sim/orders", self.sim.rest_url()))
+            .get(format!("{}{path}", self.sim.rest_url()))
             .send()
             .await
-            .expect("sim orders");
-        let all: Value = resp.json().await.expect("orders json");
+            .expect("sim control GET");
+        resp.json().await.expect("sim control json")
+    }
+
+    async fn sim_orders(&self) -> Vec<Value> {
+        let all = self.sim_get("/sim/orders").await;
         all.as_array().expect("orders array").clone()
     }
 
