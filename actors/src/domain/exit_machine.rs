@@ -194,7 +194,8 @@ pub struct ExitOrder {
     pub next_read: Option<Instant>,
     /// Reads made since it was placed (they space out).
     pub reads: u32,
-    /// When a working order is cancelled if it is still working.
+    /// When a working order is cancelled if it is still working (unset: the working timeout
+    /// after its row was written).
     pub cancel_at: Option<Instant>,
 }
 
@@ -217,6 +218,12 @@ impl ExitOrder {
     /// Nothing more will fill.
     pub fn is_done(&self) -> bool {
         matches!(self.phase, Phase::Done(_))
+    }
+
+    /// When the order is cancelled if it is still working.
+    fn cancel_due(&self, config: &ExitConfig) -> Instant {
+        self.cancel_at
+            .unwrap_or(self.recorded_at + config.working_timeout)
     }
 
     /// Units this order accounts for: what filled once it is done, all of it before.
@@ -688,7 +695,7 @@ impl ExitMachine {
             let due = order.next_read.is_some_and(|t| t <= now);
             match order.phase {
                 Phase::InDoubt if due => return Action::Search { order: at },
-                Phase::Working if order.cancel_at.is_some_and(|t| t <= now) => {
+                Phase::Working if order.cancel_due(config) <= now => {
                     return Action::Cancel { order: at };
                 }
                 Phase::Working if due => return Action::Query { order: at },
@@ -706,7 +713,10 @@ impl ExitMachine {
             .orders
             .iter()
             .filter(|o| matches!(o.phase, Phase::InDoubt | Phase::Working))
-            .flat_map(|o| [o.next_read, o.cancel_at])
+            .flat_map(|o| {
+                let cancel = (o.phase == Phase::Working).then(|| o.cancel_due(config));
+                [o.next_read, cancel]
+            })
             .flatten()
             .min();
         if self.unsent() > 0
@@ -1503,6 +1513,44 @@ mod tests {
             &cfg,
         );
         assert_eq!(m.unsent(), 390);
+    }
+
+    #[test]
+    fn a_recovered_working_order_is_cancelled_once_the_timeout_from_its_row_passed() {
+        let cfg = config();
+        let t = Instant::now() + Duration::from_secs(120);
+        let working = Persisted {
+            request: 7,
+            quantity: 10,
+            order_id: Some("W".into()),
+            state: PersistedState::Working,
+            filled: 6,
+            average_price: Some(100.0),
+            age: cfg.working_timeout + Duration::from_secs(1),
+        };
+        let mut m = ExitMachine::resume(10, None, vec![working], t);
+        assert_eq!(m.next_action(t, &cfg, PLENTY), Action::Cancel { order: 0 });
+        let young = Persisted {
+            request: 8,
+            quantity: 10,
+            order_id: Some("Y".into()),
+            state: PersistedState::Working,
+            filled: 0,
+            average_price: None,
+            age: Duration::from_secs(1),
+        };
+        let mut m = ExitMachine::resume(10, None, vec![young], t);
+        assert_eq!(m.next_action(t, &cfg, PLENTY), Action::Query { order: 0 });
+        m.handle(
+            Event::Report {
+                order: 0,
+                report: report(OrderState::Open, 0, 0.0),
+            },
+            t,
+            &cfg,
+        );
+        let due = t - Duration::from_secs(1) + cfg.working_timeout;
+        assert_eq!(m.next_action(due, &cfg, PLENTY), Action::Cancel { order: 0 });
     }
 
     #[test]
