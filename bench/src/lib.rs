@@ -285,7 +285,7 @@ impl Bench {
             ("SUPERVISOR__CALENDAR__ALWAYS_OPEN", "true".to_string()),
             (
                 "SUPERVISOR__CONNECTION__MAX_SYMBOLS",
-                (self.args.symbols + 1000).to_string(),
+                (self.args.symbols + 2000).to_string(),
             ),
             // Every viewer's chain session comes from this one client.
             (
@@ -296,10 +296,12 @@ impl Bench {
                 "SUPERVISOR__OPTION_CHAIN__MAX_SESSIONS_PER_CLIENT",
                 self.args.viewers.max(1).to_string(),
             ),
-            // The positions' S symbols are their reserve; the chain viewers get the other 1000.
+            // Viewers are refused once the feed would carry more than the cap less the reserve:
+            // the positions' S symbols and 1000 for the chain viewers, 1000 more kept for
+            // positions.
             (
                 "SUPERVISOR__CONNECTION__POSITION_RESERVE_SHARE",
-                (self.args.symbols as f64 / (self.args.symbols + 1000) as f64).to_string(),
+                (1000.0 / (self.args.symbols + 2000) as f64).to_string(),
             ),
             (
                 "SUPERVISOR__POSITION_MONITOR__RECONCILE_INTERVAL_S",
@@ -719,7 +721,7 @@ impl Bench {
             .filter_map(|(_, symbol, sent_at)| Some((*legs.get(symbol)?, *sent_at)))
             .collect();
         let deadline = Instant::now() + Duration::from_secs(15);
-        while (!pending.is_empty() || !unconfirmed.is_empty()) && Instant::now() < deadline {
+        while !pending.is_empty() && Instant::now() < deadline {
             let orders = self.sim.get("/sim/orders").await?;
             let orders = orders.as_array().map_or(&[][..], Vec::as_slice);
             let mut still = Vec::new();
@@ -737,25 +739,27 @@ impl Bench {
                 }
             }
             pending = still;
-            if !unconfirmed.is_empty() {
-                let state = api.get("/api/v1/state").await?;
-                for exit in state["orders"]["recent"].as_array().into_iter().flatten() {
-                    let (Some(id), Some(at)) = (
-                        exit["execution_id"].as_i64(),
-                        exit["finished_at_us"].as_i64(),
-                    ) else {
-                        continue;
-                    };
-                    if exit["state"] == "filled"
-                        && let Some(sent_at) = unconfirmed.remove(&id)
-                    {
-                        confirmed
-                            .record(u64::try_from(at - sent_at).unwrap_or(0).max(1))
-                            .context("recording a fill confirmation latency")?;
-                    }
+            actix_rt::time::sleep(Duration::from_millis(20)).await;
+        }
+        // The gateway stamps each confirmation itself: the (large) state is read only once the
+        // exit orders are all in, so that reading it does not load the breaches being timed.
+        while !unconfirmed.is_empty() && Instant::now() < deadline {
+            let state = api.get("/api/v1/state").await?;
+            for exit in state["orders"]["recent"].as_array().into_iter().flatten() {
+                let (Some(id), Some(at)) =
+                    (exit["execution_id"].as_i64(), exit["finished_at_us"].as_i64())
+                else {
+                    continue;
+                };
+                if exit["state"] == "filled"
+                    && let Some(sent_at) = unconfirmed.remove(&id)
+                {
+                    confirmed
+                        .record(u64::try_from(at - sent_at).unwrap_or(0).max(1))
+                        .context("recording a fill confirmation latency")?;
                 }
             }
-            actix_rt::time::sleep(Duration::from_millis(20)).await;
+            actix_rt::time::sleep(Duration::from_millis(100)).await;
         }
         for (exchange, symbol, _) in &pending {
             self.log.say(format!(

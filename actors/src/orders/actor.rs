@@ -53,6 +53,9 @@ struct LegExit {
     requested_at: Instant,
     /// What the leg waits for outside its own orders.
     waiting: Option<&'static str>,
+    /// Units filled as last seen without a holding of the instrument (a new fill then delays
+    /// the next trusted read).
+    seen_filled: i64,
 }
 
 impl LegExit {
@@ -234,6 +237,7 @@ impl OrderGatewayActor {
             let persisted: Vec<_> = requests.iter().map(|r| store::persisted(r, wall)).collect();
             let chunk = max_chunk(leg.freeze_qty, leg.lot_size);
             let machine = ExitMachine::resume(leg.quantity, chunk, persisted.clone(), now);
+            let machine_filled = machine.filled();
             let exit = LegExit {
                 reason: reason.or(leg.exit_reason).unwrap_or(ExitReason::Manual),
                 seq,
@@ -246,6 +250,7 @@ impl OrderGatewayActor {
                 since: wall,
                 requested_at: now,
                 waiting: None,
+                seen_filled: machine_filled,
                 leg,
             };
             // Orders of the leg written by an earlier run or attempt may not show in the
@@ -886,6 +891,12 @@ impl OrderGatewayActor {
         let key = exit.key();
         let entered_at = exit.leg.entered_at;
         if !self.holdings.contains_key(&key) {
+            // Orders out on the instrument (resumed after a restart) may or may not show in a
+            // read: they end first, and their fills settle (`sync_holding`).
+            let in_flight = self.in_flight(&key);
+            if in_flight.long > 0 || in_flight.short > 0 {
+                return self.hold(id, "the instrument's orders out end first");
+            }
             if let Some(at) = self.trusted_after.get(&key).filter(|at| **at > now) {
                 let at = *at;
                 self.wake_at(account_id, at, ctx);
@@ -1124,15 +1135,24 @@ impl OrderGatewayActor {
         }
     }
 
-    /// Applies the leg's new fills and unheld units to its instrument's holding.
+    /// Applies the leg's new fills and unheld units to its instrument's holding. Without one
+    /// (orders resumed after a restart), a fill makes any read sent before a settle window
+    /// after it untrusted.
     fn sync_holding(&mut self, id: i32) {
         let Some(exit) = self.legs.get_mut(&id) else {
             return;
         };
-        let Some((filled, unheld)) = exit.applied else {
+        let Some(entry) = self.holdings.get_mut(&exit.key()) else {
+            let filled = exit.machine.filled();
+            if filled > exit.seen_filled {
+                exit.seen_filled = filled;
+                let at = Instant::now() + self.config.settle;
+                let trusted = self.trusted_after.entry(exit.key()).or_insert(at);
+                *trusted = (*trusted).max(at);
+            }
             return;
         };
-        let Some(entry) = self.holdings.get_mut(&exit.key()) else {
+        let Some((filled, unheld)) = exit.applied else {
             return;
         };
         let (now_filled, now_unheld) = (exit.machine.filled(), exit.machine.unheld());

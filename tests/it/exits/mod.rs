@@ -31,7 +31,7 @@ use crate::risk::{Harness, LegSpec, epoch_us, options};
 use schedule::{Key, LegPlan, Round, Schedule};
 
 /// Seeds that once broke an invariant; each runs in every CI build.
-const REGRESSION_SEEDS: &[u64] = &[5003];
+const REGRESSION_SEEDS: &[u64] = &[5003, 7002];
 
 /// How long a round may take to end (settle windows, restarts, backoffs).
 const ROUND_WAIT: Duration = Duration::from_secs(90);
