@@ -746,9 +746,10 @@ impl Bench {
         while !unconfirmed.is_empty() && Instant::now() < deadline {
             let state = api.get("/api/v1/state").await?;
             for exit in state["orders"]["recent"].as_array().into_iter().flatten() {
-                let (Some(id), Some(at)) =
-                    (exit["execution_id"].as_i64(), exit["finished_at_us"].as_i64())
-                else {
+                let (Some(id), Some(at)) = (
+                    exit["execution_id"].as_i64(),
+                    exit["finished_at_us"].as_i64(),
+                ) else {
                     continue;
                 };
                 if exit["state"] == "filled"

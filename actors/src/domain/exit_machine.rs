@@ -1550,7 +1550,10 @@ mod tests {
             &cfg,
         );
         let due = t - Duration::from_secs(1) + cfg.working_timeout;
-        assert_eq!(m.next_action(due, &cfg, PLENTY), Action::Cancel { order: 0 });
+        assert_eq!(
+            m.next_action(due, &cfg, PLENTY),
+            Action::Cancel { order: 0 }
+        );
     }
 
     #[test]
