@@ -171,6 +171,7 @@ pub struct RiskSettings {
     pub exit_poll_initial_ms: u64,
     pub exit_poll_max_ms: u64,
     pub exit_working_timeout_ms: u64,
+    pub exit_event_wait_ms: u64,
     pub positions_max_age_ms: u64,
     pub order_rate_per_s: u32,
     pub max_leg_quantity: i64,

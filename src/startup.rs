@@ -12,11 +12,12 @@ use actors::accounts::{AccountMonitorActor, AccountMonitorSettings, FollowAccoun
 use actors::calendar::{CalendarActor, CalendarSettings, SubscribePhase};
 use actors::chain::{ChainDirectoryActor, ChainSettings, CloseAllChainSessions};
 use actors::feed::Feed;
+use actors::order_events::OrderEventRouter;
 use actors::orders::{GatewaySettings, OrderGatewayActor};
 use actors::positions::{MonitorSettings, PositionMonitorActor};
 use actors::risk::RiskSettings;
 use actors::secrets::{ExposeSecret, KeyCipher, SecretString, Token};
-use actors::supervised;
+use actors::supervised::{self, RestartTracker};
 use actors::supervisor::{
     AddMember, FollowFeedHealth, FollowGateway, SupervisorActor, SupervisorSettings,
 };
@@ -92,8 +93,20 @@ impl Application {
             crash_loop_max_restarts: settings.supervision.crash_loop_max_restarts,
             crash_loop_window: Duration::from_secs(settings.supervision.crash_loop_window_s),
         };
-        let feed = Feed::start(settings.feed_settings(), None);
         let gateway = OrderGatewayActor::start_supervised(db.clone(), gateway_settings(&settings));
+        let order_events = {
+            let (to_exits, liveness) = (gateway.clone().recipient(), gateway.clone().recipient());
+            let restarts = RestartTracker::new(
+                settings.supervision.crash_loop_max_restarts,
+                Duration::from_secs(settings.supervision.crash_loop_window_s),
+            );
+            supervised::start(move |_| OrderEventRouter::new(to_exits, liveness, restarts))
+        };
+        let feed = Feed::start(
+            settings.feed_settings(),
+            None,
+            Some(order_events.clone().recipient()),
+        );
         let monitor = PositionMonitorActor::start_supervised(
             db.clone(),
             monitor_settings(&settings),
@@ -128,6 +141,7 @@ impl Application {
         supervisor.do_send(AddMember(monitor.clone().recipient()));
         supervisor.do_send(FollowFeedHealth(monitor.clone().recipient()));
         accounts.do_send(FollowAccounts(gateway.clone().recipient()));
+        accounts.do_send(FollowAccounts(feed.streams.clone().recipient()));
         accounts.do_send(FollowAccounts(monitor.clone().recipient()));
         accounts.do_send(FollowReach(monitor.clone().recipient()));
         let state = web::Data::new(AppState {
@@ -151,6 +165,7 @@ impl Application {
             chains: chains.clone(),
             monitor: monitor.clone(),
             gateway: gateway.clone(),
+            order_events,
         });
         let server = HttpServer::new(move || {
             App::new()
@@ -293,6 +308,7 @@ pub fn gateway_settings(s: &Settings) -> GatewaySettings {
         poll_initial: Duration::from_millis(s.risk.exit_poll_initial_ms),
         poll_max: Duration::from_millis(s.risk.exit_poll_max_ms),
         working_timeout: Duration::from_millis(s.risk.exit_working_timeout_ms),
+        event_wait: Duration::from_millis(s.risk.exit_event_wait_ms),
         positions_max_age: Duration::from_millis(s.risk.positions_max_age_ms),
         crash_loop_max_restarts: s.supervision.crash_loop_max_restarts,
         crash_loop_window: Duration::from_secs(s.supervision.crash_loop_window_s),

@@ -360,6 +360,7 @@
     renderStrategies(state.strategies);
     renderPositions(state.positions, state.accounts.accounts);
     renderOrders(state.orders);
+    renderStreams(state.streams, state.order_events, state.accounts.accounts);
     refreshRiskEventsOnChange(state.strategies);
     renderTree(state);
     renderRegistry(state.registry);
@@ -537,7 +538,6 @@
   }
 
   function renderTree(s) {
-    const c = s.connection;
     const r = s.registry;
     const sessions = s.chains.sessions.map((x) =>
       node('ChainSessionActor', x.state, x.restarts, `${x.underlying} ${x.expiry} · ${x.viewers} viewer${x.viewers === 1 ? '' : 's'}`));
@@ -545,9 +545,13 @@
       node('CalendarActor', s.calendar.state, s.calendar.restarts, s.calendar.phase),
       node('AccountMonitorActor', s.accounts.lifecycle, s.accounts.restarts,
         s.accounts.feed_account ? `feed on ${s.accounts.feed_account.name}` : 'no feed account'),
-      node('ConnectionActor', c.lifecycle, c.restarts, c.state, [
-        node('SubscriptionRegistryActor', r.state, r.restarts, `${r.symbols} symbols · ${r.consumers.length} consumers`),
-      ]),
+      node('StreamsActor', s.streams.streams.every((x) => x.state === 'Live') ? 'Running' : 'Degraded', 0,
+        `${s.streams.streams.length} account socket${s.streams.streams.length === 1 ? '' : 's'}`,
+        s.streams.streams.map((x) => node('ConnectionActor', x.lifecycle, x.restarts,
+          `${x.account || '—'} · ${x.state}${x.feed ? ' · feed' : ''}${x.orders.subscribed ? ' · order updates' : ''}`,
+          x.feed ? [node('SubscriptionRegistryActor', r.state, r.restarts, `${r.symbols} symbols · ${r.consumers.length} consumers`)] : []))),
+      node('OrderEventRouter', s.order_events.state, s.order_events.restarts,
+        `${s.order_events.accounts.reduce((n, a) => n + a.events, 0)} order updates`),
       node('PositionMonitorActor', s.monitor.state, s.monitor.restarts,
         `${s.monitor.open_legs} open legs · ${s.monitor.monitoring ? 'monitoring' : 'not monitoring'}`,
         s.strategies.map((x) => node('RiskActor', x.lifecycle, x.restarts,
@@ -675,6 +679,47 @@
     api('GET', '/api/v1/risk-events?limit=20')
       .then((data) => renderRiskEvents(data.events, names))
       .catch((e) => toast(`risk events: ${e.message}`, 'bad'));
+  }
+
+  // One socket per account key (docs/order-updates.md): its state, whether it carries the
+  // market-data feed, and its order updates; then the latest order events of every account.
+  function renderStreams(streams, events, accounts) {
+    const name = (id) => (accounts.find((a) => a.id === id) || {}).name || `account ${id}`;
+    const byAccount = new Map(events.accounts.map((a) => [a.account_id, a]));
+    syncTable($('streams-table'), streams.streams, (x) => x.account_id,
+      () => cells(9, ['', '', '', '', 'num', '', 'num', 'num', '']),
+      (tr, x) => {
+        const e = byAccount.get(x.account_id) || {};
+        fill(tr, [
+          x.account || '—',
+          { badge: [x.state, lifecycleClass(x.lifecycle)] },
+          x.feed ? 'market data + order updates' : 'order updates',
+          x.orders.subscribed ? { badge: ['flowing', 'ok'] } : { badge: ['not flowing', 'warn'] },
+          String(x.orders.events_last_minute),
+          x.orders.last_event_at ? { age: since(x.orders.last_event_at), title: x.orders.last_event_at } : 'none yet',
+          integer(e.matched || 0),
+          { text: integer(e.unmatched || 0), cls: e.unmatched ? 'warn-text' : '' },
+          x.last_error ? { text: x.last_error, cls: 'error' } : (e.routing_failures ? { text: `${e.routing_failures} not delivered`, cls: 'error' } : ''),
+        ]);
+      });
+    showEmpty('streams-empty', streams.streams.length === 0);
+    const recent = events.accounts
+      .flatMap((a) => a.recent.map((r) => Object.assign({ account_id: a.account_id }, r)))
+      .sort((a, b) => (a.at < b.at ? 1 : -1))
+      .slice(0, 20);
+    syncTable($('order-events-table'), recent, (r) => `${r.account_id}:${r.order_id}:${r.at}:${r.status}`,
+      () => cells(8, ['', '', 'mono', '', '', '', 'num', '']),
+      (tr, r) => fill(tr, [
+        { age: since(r.at), title: r.at },
+        name(r.account_id),
+        r.order_id,
+        r.symbol,
+        r.action,
+        r.status,
+        r.filled === null ? '—' : `${number(r.filled, 0)} / ${r.quantity === null ? '?' : number(r.quantity, 0)}`,
+        r.matched ? 'yes' : { text: 'no (recorded)', cls: 'warn-text' },
+      ]));
+    showEmpty('order-events-empty', recent.length === 0);
   }
 
   function renderRiskEvents(events, names) {

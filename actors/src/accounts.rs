@@ -107,6 +107,7 @@ impl Account {
             id: self.id,
             name: self.name.clone(),
             rest_url: self.rest_url.clone(),
+            ws_url: self.ws_url.clone(),
             api_key: self.api_key.clone(),
         }
     }

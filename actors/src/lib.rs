@@ -7,6 +7,7 @@ pub mod db;
 pub mod domain;
 pub mod feed;
 pub mod openalgo;
+pub mod order_events;
 pub mod orders;
 pub mod positions;
 pub mod risk;

@@ -136,7 +136,7 @@ pub struct SupervisorActor {
     running: bool,
     reason: String,
     since: DateTime<Utc>,
-    /// The feed connection is wanted (the subtree runs and there is a feed account).
+    /// The accounts' sockets are wanted (the subtree runs).
     feed_wanted: bool,
     /// The connection's state at the last check.
     feed_state: Option<ConnectionState>,
@@ -226,13 +226,15 @@ impl SupervisorActor {
                 m.do_send(MarketHours(run));
             }
         }
-        let wanted = self.running && self.target.is_some();
+        // The accounts' sockets (order updates, and the feed account's market data) run with
+        // the subtree.
+        let wanted = self.running;
         if wanted != self.feed_wanted {
             self.feed_wanted = wanted;
             if wanted {
-                self.feed.connection.do_send(StartFeed);
+                self.feed.streams.do_send(StartFeed);
             } else {
-                self.feed.connection.do_send(StopFeed);
+                self.feed.streams.do_send(StopFeed);
             }
         }
         self.judge_feed();
@@ -308,7 +310,7 @@ impl SupervisorActor {
             return;
         }
         self.checking = true;
-        let connection = self.feed.connection.clone();
+        let connection = self.feed.streams.clone();
         ctx.spawn(
             async move { connection.send(GetConnectionStatus).await }
                 .into_actor(self)
@@ -329,9 +331,9 @@ impl SupervisorActor {
     /// Tells the feed and every follower the current decision again (after a restart).
     fn reassert(&self) {
         if self.feed_wanted {
-            self.feed.connection.do_send(StartFeed);
+            self.feed.streams.do_send(StartFeed);
         } else {
-            self.feed.connection.do_send(StopFeed);
+            self.feed.streams.do_send(StopFeed);
         }
         for m in &self.members {
             m.do_send(MarketHours(self.running));
@@ -423,8 +425,8 @@ impl Handler<FeedAccountChanged> for SupervisorActor {
 
     fn handle(&mut self, msg: FeedAccountChanged, _ctx: &mut Context<Self>) {
         if msg.target != self.target {
-            // Failover (or the first decision): the connection closes the old socket first.
-            self.feed.connection.do_send(SetTarget(msg.target.clone()));
+            // Failover (or the first decision): the feed moves to the account's socket.
+            self.feed.streams.do_send(SetTarget(msg.target.clone()));
             self.target = msg.target;
             for f in &self.gateway_followers {
                 self.tell_gateway(f);

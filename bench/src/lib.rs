@@ -35,6 +35,9 @@ use stats::Quantiles;
 /// connection per key, so each has its own).
 const FEED_KEY: &str = "feed-bench-key-0001";
 const CEILING_KEY: &str = "ceil-bench-key-0002";
+/// The key of a second account whose gateway gives no order updates: its exits are confirmed
+/// by reading the books only.
+const POLL_KEY: &str = "poll-bench-key-0003";
 /// Offered ticks per second in firehose mode: more than either reader can take, so both read
 /// as fast as they can (the simulator drops what a reader leaves, and counts it).
 const FIREHOSE_TICKS_PER_S: f64 = 400_000.0;
@@ -102,9 +105,12 @@ struct Report {
     receipt_to_risk_us: Quantiles,
     /// Breach tick sent → exit order received by the simulator.
     breach_to_exit_us: Quantiles,
-    /// Breach tick sent → the order gateway read the exit's fill in the broker's books (the
-    /// leg is exited).
+    /// Breach tick sent → the order gateway knew the exit's fill from the broker (the leg is
+    /// exited): on the account whose order updates are pushed.
     exit_fill_confirm_us: Quantiles,
+    /// The same on the account whose gateway gives no order updates (its orders are read from
+    /// the books).
+    exit_fill_confirm_polling_us: Quantiles,
     /// Breaches that got no exit order at the simulator within 15 s (a missed stop).
     breach_exits_missed: u64,
     /// The order gateway recording each exit request before sending it (the write-ahead row,
@@ -210,6 +216,8 @@ impl Bench {
                 FEED_KEY,
                 "--api-key",
                 CEILING_KEY,
+                "--api-key",
+                POLL_KEY,
                 // No ticks until every subscription is in place (see `offer`).
                 "--ticks-per-s",
                 "0",
@@ -247,9 +255,18 @@ impl Bench {
                 instruments.len()
             );
         }
-        if instruments.iter().filter(|i| i.0 == "NSE").count() < BREACH_TRIALS {
-            bail!("the simulator lists fewer than {BREACH_TRIALS} equities");
+        if instruments.iter().filter(|i| i.0 == "NSE").count() < 2 * BREACH_TRIALS {
+            bail!(
+                "the simulator lists fewer than {} equities",
+                2 * BREACH_TRIALS
+            );
         }
+        sim.post(
+            "/sim/fault",
+            json!({"api_key": POLL_KEY, "refuse_order_updates_s": 1e6}),
+        )
+        .await
+        .context("refusing the polling account's order updates")?;
         Ok(Bench {
             args,
             log,
@@ -374,8 +391,7 @@ impl Bench {
         let writers: Vec<_> = (0..HTTP_WRITERS)
             .map(|n| actix_rt::spawn(http_writer(base.clone(), token.clone(), n, writing.clone())))
             .collect();
-        let (breach, fill_confirm, breach_exits_missed) =
-            self.breach_trials(&api, &breach_legs).await?;
+        let breaches = self.breach_trials(&api, &breach_legs).await?;
         writing.set(false);
         let (mut http_writes, mut http_write_errors) = (0, 0);
         for writer in writers {
@@ -444,9 +460,10 @@ impl Bench {
             },
             tick_to_risk_us: Quantiles::of(&latency),
             receipt_to_risk_us: Quantiles::of(&internal),
-            breach_to_exit_us: Quantiles::of(&breach),
-            exit_fill_confirm_us: Quantiles::of(&fill_confirm),
-            breach_exits_missed,
+            breach_to_exit_us: Quantiles::of(&breaches.to_exit),
+            exit_fill_confirm_us: Quantiles::of(&breaches.confirmed_by_events),
+            exit_fill_confirm_polling_us: Quantiles::of(&breaches.confirmed_by_polling),
+            breach_exits_missed: breaches.missed,
             exit_write_ahead_us: WriteAhead::of(&final_state),
             http_writes,
             http_write_errors,
@@ -466,8 +483,8 @@ impl Bench {
         })
     }
 
-    /// The feed account, the strategies and their legs. Returns the breach legs' execution
-    /// ids by symbol.
+    /// The feed account, the polling account, the strategies and their legs. Returns the
+    /// breach legs' execution ids by symbol.
     async fn set_up(&self, api: &ApiClient) -> anyhow::Result<HashMap<String, i64>> {
         let account = api
             .post(
@@ -477,6 +494,13 @@ impl Bench {
             )
             .await?;
         let account_id = account["id"].clone();
+        let polling = api
+            .post(
+                "/api/v1/accounts",
+                json!({"name": "bench-polling", "broker": "sim", "rest_url": self.rest_url,
+                       "ws_url": self.ws_url, "api_key": POLL_KEY, "is_primary": false}),
+            )
+            .await?;
         let mut load = Vec::with_capacity(self.args.strategies);
         for i in 0..self.args.strategies {
             let created = api
@@ -506,6 +530,12 @@ impl Bench {
         }
         let mut breach_strategies = HashSet::new();
         for (i, (exchange, symbol, _)) in self.breach_symbols().into_iter().enumerate() {
+            // The first half on the feed account (order updates), the rest on the polling one.
+            let (key, account) = if i < BREACH_TRIALS {
+                (FEED_KEY, &account_id)
+            } else {
+                (POLL_KEY, &polling["id"])
+            };
             let created = api
                 .post(
                     "/api/v1/strategies",
@@ -524,14 +554,16 @@ impl Bench {
                 .sim
                 .post(
                     "/api/v1/placeorder",
-                    json!({"apikey": FEED_KEY, "strategy": format!("breach {i}"),
+                    json!({"apikey": key, "strategy": format!("breach {i}"),
                            "exchange": exchange, "symbol": symbol, "action": "BUY",
                            "quantity": 1, "pricetype": "MARKET", "product": "MIS"}),
                 )
                 .await
                 .context("entering a breach leg at the simulator")?;
+            // Within the simulator's order rate (10 a second from one client).
+            actix_rt::time::sleep(Duration::from_millis(110)).await;
             legs.push(json!({
-                "strategy_id": created["id"], "account_id": account_id,
+                "strategy_id": created["id"], "account_id": account,
                 "symbol": symbol, "exchange": exchange, "product": "MIS", "action": "BUY",
                 "quantity": 1, "entry_price": BREACH_ENTRY, "entry_order_id": entry["orderid"],
             }));
@@ -559,7 +591,7 @@ impl Bench {
         self.instruments
             .iter()
             .filter(|i| i.0 == "NSE")
-            .take(BREACH_TRIALS)
+            .take(2 * BREACH_TRIALS)
             .cloned()
             .collect()
     }
@@ -694,11 +726,7 @@ impl Bench {
         &self,
         api: &ApiClient,
         legs: &HashMap<String, i64>,
-    ) -> anyhow::Result<(
-        hdrhistogram::Histogram<u64>,
-        hdrhistogram::Histogram<u64>,
-        u64,
-    )> {
+    ) -> anyhow::Result<BreachFigures> {
         let mut pending = Vec::new();
         for (exchange, symbol, _) in self.breach_symbols() {
             let sent = self
@@ -715,10 +743,17 @@ impl Bench {
             actix_rt::time::sleep(Duration::from_millis(150)).await;
         }
         let mut h = stats::histogram()?;
-        let mut confirmed = stats::histogram()?;
-        let mut unconfirmed: HashMap<i64, i64> = pending
+        let mut confirmed = [stats::histogram()?, stats::histogram()?];
+        // The second half of the breaches is on the account without order updates.
+        let mut unconfirmed: HashMap<i64, (i64, usize)> = pending
             .iter()
-            .filter_map(|(_, symbol, sent_at)| Some((*legs.get(symbol)?, *sent_at)))
+            .enumerate()
+            .filter_map(|(i, (_, symbol, sent_at))| {
+                Some((
+                    *legs.get(symbol)?,
+                    (*sent_at, usize::from(i >= BREACH_TRIALS)),
+                ))
+            })
             .collect();
         let deadline = Instant::now() + Duration::from_secs(15);
         while !pending.is_empty() && Instant::now() < deadline {
@@ -753,9 +788,9 @@ impl Bench {
                     continue;
                 };
                 if exit["state"] == "filled"
-                    && let Some(sent_at) = unconfirmed.remove(&id)
+                    && let Some((sent_at, half)) = unconfirmed.remove(&id)
                 {
-                    confirmed
+                    confirmed[half]
                         .record(u64::try_from(at - sent_at).unwrap_or(0).max(1))
                         .context("recording a fill confirmation latency")?;
                 }
@@ -767,8 +802,22 @@ impl Bench {
                 "no exit order for {exchange}:{symbol} within 15 s of the last breach"
             ));
         }
-        Ok((h, confirmed, pending.len() as u64))
+        let [events, polling] = confirmed;
+        Ok(BreachFigures {
+            to_exit: h,
+            confirmed_by_events: events,
+            confirmed_by_polling: polling,
+            missed: pending.len() as u64,
+        })
     }
+}
+
+/// What the breach trials measured.
+struct BreachFigures {
+    to_exit: hdrhistogram::Histogram<u64>,
+    confirmed_by_events: hdrhistogram::Histogram<u64>,
+    confirmed_by_polling: hdrhistogram::Histogram<u64>,
+    missed: u64,
 }
 
 /// Writes strategies until `writing` turns false, one write per `HTTP_WRITE_EVERY`: create one,

@@ -39,9 +39,11 @@ pub(crate) async fn stats(shared: web::Data<Shared>) -> HttpResponse {
 fn stats_json(core: &Core) -> Value {
     let mut connections: BTreeMap<&str, usize> = BTreeMap::new();
     let mut orders_by_key: BTreeMap<&str, usize> = BTreeMap::new();
-    for account in &core.accounts {
+    let mut order_subscribers: BTreeMap<&str, usize> = BTreeMap::new();
+    for (at, account) in core.accounts.iter().enumerate() {
         *connections.entry(&account.masked).or_default() += account.connections;
         orders_by_key.entry(&account.masked).or_default();
+        *order_subscribers.entry(&account.masked).or_default() += core.order_subscribers(at);
     }
     for record in &core.orders_log {
         *orders_by_key
@@ -61,6 +63,7 @@ fn stats_json(core: &Core) -> Value {
             "connections": connections,
             "total_connections": core.clients.len(),
             "refused_connections": core.stats.refused_connections,
+            "order_subscribers": order_subscribers,
             "auth_attempts": core.stats.auth_attempts,
             "malformed_in": core.stats.malformed_in,
         },
@@ -255,6 +258,10 @@ struct FaultRequest {
     books_unavailable_s: Option<f64>,
     /// Every REST endpoint answers 429 for this long; 0 ends it.
     rate_limit_s: Option<f64>,
+    /// No `order_update` is pushed for this long; 0 ends it.
+    mute_order_updates_s: Option<f64>,
+    /// `subscribe_orders` is refused for this long; 0 ends it.
+    refuse_order_updates_s: Option<f64>,
 }
 
 /// The longest fault duration accepted, in seconds.
@@ -402,6 +409,10 @@ fn parse_fault(body: &Map<String, Value>) -> Result<FaultRequest, String> {
             "book_lag_ms" => request.book_lag_ms = Some(millis(name, value)?),
             "books_unavailable_s" => request.books_unavailable_s = Some(seconds(name, value)?),
             "rate_limit_s" => request.rate_limit_s = Some(seconds(name, value)?),
+            "mute_order_updates_s" => request.mute_order_updates_s = Some(seconds(name, value)?),
+            "refuse_order_updates_s" => {
+                request.refuse_order_updates_s = Some(seconds(name, value)?)
+            }
             other => return Err(format!("unknown field: {other}")),
         }
     }
@@ -427,6 +438,14 @@ fn apply(faults: &mut Faults, request: &FaultRequest, now: Instant) {
             &mut faults.books_unavailable_until,
         ),
         (request.rate_limit_s, &mut faults.rate_limit_until),
+        (
+            request.mute_order_updates_s,
+            &mut faults.mute_order_updates_until,
+        ),
+        (
+            request.refuse_order_updates_s,
+            &mut faults.refuse_order_updates_until,
+        ),
     ];
     for (seconds, end) in timed {
         if let Some(s) = seconds {

@@ -78,6 +78,10 @@ pub(crate) struct Faults {
     pub book_lag_ms: u64,
     pub books_unavailable_until: Option<Instant>,
     pub rate_limit_until: Option<Instant>,
+    /// No `order_update` is pushed until then (a broker whose order stream is silent).
+    pub mute_order_updates_until: Option<Instant>,
+    /// `subscribe_orders` is refused until then (a broker without order updates).
+    pub refuse_order_updates_until: Option<Instant>,
 }
 
 impl Faults {
@@ -151,6 +155,16 @@ impl Core {
 
     pub(crate) fn auth_refused(&self, account: Option<usize>, now: Instant) -> bool {
         self.remaining(account, |f| f.refuse_auth_until, now)
+            .is_some()
+    }
+
+    pub(crate) fn order_updates_muted(&self, account: usize, now: Instant) -> bool {
+        self.remaining(Some(account), |f| f.mute_order_updates_until, now)
+            .is_some()
+    }
+
+    pub(crate) fn order_updates_refused(&self, account: usize, now: Instant) -> bool {
+        self.remaining(Some(account), |f| f.refuse_order_updates_until, now)
             .is_some()
     }
 

@@ -386,6 +386,14 @@ impl Core {
         if !self.is_authenticated(id) {
             return not_authenticated();
         }
+        if on
+            && let Some(account) = self.client_account(id)
+            && self.order_updates_refused(account, std::time::Instant::now())
+        {
+            let reply = json!({"status": "error", "code": "BROKER_ERROR",
+                "message": "Order updates are not available for this broker (simulated)"});
+            return Reply::send(with_request_id(reply, message));
+        }
         self.set_order_updates(id, on);
         let reply = if on {
             json!({"type": "subscribe_orders", "status": "success", "message": "Subscribed to order updates"})

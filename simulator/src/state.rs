@@ -297,6 +297,14 @@ impl Core {
         true
     }
 
+    /// Connections of the account that asked for its order updates.
+    pub(crate) fn order_subscribers(&self, account: usize) -> usize {
+        self.clients
+            .values()
+            .filter(|c| c.orders && c.account == Some(account))
+            .count()
+    }
+
     pub(crate) fn set_order_updates(&mut self, id: u64, on: bool) {
         if let Some(client) = self.clients.get_mut(&id) {
             client.orders = on;
@@ -511,7 +519,7 @@ impl Core {
     /// Pushes an `order_update` for each listed change (order, history entry) of `account`
     /// to that account's connections that asked for order updates.
     pub(crate) fn notify_orders(&self, account: usize, changes: &[(usize, usize)]) {
-        if changes.is_empty() {
+        if changes.is_empty() || self.order_updates_muted(account, Instant::now()) {
             return;
         }
         let listeners: Vec<u64> = self

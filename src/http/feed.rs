@@ -25,7 +25,7 @@ use super::error::{ApiError, ErrorBody};
 pub async fn reconnect(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     state
         .feed
-        .connection
+        .streams
         .send(Reconnect)
         .await
         .map_err(|e| ApiError::internal("the connection actor did not answer", e))?

@@ -124,6 +124,37 @@ pub fn assess(a: &Answers) -> HealthView {
             None
         }
     };
+    // Each account's order updates (its socket): while they do not flow, its exits are
+    // confirmed by reading the books, later (docs/order-updates.md).
+    if market_hours == Some(true)
+        && let Ok(streams) = &a.streams
+    {
+        for s in streams
+            .streams
+            .iter()
+            .filter(|s| s.orders.wanted && !s.orders.subscribed)
+        {
+            reasons.push(format!(
+                "order updates of account '{}': {:?}{}; its exits are confirmed by reading the books",
+                s.account.as_deref().unwrap_or("?"),
+                s.state,
+                s.last_error
+                    .as_deref()
+                    .map(|e| format!(" ({e})"))
+                    .unwrap_or_default()
+            ));
+        }
+    }
+    if let Err(e) = &a.streams {
+        no_answer(&mut reasons, "account streams", e);
+    }
+    if let Ok(events) = &a.order_events {
+        if events.state == Lifecycle::Faulted {
+            reasons.push("order events: the router is Faulted (crash loop)".into());
+        }
+    } else if let Err(e) = &a.order_events {
+        no_answer(&mut reasons, "order event router", e);
+    }
     match &a.connection {
         Ok(c) if c.state == ConnectionState::Faulted => {
             reasons.push("feed: the connection actor is Faulted (crash loop)".into());

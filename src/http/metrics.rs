@@ -10,12 +10,14 @@ use actix_web::{HttpResponse, web};
 use actors::domain::calendar::Phase;
 use actors::domain::latency::LatencySnapshot;
 use actors::feed::ConnectionState;
+use actors::order_events::AccountOrderEvents;
 use actors::status::Lifecycle;
 use entity::strategies::RiskState;
 use futures_util::lock::Mutex;
 
 use super::AppState;
 use super::error::{ApiError, ErrorBody};
+
 use super::state::{ServiceState, collect};
 
 const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -352,12 +354,18 @@ fn render(s: &ServiceState) -> String {
     );
 
     render_risk(&mut m, s);
+    render_order_updates(&mut m, s);
 
-    let actors: [(&str, Lifecycle, u64); 8] = [
+    let actors: [(&str, Lifecycle, u64); 9] = [
         ("supervisor", s.supervisor.state, s.supervisor.restarts),
         ("calendar", s.calendar.state, s.calendar.restarts),
         ("accounts", s.accounts.lifecycle, s.accounts.restarts),
         ("connection", conn.lifecycle, conn.restarts),
+        (
+            "order_events",
+            s.order_events.state,
+            s.order_events.restarts,
+        ),
         ("registry", reg.state, reg.restarts),
         ("chain_directory", chains.state, chains.restarts),
         ("position_monitor", s.monitor.state, s.monitor.restarts),
@@ -409,6 +417,61 @@ fn render(s: &ServiceState) -> String {
         s.strategies.iter().map(|r| r.restarts).sum::<u64>() as f64,
     );
     m.out
+}
+
+/// Each account's order updates (its socket) and how exits were confirmed.
+fn render_order_updates(m: &mut Exposition, s: &ServiceState) {
+    m.family(
+        "supervisor_order_updates_live",
+        "gauge",
+        "1 while the account's order updates flow (its socket is live and subscribed)",
+    );
+    for a in &s.order_events.accounts {
+        let id = a.account_id.to_string();
+        m.sample(
+            "supervisor_order_updates_live",
+            &[("account_id", &id)],
+            f64::from(u8::from(a.live)),
+        );
+    }
+    for (name, help, value) in [
+        (
+            "supervisor_order_updates_total",
+            "order updates received",
+            (|a: &AccountOrderEvents| a.events) as fn(&AccountOrderEvents) -> u64,
+        ),
+        (
+            "supervisor_order_updates_unmatched_total",
+            "order updates of orders no exit placed (recorded)",
+            |a: &AccountOrderEvents| a.unmatched,
+        ),
+        (
+            "supervisor_order_update_routing_failures_total",
+            "order updates that could not be given to the order gateway",
+            |a: &AccountOrderEvents| a.routing_failures,
+        ),
+    ] {
+        m.family(name, "counter", help);
+        for a in &s.order_events.accounts {
+            let id = a.account_id.to_string();
+            m.sample(name, &[("account_id", &id)], value(a) as f64);
+        }
+    }
+    m.family(
+        "supervisor_exits_confirmed_total",
+        "counter",
+        "exits whose last fill came as an order update (`event`) or was read from the books (`read`)",
+    );
+    m.sample(
+        "supervisor_exits_confirmed_total",
+        &[("by", "event")],
+        s.orders.exits_confirmed_by_event as f64,
+    );
+    m.sample(
+        "supervisor_exits_confirmed_total",
+        &[("by", "read")],
+        s.orders.exits_confirmed_by_read as f64,
+    );
 }
 
 /// Strategies, positions, exits and the tick→risk decision latency.

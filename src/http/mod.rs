@@ -25,6 +25,7 @@ use actors::accounts::AccountMonitorActor;
 use actors::calendar::CalendarActor;
 use actors::chain::ChainDirectoryActor;
 use actors::feed::Feed;
+use actors::order_events::OrderEventRouter;
 use actors::orders::OrderGatewayActor;
 use actors::positions::PositionMonitorActor;
 use actors::secrets::{KeyCipher, Token};
@@ -64,6 +65,7 @@ pub struct AppState {
     pub chains: Addr<ChainDirectoryActor>,
     pub monitor: Addr<PositionMonitorActor>,
     pub gateway: Addr<OrderGatewayActor>,
+    pub order_events: Addr<OrderEventRouter>,
 }
 
 /// Registers every route. Public, without a token: the admin page, its two assets and

@@ -10,7 +10,11 @@ use actix_web::{HttpResponse, web};
 use actors::accounts::{AccountsStatus, GetAccountsStatus};
 use actors::calendar::{CalendarStatus, GetCalendarStatus};
 use actors::chain::{ChainDirectoryStatus, GetChainDirectoryStatus};
-use actors::feed::{ConnectionStatus, GetConnectionStatus, GetRegistryStatus, RegistryStatus};
+use actors::feed::{
+    ConnectionStatus, GetConnectionStatus, GetRegistryStatus, GetStreams, RegistryStatus,
+    StreamsStatus,
+};
+use actors::order_events::{GetOrderEvents, OrderEventsStatus};
 use actors::orders::{GatewayStatus, GetGatewayStatus};
 use actors::positions::{
     GetMonitorStatus, GetPositions, GetRiskStatuses, MonitorStatus, PositionView,
@@ -48,6 +52,16 @@ pub struct ServiceState {
     /// recent connection events.
     #[schema(value_type = Object)]
     pub connection: ConnectionStatus,
+    /// Every account's socket (one per API key): the same figures as `connection` for each,
+    /// `feed` for the one carrying the market data, and its `orders` stream (subscribed, events,
+    /// events in the last minute, the last one's time).
+    #[schema(value_type = Object)]
+    pub streams: StreamsStatus,
+    /// OrderEventRouter: per account, whether order updates flow, how many arrived, how many
+    /// were of exits in progress (`matched`) or of orders the supervisor did not place
+    /// (`unmatched`, recorded), routing failures, and the latest events.
+    #[schema(value_type = Object)]
+    pub order_events: OrderEventsStatus,
     /// SubscriptionRegistryActor: subscriptions with mode and holders, consumers with delivered
     /// and dropped ticks, tick counters.
     #[schema(value_type = Object)]
@@ -83,6 +97,8 @@ pub struct Answers {
     pub calendar: Result<CalendarStatus, String>,
     pub accounts: Result<AccountsStatus, String>,
     pub connection: Result<ConnectionStatus, String>,
+    pub streams: Result<StreamsStatus, String>,
+    pub order_events: Result<OrderEventsStatus, String>,
     pub registry: Result<RegistryStatus, String>,
     pub chains: Result<ChainDirectoryStatus, String>,
     pub monitor: Result<MonitorStatus, String>,
@@ -121,7 +137,7 @@ pub async fn gather(state: &AppState, within: Duration) -> Answers {
         supervisor,
         calendar,
         accounts,
-        connection,
+        (connection, streams, order_events),
         registry,
         chains,
         monitor,
@@ -133,7 +149,13 @@ pub async fn gather(state: &AppState, within: Duration) -> Answers {
         ask(state.supervisor.send(GetSupervisorStatus), within),
         ask(state.calendar.send(GetCalendarStatus), within),
         ask(state.accounts.send(GetAccountsStatus), within),
-        ask(state.feed.connection.send(GetConnectionStatus), within),
+        async {
+            futures_util::join!(
+                ask(state.feed.streams.send(GetConnectionStatus), within),
+                ask(state.feed.streams.send(GetStreams), within),
+                ask(state.order_events.send(GetOrderEvents), within),
+            )
+        },
         ask(state.feed.registry.send(GetRegistryStatus), within),
         ask(state.chains.send(GetChainDirectoryStatus), within),
         ask(state.monitor.send(GetMonitorStatus), within),
@@ -147,6 +169,8 @@ pub async fn gather(state: &AppState, within: Duration) -> Answers {
         calendar,
         accounts,
         connection,
+        streams,
+        order_events,
         registry,
         chains,
         monitor,
@@ -170,6 +194,8 @@ pub async fn collect(state: &AppState) -> Result<ServiceState, ApiError> {
         calendar: answered(a.calendar, "calendar actor")?,
         accounts: answered(a.accounts, "account monitor")?,
         connection: answered(a.connection, "connection actor")?,
+        streams: answered(a.streams, "streams actor")?,
+        order_events: answered(a.order_events, "order event router")?,
         registry: answered(a.registry, "subscription registry")?,
         chains: answered(a.chains, "chain directory")?,
         monitor: answered(a.monitor, "position monitor")?,

@@ -254,6 +254,21 @@ async fn the_admin_page_in_headless_chromium() {
     )
     .await;
     screenshot(client, "admin-01-live.png").await;
+    // Each account's socket and its order updates; the actor tree shows them too.
+    wait_text(
+        client,
+        "#streams-table tbody",
+        "the feed account's socket with its order updates",
+        |t| t.contains("market data + order updates") && t.contains("flowing"),
+    )
+    .await;
+    wait_text(
+        client,
+        "#actor-tree",
+        "the account sockets in the tree",
+        |t| t.contains("StreamsActor") && t.contains("OrderEventRouter"),
+    )
+    .await;
 
     // The chain viewer: created through the API, streamed over /ws/chain, deleted on close.
     let strikes = 3;

@@ -55,8 +55,8 @@ async fn chain_app_on(
     let chains = app.chains().clone();
     let port = app.port();
     actix_rt::spawn(app.run_until_stopped());
-    feed.connection.do_send(SetTarget(Some(target(&sim))));
-    feed.connection.do_send(StartFeed);
+    feed.streams.do_send(SetTarget(Some(target(&sim))));
+    feed.streams.do_send(StartFeed);
     chains.do_send(SetChainGateway {
         rest_url: sim.rest_url(),
         api_key: FEED_KEY.into(),

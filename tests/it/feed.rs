@@ -110,14 +110,14 @@ pub async fn upstream(sim: &Simulator) -> BTreeSet<(String, String, u64, u64)> {
 }
 
 async fn live_feed(sim: &Simulator, settings: ConnectionSettings) -> Feed {
-    let feed = Feed::start(settings, Some(target(sim)));
-    feed.connection.do_send(StartFeed);
+    let feed = Feed::start(settings, Some(target(sim)), None);
+    feed.streams.do_send(StartFeed);
     wait_live(&feed).await;
     feed
 }
 
 pub async fn wait_live(feed: &Feed) {
-    let conn = feed.connection.clone();
+    let conn = feed.streams.clone();
     poll_until(Duration::from_secs(20), "feed Live", || {
         let conn = conn.clone();
         async move {
@@ -232,10 +232,10 @@ const EQUITIES: [&str; 10] = [
 #[actix_web::test]
 async fn two_hundred_consumers_at_once_share_one_connection() {
     let sim = start_sim(0.0).await;
-    let feed = Feed::start(fast_settings(), Some(target(&sim)));
+    let feed = Feed::start(fast_settings(), Some(target(&sim)), None);
     // Many consumers asking for the connection at once still yield one socket.
     for _ in 0..50 {
-        feed.connection.do_send(StartFeed);
+        feed.streams.do_send(StartFeed);
     }
     let modes = [Mode::Ltp, Mode::Quote, Mode::Depth];
     let probes: Vec<ProbeHandle> = (0..200).map(|_| probe()).collect();
@@ -597,7 +597,7 @@ async fn dropped_connections_come_back_live_with_everything_resubscribed() {
                     stats["feed"]["total_connections"].as_u64().unwrap() <= 1,
                     "never two connections: {stats}"
                 );
-                let s = feed.connection.send(GetConnectionStatus).await.ok()?;
+                let s = feed.streams.send(GetConnectionStatus).await.ok()?;
                 (s.reconnects >= round && s.state == ConnectionState::Live).then_some(())
             }
         })
@@ -629,8 +629,8 @@ async fn refused_authentication_backs_off_instead_of_storming() {
     // machine is.
     let started = std::time::Instant::now();
     sim_post(&sim, "/sim/fault", json!({"refuse_auth_s": 3})).await;
-    let feed = Feed::start(fast_settings(), Some(target(&sim)));
-    feed.connection.do_send(StartFeed);
+    let feed = Feed::start(fast_settings(), Some(target(&sim)), None);
+    feed.streams.do_send(StartFeed);
     wait_live(&feed).await;
     let elapsed = started.elapsed();
     let attempts = sim_stats(&sim).await["feed"]["auth_attempts"]
@@ -647,7 +647,7 @@ async fn refused_authentication_backs_off_instead_of_storming() {
         elapsed >= Duration::from_secs(3),
         "not live before the refusal ended"
     );
-    let status = feed.connection.send(GetConnectionStatus).await.unwrap();
+    let status = feed.streams.send(GetConnectionStatus).await.unwrap();
     assert!(
         status
             .recent_events
@@ -680,12 +680,12 @@ async fn a_connection_limit_error_backs_off_and_recovers_when_the_slot_frees() {
         .unwrap();
     let _auth = other.next().await.unwrap().unwrap();
 
-    let feed = Feed::start(fast_settings(), Some(target(&sim)));
-    feed.connection.do_send(StartFeed);
+    let feed = Feed::start(fast_settings(), Some(target(&sim)), None);
+    feed.streams.do_send(StartFeed);
     let status = poll_until(Duration::from_secs(10), "refused and backing off", || {
         let feed = &feed;
         async move {
-            let s = feed.connection.send(GetConnectionStatus).await.ok()?;
+            let s = feed.streams.send(GetConnectionStatus).await.ok()?;
             (s.state == ConnectionState::BackingOff
                 && s.last_error
                     .as_deref()
@@ -742,7 +742,7 @@ async fn a_stalled_feed_is_reconnected_by_the_idle_watchdog() {
     poll_until(Duration::from_secs(15), "watchdog reconnect", || {
         let feed = &feed;
         async move {
-            let s = feed.connection.send(GetConnectionStatus).await.ok()?;
+            let s = feed.streams.send(GetConnectionStatus).await.ok()?;
             s.recent_events
                 .iter()
                 .any(|e| e.detail.contains("feed stalled"))
@@ -773,7 +773,7 @@ async fn malformed_frames_are_counted_and_ticks_continue() {
     poll_until(Duration::from_secs(10), "malformed frames counted", || {
         let feed = &feed;
         async move {
-            let c = feed.connection.send(GetConnectionStatus).await.ok()?;
+            let c = feed.streams.send(GetConnectionStatus).await.ok()?;
             let r = feed.registry.send(GetRegistryStatus).await.ok()?;
             (c.malformed + r.malformed >= 8).then_some(())
         }
@@ -785,7 +785,7 @@ async fn malformed_frames_are_counted_and_ticks_continue() {
         async move { (p.ticks_of("NSE_INDEX", "NIFTY").await > t0 + 10).then_some(()) }
     })
     .await;
-    let c = feed.connection.send(GetConnectionStatus).await.unwrap();
+    let c = feed.streams.send(GetConnectionStatus).await.unwrap();
     assert_eq!(c.state, ConnectionState::Live);
     assert_eq!(
         c.reconnects, 0,

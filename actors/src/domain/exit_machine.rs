@@ -8,7 +8,8 @@
 //!   write-ahead row, it is definitely not there and the attempt failed.
 //! - An order the broker accepted is polled until it is terminal. The leg is exited only when
 //!   its orders are terminal and what they filled (plus what the broker was found not to hold)
-//!   equals the leg's quantity. A rejection after acceptance is a failed attempt; a partial fill
+//!   equals the leg's quantity. A rejection after acceptance is a failed attempt (the first
+//!   retry goes at once, later ones back off); a partial fill
 //!   sends the remainder only once the partial order is terminal; an order working too long is
 //!   cancelled first.
 //! - A 429 is "later": the wait the broker asks for, never a failed attempt.
@@ -730,6 +731,36 @@ impl ExitMachine {
         }
     }
 
+    /// Reads the order no sooner than `at` (its updates are pushed: a read is the fallback).
+    pub fn defer_read(&mut self, order: usize, at: Instant) {
+        if let Some(o) = self.orders.get_mut(order)
+            && o.phase == Phase::Working
+        {
+            o.next_read = Some(o.next_read.map_or(at, |t| t.max(at)));
+        }
+    }
+
+    /// Reads every order out now (pushed updates may have been missed).
+    pub fn read_now(&mut self, now: Instant) {
+        for o in &mut self.orders {
+            if matches!(o.phase, Phase::Working | Phase::InDoubt) {
+                o.next_read = Some(now);
+            }
+        }
+    }
+
+    /// The index of the order with this broker id.
+    pub fn order_with_id(&self, order_id: &str) -> Option<usize> {
+        self.orders
+            .iter()
+            .position(|o| o.order_id.as_deref() == Some(order_id))
+    }
+
+    /// An order is in doubt (its id unknown).
+    pub fn has_in_doubt(&self) -> bool {
+        self.orders.iter().any(|o| o.phase == Phase::InDoubt)
+    }
+
     /// Begins a new order of `quantity` units (after [`Action::Send`]): its write-ahead row is
     /// to be written now. Returns its index.
     pub fn begin_order(&mut self, quantity: i64, now: Instant) -> usize {
@@ -919,7 +950,12 @@ impl ExitMachine {
         config: &ExitConfig,
     ) {
         self.failures = self.failures.saturating_add(1);
-        self.retry_at = Some(now + config.wait_for(retry_after, self.failures));
+        // The first retry at once, then spaced out.
+        let wait = match retry_after {
+            Some(_) => config.wait_for(retry_after, self.failures),
+            None => retry_delay(config.retry_initial, self.failures - 1, config.retry_max),
+        };
+        self.retry_at = Some(now + wait);
         self.last_error = Some(message);
     }
 }
@@ -1062,12 +1098,13 @@ mod tests {
                 &cfg,
             );
             assert_eq!(m.failures(), attempt);
-            if attempt < 3 {
+            if attempt == 2 {
+                // The first retry went at once; the next ones back off.
                 assert_eq!(m.state(t, &cfg), ExitState::Rejected);
                 let Action::Wait { until: Some(at) } = m.next_action(t, &cfg, PLENTY) else {
                     panic!("backs off");
                 };
-                assert!(at > t);
+                assert_eq!(at, t + cfg.retry_initial);
                 t = at;
             }
         }
@@ -1138,11 +1175,9 @@ mod tests {
         );
         assert_eq!(m.failures(), 1);
         assert_eq!(m.state(now, &cfg), ExitState::Rejected);
-        let Action::Wait { until: Some(retry) } = m.next_action(now, &cfg, PLENTY) else {
-            panic!("backs off");
-        };
+        // Definitely not placed: the next attempt goes at once.
         assert_eq!(
-            m.next_action(retry, &cfg, PLENTY),
+            m.next_action(now, &cfg, PLENTY),
             Action::Send { quantity: 10 }
         );
     }

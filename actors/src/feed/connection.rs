@@ -21,7 +21,10 @@ use serde::Serialize;
 use super::FeedTarget;
 use super::registry::{FeedLive, RawTick, SubscriptionRegistryActor, SymbolsRejected};
 use crate::domain::backoff::{Backoff, BackoffPolicy, FailureKind, classify_feed_error};
-use crate::openalgo::feed::{Control, authenticate_frame, is_market_data, parse_control};
+use crate::openalgo::feed::{
+    Control, OrderUpdate, authenticate_frame, is_market_data, parse_control,
+    subscribe_orders_frame, unsubscribe_all_frame,
+};
 use crate::status::{Lifecycle, age_ms};
 use crate::supervised::RestartTracker;
 
@@ -97,7 +100,86 @@ pub struct ConnectionStatus {
     pub malformed: u64,
     pub held_symbols: usize,
     pub recent_events: Vec<ConnectionEvent>,
+    /// This socket carries the market-data feed.
+    pub feed: bool,
+    /// The key's order updates on this socket.
+    pub orders: OrderStreamView,
 }
+
+impl ConnectionStatus {
+    /// The status reported for a socket that does not exist or did not answer.
+    pub fn unanswered(why: &str) -> ConnectionStatus {
+        ConnectionStatus {
+            state: ConnectionState::Idle,
+            lifecycle: Lifecycle::Stopped,
+            restarts: 0,
+            account_id: None,
+            account: None,
+            api_key: None,
+            ws_url: None,
+            attempt: 0,
+            next_retry_at: None,
+            last_error: Some(why.to_string()),
+            connected_since: None,
+            messages_received: 0,
+            messages_per_s: 0.0,
+            last_tick_age_ms: None,
+            reconnects: 0,
+            malformed: 0,
+            held_symbols: 0,
+            recent_events: Vec::new(),
+            feed: false,
+            orders: OrderStreamView {
+                wanted: false,
+                subscribed: false,
+                events: 0,
+                events_last_minute: 0,
+                last_event_at: None,
+            },
+        }
+    }
+}
+
+/// The order-update stream of a socket.
+#[derive(Debug, Clone, Serialize)]
+pub struct OrderStreamView {
+    /// The socket asks for them (`subscribe_orders` after every authentication).
+    pub wanted: bool,
+    /// Live and subscribed: updates arrive.
+    pub subscribed: bool,
+    /// Updates received.
+    pub events: u64,
+    /// Updates in the last minute.
+    pub events_last_minute: usize,
+    /// When the last one arrived.
+    pub last_event_at: Option<DateTime<Utc>>,
+}
+
+/// Whether this socket carries the market-data feed (the registry's subscriptions); a socket
+/// that stops carrying it unsubscribes everything and keeps only its order updates.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SetFeed(pub bool);
+
+/// What an account's socket tells the order-event router.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "()")]
+pub enum OrderStreamEvent {
+    /// The socket is live and subscribed to the key's order updates, or no longer.
+    Live { account_id: i32, live: bool },
+    /// One order of the key changed.
+    Update {
+        account_id: i32,
+        update: Box<OrderUpdate>,
+        received_at: Instant,
+    },
+}
+
+/// Ends the connection for good (its account was removed): the socket closes and, its last
+/// address dropped, the actor is not restarted.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(super) struct Retire;
 
 /// Run the feed (market hours began, or the service was started).
 #[derive(Message)]
@@ -171,13 +253,30 @@ pub struct ConnectionActor {
     last_error: Option<String>,
     events: VecDeque<ConnectionEvent>,
     restarts: RestartTracker,
+    /// This socket carries the market-data feed.
+    feed: bool,
+    /// Where order updates go; `None`: the socket does not ask for them.
+    orders: Option<Recipient<OrderStreamEvent>>,
+    /// Authenticated, waiting for the `subscribe_orders` ack before going live.
+    awaiting_orders: bool,
+    orders_live: bool,
+    order_events: u64,
+    last_order_event_at: Option<DateTime<Utc>>,
+    /// Arrival of the updates of the last minute.
+    order_times: VecDeque<Instant>,
+    /// The broker named at authentication, until the socket goes live.
+    pending_broker: Option<String>,
 }
 
 impl ConnectionActor {
+    /// A connection for one account's key: it carries the market-data feed when `feed`, and
+    /// the key's order updates (to `orders`) when given.
     pub fn new(
         settings: ConnectionSettings,
         target: Option<FeedTarget>,
         registry: Addr<SubscriptionRegistryActor>,
+        feed: bool,
+        orders: Option<Recipient<OrderStreamEvent>>,
     ) -> Self {
         let now = Instant::now();
         Self {
@@ -211,6 +310,29 @@ impl ConnectionActor {
             ever_live: false,
             last_error: None,
             events: VecDeque::new(),
+            feed,
+            orders,
+            awaiting_orders: false,
+            orders_live: false,
+            order_events: 0,
+            last_order_event_at: None,
+            order_times: VecDeque::new(),
+            pending_broker: None,
+        }
+    }
+
+    fn account_id(&self) -> Option<i32> {
+        self.target.as_ref().map(|t| t.account_id)
+    }
+
+    /// Tells the order-event router whether this socket's order updates flow.
+    fn orders_flowing(&mut self, live: bool) {
+        if self.orders_live == live {
+            return;
+        }
+        self.orders_live = live;
+        if let (Some(orders), Some(account_id)) = (&self.orders, self.account_id()) {
+            orders.do_send(OrderStreamEvent::Live { account_id, live });
         }
     }
 
@@ -337,9 +459,14 @@ impl ConnectionActor {
             let _ = sink.write(Message::Close(None));
             sink.close();
         }
-        if self.state == ConnectionState::Live {
-            self.registry.do_send(FeedLive(false));
+        if self.state == ConnectionState::Live && self.feed {
+            self.registry.do_send(FeedLive {
+                from: ctx.address(),
+                live: false,
+            });
         }
+        self.awaiting_orders = false;
+        self.orders_flowing(false);
         self.live_since = None;
     }
 
@@ -385,7 +512,8 @@ impl ConnectionActor {
         }));
     }
 
-    fn go_live(&mut self, broker: Option<String>) {
+    /// Live; `orders`: its order updates are subscribed.
+    fn go_live(&mut self, broker: Option<String>, orders: bool, ctx: &mut Context<Self>) {
         let now = Instant::now();
         self.state = ConnectionState::Live;
         self.live_since = Some((now, Utc::now()));
@@ -404,14 +532,74 @@ impl ConnectionActor {
             "market-data feed live"
         );
         self.event("connected", broker.unwrap_or_default());
-        self.registry.do_send(FeedLive(true));
+        if self.feed {
+            self.registry.do_send(FeedLive {
+                from: ctx.address(),
+                live: true,
+            });
+        }
+        if orders {
+            self.orders_flowing(true);
+        }
+    }
+
+    /// Authenticated: ask for the key's order updates first (the socket is live once they are
+    /// subscribed), or go live at once when it carries none.
+    fn authenticated(&mut self, broker: Option<String>, ctx: &mut Context<Self>) {
+        if self.orders.is_none() {
+            return self.go_live(broker, false, ctx);
+        }
+        self.awaiting_orders = true;
+        self.pending_broker = broker;
+        if let Some(sink) = &mut self.sink {
+            let _ = sink.write(Message::Text(subscribe_orders_frame().into()));
+        }
+        let generation = self.generation;
+        ctx.run_later(self.settings.connect_timeout, move |act, ctx| {
+            if act.generation == generation && act.awaiting_orders {
+                act.without_orders("no answer to subscribe_orders".into(), ctx);
+            }
+        });
+    }
+
+    /// The gateway gives no order updates: the socket goes live without them (market data
+    /// matters more), and exits of the account are confirmed by reading the books.
+    fn without_orders(&mut self, why: String, ctx: &mut Context<Self>) {
+        self.awaiting_orders = false;
+        tracing::warn!(key = %self.masked_key(), reason = %why, "no order updates on this socket; exits are confirmed by reading the books");
+        self.event("no order updates", why.clone());
+        let broker = self.pending_broker.take();
+        self.go_live(broker, false, ctx);
+        // `go_live` cleared the error; the missing updates stay visible.
+        self.last_error = Some(format!("order updates: {why}"));
+    }
+
+    fn order_update(&mut self, update: Box<OrderUpdate>) {
+        let now = Instant::now();
+        self.order_events += 1;
+        self.last_order_event_at = Some(Utc::now());
+        self.order_times.push_back(now);
+        while self
+            .order_times
+            .front()
+            .is_some_and(|t| now.duration_since(*t) > Duration::from_secs(60))
+        {
+            self.order_times.pop_front();
+        }
+        if let (Some(orders), Some(account_id)) = (&self.orders, self.account_id()) {
+            orders.do_send(OrderStreamEvent::Update {
+                account_id,
+                update,
+                received_at: now,
+            });
+        }
     }
 
     fn on_text(&mut self, text: bytes::Bytes, ctx: &mut Context<Self>) {
         let now = Instant::now();
         let as_str = std::str::from_utf8(&text).unwrap_or("");
         if is_market_data(as_str) {
-            if self.state == ConnectionState::Live {
+            if self.state == ConnectionState::Live && self.feed {
                 self.messages += 1;
                 self.last_tick_at = Some(now);
                 self.idle_ref = now;
@@ -423,8 +611,23 @@ impl ConnectionActor {
             return;
         }
         match parse_control(as_str) {
-            Ok(Control::AuthOk { broker }) if self.state == ConnectionState::Authenticating => {
-                self.go_live(broker);
+            Ok(Control::AuthOk { broker })
+                if self.state == ConnectionState::Authenticating && !self.awaiting_orders =>
+            {
+                self.authenticated(broker, ctx);
+            }
+            Ok(Control::OrdersSubscribed) if self.awaiting_orders => {
+                self.awaiting_orders = false;
+                let broker = self.pending_broker.take();
+                self.go_live(broker, true, ctx);
+            }
+            Ok(Control::OrderUpdate(update)) => self.order_update(update),
+            Ok(Control::Error { code, message }) if self.awaiting_orders => {
+                let text = match &code {
+                    Some(c) => format!("{c}: {message}"),
+                    None => message,
+                };
+                self.without_orders(format!("subscribe_orders refused: {text}"), ctx);
             }
             Ok(Control::Error { code, message }) => {
                 let kind = classify_feed_error(code.as_deref(), &message);
@@ -467,7 +670,10 @@ impl ConnectionActor {
                 let _ = sink.write(Message::Ping(bytes::Bytes::new()));
             }
         }
-        if self.held > 0 && now.duration_since(self.idle_ref) > self.settings.idle_timeout {
+        if self.feed
+            && self.held > 0
+            && now.duration_since(self.idle_ref) > self.settings.idle_timeout
+        {
             let secs = self.settings.idle_timeout.as_secs();
             return self.fail(
                 FailureKind::Transient,
@@ -508,6 +714,18 @@ impl ConnectionActor {
             malformed: self.malformed,
             held_symbols: self.held,
             recent_events: self.events.iter().cloned().collect(),
+            feed: self.feed,
+            orders: OrderStreamView {
+                wanted: self.orders.is_some(),
+                subscribed: self.orders_live,
+                events: self.order_events,
+                events_last_minute: self
+                    .order_times
+                    .iter()
+                    .filter(|t| t.elapsed() <= Duration::from_secs(60))
+                    .count(),
+                last_event_at: self.last_order_event_at,
+            },
         }
     }
 }
@@ -530,15 +748,20 @@ impl Actor for ConnectionActor {
 }
 
 impl actix::Supervised for ConnectionActor {
-    fn restarting(&mut self, _ctx: &mut Context<Self>) {
+    fn restarting(&mut self, ctx: &mut Context<Self>) {
         // Timers and streams died with the old context; forget their handles.
         self.sink = None;
         self.stream = None;
         self.retry = None;
         self.generation += 1;
-        if self.state == ConnectionState::Live {
-            self.registry.do_send(FeedLive(false));
+        if self.state == ConnectionState::Live && self.feed {
+            self.registry.do_send(FeedLive {
+                from: ctx.address(),
+                live: false,
+            });
         }
+        self.awaiting_orders = false;
+        self.orders_flowing(false);
         self.state = ConnectionState::Idle;
         self.restarts.on_restart("ConnectionActor");
     }
@@ -703,6 +926,10 @@ impl Handler<SendFrames> for ConnectionActor {
     type Result = ();
 
     fn handle(&mut self, msg: SendFrames, _ctx: &mut Context<Self>) {
+        // Frames from a registry this socket no longer carries the feed for.
+        if !self.feed {
+            return;
+        }
         if self.held == 0 && msg.held > 0 {
             self.idle_ref = Instant::now();
         }
@@ -715,6 +942,53 @@ impl Handler<SendFrames> for ConnectionActor {
                 let _ = sink.write(Message::Text(frame.into()));
             }
         }
+    }
+}
+
+impl Handler<SetFeed> for ConnectionActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: SetFeed, ctx: &mut Context<Self>) {
+        if msg.0 == self.feed {
+            return;
+        }
+        self.feed = msg.0;
+        let key = self.masked_key();
+        tracing::info!(key = %key, feed = msg.0, "the socket {} the market-data feed", if msg.0 { "carries" } else { "no longer carries" });
+        self.event(if msg.0 { "feed" } else { "orders only" }, "");
+        if self.state != ConnectionState::Live {
+            return;
+        }
+        if msg.0 {
+            self.idle_ref = Instant::now();
+            self.registry.do_send(FeedLive {
+                from: ctx.address(),
+                live: true,
+            });
+        } else {
+            if self.held > 0
+                && let Some(sink) = &mut self.sink
+            {
+                let _ = sink.write(Message::Text(unsubscribe_all_frame().into()));
+            }
+            self.held = 0;
+            self.registry.do_send(FeedLive {
+                from: ctx.address(),
+                live: false,
+            });
+        }
+    }
+}
+
+impl Handler<Retire> for ConnectionActor {
+    type Result = ();
+
+    fn handle(&mut self, _: Retire, ctx: &mut Context<Self>) {
+        self.wanted = false;
+        self.close_socket(ctx);
+        self.generation += 1;
+        self.state = ConnectionState::Stopped;
+        ctx.stop();
     }
 }
 

@@ -1,8 +1,10 @@
-//! The upstream market-data feed: one [`ConnectionActor`] per feed API key and its
-//! [`SubscriptionRegistryActor`] (ARCHITECTURE §5).
+//! The upstream sockets: one [`ConnectionActor`] per account key (kept by the
+//! [`StreamsActor`]), carrying that key's order updates; the feed account's also carries the
+//! market data of the [`SubscriptionRegistryActor`] (docs/order-updates.md).
 
 mod connection;
 mod registry;
+mod streams;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -12,12 +14,13 @@ use actix::prelude::*;
 
 pub use connection::{
     ConnectionActor, ConnectionSettings, ConnectionState, ConnectionStatus, GetConnectionStatus,
-    Reconnect, SetTarget, StartFeed, StopFeed,
+    OrderStreamEvent, OrderStreamView, Reconnect, SetFeed, SetTarget, StartFeed, StopFeed,
 };
 pub use registry::{
     GetRegistryStatus, Holder, RegistryError, RegistryStatus, ReleaseAll, Subscribe,
     SubscriptionRegistryActor, SubscriptionView, Unsubscribe,
 };
+pub use streams::{GetStreams, StreamsActor, StreamsStatus};
 
 pub use crate::domain::subscriptions::{Key, Mode, SubscriberId};
 use crate::secrets::ApiKey;
@@ -79,27 +82,33 @@ pub fn next_subscriber_id() -> SubscriberId {
     SubscriberId(NEXT.fetch_add(1, Ordering::Relaxed))
 }
 
-/// The feed of one account: the connection and its registry.
+/// The market-data feed and the accounts' sockets: the subscription registry, and the
+/// [`StreamsActor`] that keeps one connection per account key, the feed account's carrying the
+/// market data.
 #[derive(Clone)]
 pub struct Feed {
-    pub connection: Addr<ConnectionActor>,
+    pub streams: Addr<StreamsActor>,
     pub registry: Addr<SubscriptionRegistryActor>,
 }
 
 impl Feed {
-    /// Starts the registry and the connection, each supervised (restarted after a stop or a panic), on the current
-    /// arbiter. The connection stays idle until [`StartFeed`].
-    pub fn start(settings: ConnectionSettings, target: Option<FeedTarget>) -> Feed {
+    /// Starts the registry and the streams, each supervised (restarted after a stop or a
+    /// panic), on the current arbiter. Order updates of every socket go to `orders` (none:
+    /// the sockets do not ask for them). With a `target`, its socket carries the feed. The
+    /// sockets stay idle until [`StartFeed`].
+    pub fn start(
+        settings: ConnectionSettings,
+        target: Option<FeedTarget>,
+        orders: Option<Recipient<OrderStreamEvent>>,
+    ) -> Feed {
         let registry_settings = registry::RegistrySettings::from(&settings);
         let registry =
             crate::supervised::start(move |_| SubscriptionRegistryActor::new(registry_settings));
         let reg = registry.clone();
-        let connection =
-            crate::supervised::start(move |_| ConnectionActor::new(settings, target, reg));
-        registry.do_send(registry::AttachConnection(connection.clone()));
-        Feed {
-            connection,
-            registry,
+        let streams = crate::supervised::start(move |_| StreamsActor::new(settings, reg, orders));
+        if target.is_some() {
+            streams.do_send(SetTarget(target));
         }
+        Feed { streams, registry }
     }
 }

@@ -123,7 +123,11 @@ pub(super) struct AttachConnection(pub Addr<ConnectionActor>);
 /// The connection went live (resubscribe everything) or down.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub(super) struct FeedLive(pub bool);
+pub(super) struct FeedLive {
+    /// The connection it comes from: only the attached one counts.
+    pub from: Addr<ConnectionActor>,
+    pub live: bool,
+}
 
 /// A raw `market_data` frame, parsed and routed here.
 #[derive(Message)]
@@ -664,6 +668,10 @@ impl Handler<AttachConnection> for SubscriptionRegistryActor {
     type Result = ();
 
     fn handle(&mut self, msg: AttachConnection, _ctx: &mut Context<Self>) {
+        // The feed moved to another socket: nothing is subscribed there until it says live.
+        if self.connection.as_ref() != Some(&msg.0) {
+            self.feed_live = false;
+        }
         self.connection = Some(msg.0);
     }
 }
@@ -672,8 +680,11 @@ impl Handler<FeedLive> for SubscriptionRegistryActor {
     type Result = ();
 
     fn handle(&mut self, msg: FeedLive, _ctx: &mut Context<Self>) {
-        self.feed_live = msg.0;
-        if msg.0 {
+        if self.connection.as_ref() != Some(&msg.from) {
+            return;
+        }
+        self.feed_live = msg.live;
+        if msg.live {
             for slot in self.slots.values_mut().flat_map(|s| s.values_mut()) {
                 slot.rejected = None;
             }

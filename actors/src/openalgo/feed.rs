@@ -15,6 +15,42 @@ pub fn authenticate_frame(api_key: &str) -> String {
     json!({"action": "authenticate", "api_key": api_key}).to_string()
 }
 
+/// `{"action":"subscribe_orders"}`: every order of the key then arrives as an `order_update`.
+pub fn subscribe_orders_frame() -> String {
+    json!({"action": "subscribe_orders"}).to_string()
+}
+
+/// `{"action":"unsubscribe_all"}`: the socket stops carrying market data.
+pub fn unsubscribe_all_frame() -> String {
+    json!({"action": "unsubscribe_all"}).to_string()
+}
+
+/// An `order_update` push: one order of the key changed. Only `orderid` and `order_status` are
+/// required; numbers may be strings.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct OrderUpdate {
+    pub orderid: String,
+    pub order_status: String,
+    #[serde(default)]
+    pub symbol: String,
+    #[serde(default)]
+    pub exchange: String,
+    #[serde(default)]
+    pub action: String,
+    #[serde(default, deserialize_with = "f64_optional")]
+    pub quantity: Option<f64>,
+    #[serde(default, deserialize_with = "f64_optional")]
+    pub filled_quantity: Option<f64>,
+    #[serde(default, deserialize_with = "f64_optional")]
+    pub pending_quantity: Option<f64>,
+    #[serde(default, deserialize_with = "f64_optional")]
+    pub average_price: Option<f64>,
+    #[serde(default)]
+    pub rejection_reason: Option<String>,
+    #[serde(default)]
+    pub strategy: Option<String>,
+}
+
 /// True when a text frame is a `market_data` push (a cheap check before full parsing).
 pub fn is_market_data(text: &str) -> bool {
     text.contains("\"market_data\"")
@@ -112,6 +148,10 @@ pub enum Control {
         rejected: Vec<SymbolError>,
     },
     UnsubscribeAck,
+    /// `subscribe_orders` succeeded: order updates of the key follow.
+    OrdersSubscribed,
+    /// An order of the key changed.
+    OrderUpdate(Box<OrderUpdate>),
     Pong,
     Other,
 }
@@ -151,6 +191,13 @@ pub fn parse_control(text: &str) -> Result<Control, serde_json::Error> {
     let raw: RawControl = serde_json::from_str(text)?;
     let status = raw.status.as_deref().unwrap_or("");
     Ok(match raw.kind.as_deref() {
+        Some("order_update") => {
+            let mut update: OrderUpdate = serde_json::from_str(text)?;
+            update.orderid = clip(&update.orderid);
+            update.rejection_reason = update.rejection_reason.map(|r| clip(&r));
+            Control::OrderUpdate(Box::new(update))
+        }
+        Some("subscribe_orders") if status == "success" => Control::OrdersSubscribed,
         Some("auth") | Some("authenticate") if status == "success" => Control::AuthOk {
             broker: raw.broker.map(|b| clip(&b)),
         },
@@ -256,6 +303,32 @@ mod tests {
             Control::Other
         );
         assert!(parse_control("not json").is_err());
+    }
+
+    #[test]
+    fn parses_order_updates_and_the_subscribe_orders_ack() {
+        assert_eq!(
+            parse_control(r#"{"type":"subscribe_orders","status":"success","message":"Subscribed to order updates"}"#).unwrap(),
+            Control::OrdersSubscribed
+        );
+        let update = parse_control(r#"{"type":"order_update","user_id":"SIM001","mode":"live","broker":"angel",
+            "orderid":"261128000000007","symbol":"INFY","exchange":"NSE","action":"SELL","quantity":"10",
+            "price":0,"trigger_price":0,"pricetype":"MARKET","product":"MIS","order_status":"complete",
+            "filled_quantity":10,"pending_quantity":"0","average_price":"1512.5","rejection_reason":""}"#)
+        .unwrap();
+        let Control::OrderUpdate(u) = update else {
+            panic!("an order update: {update:?}");
+        };
+        assert_eq!(u.orderid, "261128000000007");
+        assert_eq!(u.order_status, "complete");
+        assert_eq!(u.quantity, Some(10.0));
+        assert_eq!(u.filled_quantity, Some(10.0));
+        assert_eq!(u.pending_quantity, Some(0.0));
+        assert_eq!(u.average_price, Some(1512.5));
+        // Without an order id it is not an update the supervisor can use.
+        assert!(parse_control(r#"{"type":"order_update","order_status":"open"}"#).is_err());
+        let v: serde_json::Value = serde_json::from_str(&subscribe_orders_frame()).unwrap();
+        assert_eq!(v["action"], "subscribe_orders");
     }
 
     #[test]

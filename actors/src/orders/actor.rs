@@ -1,6 +1,8 @@
 //! The order gateway actor: per-account lanes that run what each leg's exit machine asks, the
 //! broker's holdings per instrument, and restart recovery (see the module docs).
 
+mod events;
+
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
@@ -56,6 +58,8 @@ struct LegExit {
     /// Units filled as last seen without a holding of the instrument (a new fill then delays
     /// the next trusted read).
     seen_filled: i64,
+    /// The report that ended its last order came pushed (an order update), not read.
+    by_event: bool,
 }
 
 impl LegExit {
@@ -90,6 +94,9 @@ struct Lane {
     read_error: Option<String>,
     /// No read before then (backoff after a failed one; a retry is scheduled).
     read_retry_at: Option<Instant>,
+    /// Orders (leg, index) whose state changed by an order update, to record when the lane is
+    /// free.
+    dirty: Vec<(i32, usize)>,
 }
 
 struct HoldingEntry {
@@ -125,6 +132,8 @@ pub struct OrderGatewayActor {
     /// ended a settle window before it, or the gateway restarted).
     trusted_after: HashMap<InstrumentKey, Instant>,
     watched: HashSet<i32>,
+    /// Accounts whose order updates flow (their sockets are live and subscribed).
+    order_streams: HashSet<i32>,
     listener: Option<Recipient<ExitReport>>,
     recovered_accounts: HashSet<i32>,
     accounts_set: bool,
@@ -140,6 +149,10 @@ pub struct OrderGatewayActor {
     legs_recovered: u64,
     mismatches: u64,
     duplicates_refused: u64,
+    /// Order updates that changed an exit's order.
+    event_reports: u64,
+    exits_confirmed_by_event: u64,
+    exits_confirmed_by_read: u64,
     last_error: Option<String>,
     write_ahead: LatencyHistogram,
     fill_confirm: LatencyHistogram,
@@ -170,6 +183,7 @@ impl OrderGatewayActor {
             holdings: HashMap::new(),
             trusted_after: HashMap::new(),
             watched: HashSet::new(),
+            order_streams: HashSet::new(),
             listener: None,
             recovered_accounts: HashSet::new(),
             accounts_set: false,
@@ -184,6 +198,9 @@ impl OrderGatewayActor {
             legs_recovered: 0,
             mismatches: 0,
             duplicates_refused: 0,
+            event_reports: 0,
+            exits_confirmed_by_event: 0,
+            exits_confirmed_by_read: 0,
             last_error: None,
             write_ahead: Default::default(),
             fill_confirm: Default::default(),
@@ -251,6 +268,7 @@ impl OrderGatewayActor {
                 requested_at: now,
                 waiting: None,
                 seen_filled: machine_filled,
+                by_event: false,
                 leg,
             };
             // Orders of the leg written by an earlier run or attempt may not show in the
@@ -387,6 +405,44 @@ impl OrderGatewayActor {
         self.pump(account_id, ctx);
     }
 
+    /// Records the orders changed by order updates, one lane operation for all of them.
+    fn save_dirty(&mut self, account_id: i32, ctx: &mut Context<Self>) -> bool {
+        let Some(lane) = self.lanes.get_mut(&account_id) else {
+            return false;
+        };
+        if lane.dirty.is_empty() {
+            return false;
+        }
+        let dirty = std::mem::take(&mut lane.dirty);
+        let mut rows: Vec<store::OrderRow> = dirty
+            .iter()
+            .filter_map(|(id, at)| self.legs.get(id)?.machine.order(*at))
+            .filter_map(store::row_of)
+            .collect();
+        rows.dedup_by_key(|r| r.request_id);
+        if let Some(lane) = self.lanes.get_mut(&account_id) {
+            lane.busy = true;
+        }
+        let db = self.db.clone();
+        ctx.spawn(
+            async move {
+                for row in rows {
+                    store::save_order(&db, row).await?;
+                }
+                Ok::<(), sea_orm::DbErr>(())
+            }
+            .into_actor(self)
+            .map(move |saved, act, ctx| {
+                if let Err(e) = saved {
+                    tracing::error!(error = %e, "could not record an exit order's state from an order update; a restart reads it from the broker again");
+                    act.last_error = Some(format!("recording an exit order's state: {e}"));
+                }
+                act.free(account_id, ctx);
+            }),
+        );
+        true
+    }
+
     /// Runs the next operation of an account's lane unless one is in flight: new orders of
     /// any leg first (a breach's exposure is what matters), then reads of orders out.
     fn pump(&mut self, account_id: i32, ctx: &mut Context<Self>) {
@@ -395,6 +451,9 @@ impl OrderGatewayActor {
             Some(lane) if !lane.busy => lane.queue.clone(),
             _ => return,
         };
+        if self.save_dirty(account_id, ctx) {
+            return;
+        }
         let mut earliest: Option<Instant> = None;
         for sends in [true, false] {
             for &id in &queue {
@@ -640,7 +699,21 @@ impl OrderGatewayActor {
         let Some(exit) = self.legs.get_mut(&id) else {
             return self.free(account_id, ctx);
         };
+        let placed = match &event {
+            Event::Placed { order, .. } => Some(*order),
+            _ => None,
+        };
         let changed = exit.machine.handle(event, now, &self.config);
+        if let Some(order) = placed
+            && self.order_streams.contains(&account_id)
+        {
+            // Its update is pushed: a read only if none comes.
+            exit.machine
+                .defer_read(order, now + self.settings.event_wait);
+        }
+        if changed.is_some() && placed.is_none() {
+            exit.by_event = false;
+        }
         let row = changed
             .and_then(|at| exit.machine.order(at))
             .and_then(store::row_of);
@@ -767,6 +840,11 @@ impl OrderGatewayActor {
         self.legs_exited += 1;
         if filled > 0 {
             self.fill_confirm.record(exit.requested_at.elapsed());
+            if exit.by_event {
+                self.exits_confirmed_by_event += 1;
+            } else {
+                self.exits_confirmed_by_read += 1;
+            }
         }
         let mismatch = (unheld > 0).then(|| {
             self.mismatches += 1;
@@ -1461,6 +1539,14 @@ impl OrderGatewayActor {
             legs_recovered: self.legs_recovered,
             mismatches: self.mismatches,
             duplicates_refused: self.duplicates_refused,
+            order_updates_applied: self.event_reports,
+            exits_confirmed_by_event: self.exits_confirmed_by_event,
+            exits_confirmed_by_read: self.exits_confirmed_by_read,
+            order_update_accounts: {
+                let mut ids: Vec<i32> = self.order_streams.iter().copied().collect();
+                ids.sort_unstable();
+                ids
+            },
             last_error: self.last_error.clone(),
             write_ahead_latency: self.write_ahead.snapshot(),
             fill_confirm_latency: self.fill_confirm.snapshot(),
@@ -1538,6 +1624,7 @@ impl actix::Supervised for OrderGatewayActor {
             lane.busy = false;
             lane.wake = None;
             lane.reading = false;
+            lane.dirty.clear();
         }
     }
 }
@@ -1580,6 +1667,7 @@ impl Handler<SetAccounts> for OrderGatewayActor {
                             read_failures: 0,
                             read_error: None,
                             read_retry_at: None,
+                            dirty: Vec::new(),
                         },
                     );
                 }

@@ -53,31 +53,61 @@ pub(super) async fn place(
     client.place_order(&order).await.map_err(place_failure)
 }
 
+/// What a broker's words say of an order of `quantity` units, when they say enough: a terminal
+/// order that is not complete must say how much filled (`None` otherwise).
+pub(super) fn known_report(
+    status: &str,
+    filled: Option<f64>,
+    ordered: Option<f64>,
+    quantity: i64,
+    average_price: Option<f64>,
+    reason: Option<&str>,
+) -> Result<Option<OrderReport>, String> {
+    let state =
+        OrderState::parse(status).ok_or_else(|| format!("unknown order status {status:?}"))?;
+    let filled = match (filled, state) {
+        (Some(f), _) => f.round() as i64,
+        (None, OrderState::Complete) => ordered.map_or(quantity, |q| q.round() as i64),
+        (None, OrderState::Open | OrderState::TriggerPending) => 0,
+        (None, OrderState::Rejected | OrderState::Cancelled) => return Ok(None),
+    };
+    Ok(Some(OrderReport {
+        state,
+        filled: filled.max(0),
+        average_price: average_price.filter(|p| p.is_finite() && *p > 0.0),
+        reason: reason.filter(|r| !r.is_empty()).map(str::to_string),
+    }))
+}
+
 /// What an order book row says of an order of `quantity` units. A terminal order that does
 /// not say how much filled is looked up in the trade book.
 async fn report_of(client: &RestClient, o: &Order, quantity: i64) -> Result<OrderReport, String> {
-    let state = OrderState::parse(&o.order_status)
-        .ok_or_else(|| format!("unknown order status {:?}", o.order_status))?;
-    let filled = match (o.filled_quantity, state) {
-        (Some(f), _) => f.round() as i64,
-        (None, OrderState::Complete) => o.quantity.map_or(quantity, |q| q.round() as i64),
-        (None, OrderState::Open | OrderState::TriggerPending) => 0,
-        (None, OrderState::Rejected | OrderState::Cancelled) => {
-            let trades = client.trade_book().await.map_err(|e| e.to_string())?;
-            trades
-                .iter()
-                .filter(|t| t.orderid == o.orderid)
-                .filter_map(|t| t.quantity)
-                .sum::<f64>()
-                .round() as i64
-        }
-    };
-    Ok(OrderReport {
-        state,
-        filled: filled.max(0),
-        average_price: o.average_price.filter(|p| p.is_finite() && *p > 0.0),
-        reason: o.rejection_reason.clone().filter(|r| !r.is_empty()),
-    })
+    let known = known_report(
+        &o.order_status,
+        o.filled_quantity,
+        o.quantity,
+        quantity,
+        o.average_price,
+        o.rejection_reason.as_deref(),
+    )?;
+    if let Some(report) = known {
+        return Ok(report);
+    }
+    let trades = client.trade_book().await.map_err(|e| e.to_string())?;
+    let filled = trades
+        .iter()
+        .filter(|t| t.orderid == o.orderid)
+        .filter_map(|t| t.quantity)
+        .sum::<f64>();
+    known_report(
+        &o.order_status,
+        Some(filled),
+        o.quantity,
+        quantity,
+        o.average_price,
+        o.rejection_reason.as_deref(),
+    )?
+    .ok_or_else(|| "no fill quantity".to_string())
 }
 
 /// Reads an accepted order's state (`orderstatus`; the order book when that does not find it).

@@ -15,7 +15,7 @@
 //! leg's outcome to the listener (the position monitor), which owns strategy state.
 
 mod actor;
-mod broker;
+pub(crate) mod broker;
 mod store;
 
 use std::collections::{HashMap, HashSet};
@@ -40,6 +40,7 @@ pub struct AccountEndpoint {
     pub id: i32,
     pub name: String,
     pub rest_url: String,
+    pub ws_url: String,
     pub api_key: ApiKey,
 }
 
@@ -49,6 +50,7 @@ impl std::fmt::Debug for AccountEndpoint {
             .field("id", &self.id)
             .field("name", &self.name)
             .field("rest_url", &self.rest_url)
+            .field("ws_url", &self.ws_url)
             .field("api_key", &self.api_key)
             .finish()
     }
@@ -80,6 +82,9 @@ pub struct GatewaySettings {
     pub poll_max: Duration,
     /// A working exit order older than this is cancelled and its remainder sent again.
     pub working_timeout: Duration,
+    /// With the account's order updates flowing, an order's state is read only if no update
+    /// came this long after its placement.
+    pub event_wait: Duration,
     /// A position book read older than this is read again before a leg's first exit order.
     pub positions_max_age: Duration,
     pub crash_loop_max_restarts: u32,
@@ -261,6 +266,13 @@ pub struct GatewayStatus {
     /// Legs of which the broker held less than tracked.
     pub mismatches: u64,
     pub duplicates_refused: u64,
+    /// Pushed order updates that changed an exit's order.
+    pub order_updates_applied: u64,
+    /// Exits whose last order's end came as an order update, and those read from the books.
+    pub exits_confirmed_by_event: u64,
+    pub exits_confirmed_by_read: u64,
+    /// Accounts whose order updates flow now.
+    pub order_update_accounts: Vec<i32>,
     pub last_error: Option<String>,
     /// Recording each exit request before its order is sent (the write-ahead row), waiting
     /// for the database included.

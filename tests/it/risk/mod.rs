@@ -13,6 +13,7 @@
 mod api;
 mod exits;
 mod liveness;
+mod order_updates;
 mod prices;
 mod reconcile;
 mod restart;
@@ -203,6 +204,7 @@ impl Harness {
                 id: row.id,
                 name: name.into(),
                 rest_url: sim.rest_url(),
+                ws_url: sim.ws_url(),
                 api_key: key.into(),
             });
         }
