@@ -17,7 +17,7 @@ use super::error::{ApiError, ErrorBody};
             example = json!({"status": "reconnecting", "message": "the feed socket was closed \
                 and reconnects after the initial backoff delay"})),
         (status = 401, description = "missing or wrong admin token", body = ErrorBody),
-        (status = 409, description = "the feed is stopped, Faulted, or backing off after an \
+        (status = 409, description = "there is no feed account, or the feed is stopped, Faulted, or backing off after an \
             authentication or connection-limit error (reconnecting then gets keys banned)",
             body = ErrorBody),
     )

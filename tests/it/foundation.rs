@@ -171,7 +171,8 @@ async fn state_reports_the_feed_and_reconnect_explains_why_it_cannot() {
         body["error"]["message"]
             .as_str()
             .unwrap()
-            .contains("feed is stopped")
+            .contains("no feed account"),
+        "{body}"
     );
 }
 
