@@ -18,14 +18,25 @@ use crate::supervised::RestartTracker;
 /// Latest order events kept per account.
 const RECENT: usize = 20;
 
-/// An account's order update, for the order gateway: answers whether an exit in progress
-/// placed that order.
+/// An account's order update, for the order gateway: answers whose order it is.
 #[derive(Debug, Clone, Message)]
-#[rtype(result = "bool")]
+#[rtype(result = "Routed")]
 pub struct RouteOrderUpdate {
     pub account_id: i32,
     pub update: OrderUpdate,
     pub received_at: Instant,
+}
+
+/// What became of an order update at the order gateway.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, MessageResponse)]
+pub enum Routed {
+    /// An order of an exit in progress.
+    Matched,
+    /// Kept a few seconds: an exit of the account waits for a placement answer, and the
+    /// update may be of that order (pushed before the answer came).
+    Held,
+    /// Not an order of an exit in progress.
+    NotOurs,
 }
 
 /// An account's order updates started or stopped flowing (its socket went live and subscribed,
@@ -63,6 +74,8 @@ pub struct AccountOrderEvents {
     pub events: u64,
     /// Updates of orders of exits in progress.
     pub matched: u64,
+    /// Updates kept for an order whose placement answer had not come yet.
+    pub held: u64,
     /// Updates of orders the supervisor did not place (kept below for reconciliation).
     pub unmatched: u64,
     /// Updates the order gateway could not be given.
@@ -121,22 +134,24 @@ impl OrderEventRouter {
         })
     }
 
-    fn routed(&mut self, account_id: i32, order_id: &str, answer: Result<bool, MailboxError>) {
+    fn routed(&mut self, account_id: i32, order_id: &str, answer: Result<Routed, MailboxError>) {
         let account = self.account(account_id);
         match answer {
-            Ok(matched) => {
-                if matched {
-                    account.totals.matched += 1;
-                } else {
-                    account.totals.unmatched += 1;
-                    tracing::info!(
-                        account_id,
-                        order_id,
-                        "order update of an order no exit placed; recorded"
-                    );
+            Ok(routed) => {
+                match routed {
+                    Routed::Matched => account.totals.matched += 1,
+                    Routed::Held => account.totals.held += 1,
+                    Routed::NotOurs => {
+                        account.totals.unmatched += 1;
+                        tracing::info!(
+                            account_id,
+                            order_id,
+                            "order update of an order no exit placed; recorded"
+                        );
+                    }
                 }
                 if let Some(view) = account.recent.iter_mut().find(|v| v.order_id == order_id) {
-                    view.matched = matched;
+                    view.matched = routed != Routed::NotOurs;
                 }
             }
             Err(e) => {

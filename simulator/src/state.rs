@@ -473,12 +473,20 @@ impl Core {
         }
     }
 
-    /// Sends frames to one client now (replies outside the session, order updates,
-    /// malformed frames). Returns false if the session is gone or saturated.
+    /// Sends frames to one client now (replies outside the session, malformed frames).
+    /// Returns false if the session is gone or saturated.
     pub(crate) fn send_to(&self, id: u64, frames: Vec<Frame>) -> bool {
         self.clients
             .get(&id)
             .is_some_and(|c| c.sink.try_send(Push::Frames(frames)).is_ok())
+    }
+
+    /// Sends frames that must not be lost to one client (order updates: a broker conflates
+    /// prices for a slow reader, never its orders), past a full queue.
+    fn send_reliably(&self, id: u64, frames: Vec<Frame>) {
+        if let Some(c) = self.clients.get(&id) {
+            c.sink.do_send(Push::Frames(frames));
+        }
     }
 
     /// Ends the sessions matching `account` (all when `None`).
@@ -543,7 +551,7 @@ impl Core {
             })
             .collect();
         for id in listeners {
-            self.send_to(id, frames.clone());
+            self.send_reliably(id, frames.clone());
         }
     }
 

@@ -756,6 +756,13 @@ impl ExitMachine {
             .position(|o| o.order_id.as_deref() == Some(order_id))
     }
 
+    /// An order's placement was sent and its answer (the order id) has not come yet.
+    pub fn awaits_placement(&self) -> bool {
+        self.orders
+            .iter()
+            .any(|o| o.phase == Phase::Placing { sent: true })
+    }
+
     /// An order is in doubt (its id unknown).
     pub fn has_in_doubt(&self) -> bool {
         self.orders.iter().any(|o| o.phase == Phase::InDoubt)

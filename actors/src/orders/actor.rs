@@ -134,6 +134,9 @@ pub struct OrderGatewayActor {
     watched: HashSet<i32>,
     /// Accounts whose order updates flow (their sockets are live and subscribed).
     order_streams: HashSet<i32>,
+    /// Order updates of orders not known yet, per account, while a placement answer is
+    /// awaited (`events.rs`).
+    held_updates: HashMap<i32, VecDeque<(Instant, crate::openalgo::feed::OrderUpdate)>>,
     listener: Option<Recipient<ExitReport>>,
     recovered_accounts: HashSet<i32>,
     accounts_set: bool,
@@ -184,6 +187,7 @@ impl OrderGatewayActor {
             trusted_after: HashMap::new(),
             watched: HashSet::new(),
             order_streams: HashSet::new(),
+            held_updates: HashMap::new(),
             listener: None,
             recovered_accounts: HashSet::new(),
             accounts_set: false,
@@ -718,6 +722,10 @@ impl OrderGatewayActor {
             .and_then(|at| exit.machine.order(at))
             .and_then(store::row_of);
         self.sync_holding(id);
+        if let Some(order) = placed {
+            // Updates of it pushed before the answer came.
+            self.apply_held(account_id, id, order);
+        }
         let Some(row) = row else {
             return self.free(account_id, ctx);
         };

@@ -244,3 +244,34 @@ async fn a_gateway_without_order_updates_keeps_the_socket_and_exits_are_read_fro
     assert_eq!(gateway.exits_confirmed_by_read, 1, "{gateway:?}");
     assert_eq!(h.orders_of("no-updates").await.len(), 1);
 }
+
+#[actix_web::test]
+async fn an_update_pushed_before_the_placement_answer_is_kept_for_it() {
+    let h = Harness::start(events_only()).await;
+    let id = h.strategy("early-update", json!({"max_loss": 100.0})).await;
+    let leg = h.open(LegSpec::equity(id, "LT", "BUY", 10, 100.0)).await;
+    wait_streams_live(&h).await;
+    // The order fills at once and its update is pushed at once; the answer with its id comes
+    // 300 ms later.
+    h.fault(Some(0), json!({"place_answer_delay_ms": 300}))
+        .await;
+    h.price("NSE", "LT", 80.0).await;
+    h.wait_exited(leg).await;
+    let gateway = h.p().gateway.send(GetGatewayStatus).await.unwrap();
+    assert_eq!(
+        (
+            gateway.exits_confirmed_by_event,
+            gateway.exits_confirmed_by_read
+        ),
+        (1, 0),
+        "{gateway:?}"
+    );
+    let (_, state) = h.get("/api/v1/state").await;
+    let account = state["order_events"]["accounts"]
+        .as_array()
+        .and_then(|all| all.iter().find(|a| a["account_id"] == h.accounts[0].id))
+        .cloned()
+        .expect("the first account's order events");
+    assert!(account["held"].as_u64().unwrap() >= 1, "{account}");
+    assert_eq!(h.orders_of("early-update").await.len(), 1);
+}
