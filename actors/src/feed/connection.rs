@@ -450,6 +450,19 @@ impl ConnectionActor {
         });
     }
 
+    /// The socket is gone: the registry hears it when this socket carried the feed, the
+    /// order-event router that its order updates stopped.
+    fn went_down(&mut self, ctx: &mut Context<Self>) {
+        if self.state == ConnectionState::Live && self.feed {
+            self.registry.do_send(FeedLive {
+                from: ctx.address(),
+                live: false,
+            });
+        }
+        self.awaiting_orders = false;
+        self.orders_flowing(false);
+    }
+
     /// Closes the socket (if any) and forgets its stream.
     fn close_socket(&mut self, ctx: &mut Context<Self>) {
         if let Some(handle) = self.stream.take() {
@@ -459,14 +472,7 @@ impl ConnectionActor {
             let _ = sink.write(Message::Close(None));
             sink.close();
         }
-        if self.state == ConnectionState::Live && self.feed {
-            self.registry.do_send(FeedLive {
-                from: ctx.address(),
-                live: false,
-            });
-        }
-        self.awaiting_orders = false;
-        self.orders_flowing(false);
+        self.went_down(ctx);
         self.live_since = None;
     }
 
@@ -754,14 +760,7 @@ impl actix::Supervised for ConnectionActor {
         self.stream = None;
         self.retry = None;
         self.generation += 1;
-        if self.state == ConnectionState::Live && self.feed {
-            self.registry.do_send(FeedLive {
-                from: ctx.address(),
-                live: false,
-            });
-        }
-        self.awaiting_orders = false;
-        self.orders_flowing(false);
+        self.went_down(ctx);
         self.state = ConnectionState::Idle;
         self.restarts.on_restart("ConnectionActor");
     }

@@ -162,9 +162,9 @@ impl Handler<StartFeed> for StreamsActor {
 
     fn handle(&mut self, _: StartFeed, _ctx: &mut Context<Self>) {
         self.running = true;
-        for (_, addr) in self.streams.values() {
-            addr.do_send(StartFeed);
-        }
+        self.streams
+            .values()
+            .for_each(|(_, a)| a.do_send(StartFeed));
     }
 }
 
@@ -173,9 +173,7 @@ impl Handler<StopFeed> for StreamsActor {
 
     fn handle(&mut self, _: StopFeed, _ctx: &mut Context<Self>) {
         self.running = false;
-        for (_, addr) in self.streams.values() {
-            addr.do_send(StopFeed);
-        }
+        self.streams.values().for_each(|(_, a)| a.do_send(StopFeed));
     }
 }
 
