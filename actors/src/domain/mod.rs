@@ -18,5 +18,6 @@ pub mod quotes;
 pub mod rate_limit;
 pub mod reconcile;
 pub mod risk;
+pub mod risk_phase;
 pub mod subscriptions;
 pub mod supervision;
