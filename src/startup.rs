@@ -14,7 +14,7 @@ use actors::chain::{ChainDirectoryActor, ChainSettings, CloseAllChainSessions};
 use actors::feed::Feed;
 use actors::order_events::OrderEventRouter;
 use actors::orders::{GatewaySettings, OrderGatewayActor};
-use actors::positions::{MonitorSettings, PositionMonitorActor};
+use actors::positions::{MonitorSettings, PositionMonitorActor, Positions};
 use actors::risk::RiskSettings;
 use actors::secrets::{ExposeSecret, KeyCipher, SecretString, Token};
 use actors::supervised::{self, RestartTracker};
@@ -107,13 +107,14 @@ impl Application {
             None,
             Some(order_events.clone().recipient()),
         );
-        let monitor = PositionMonitorActor::start_supervised(
+        let positions = Positions::start(
             db.clone(),
             monitor_settings(&settings),
             risk_settings(&settings),
             feed.registry.clone(),
             gateway.clone(),
         );
+        let monitor = positions.monitor.clone();
         let supervisor = {
             let feed = feed.clone();
             let supervisor_settings = SupervisorSettings {
@@ -142,8 +143,9 @@ impl Application {
         supervisor.do_send(FollowFeedHealth(monitor.clone().recipient()));
         accounts.do_send(FollowAccounts(gateway.clone().recipient()));
         accounts.do_send(FollowAccounts(feed.streams.clone().recipient()));
-        accounts.do_send(FollowAccounts(monitor.clone().recipient()));
-        accounts.do_send(FollowReach(monitor.clone().recipient()));
+        accounts.do_send(FollowAccounts(positions.quotes.clone().recipient()));
+        accounts.do_send(FollowAccounts(positions.reconciler.clone().recipient()));
+        accounts.do_send(FollowReach(positions.quotes.clone().recipient()));
         let state = web::Data::new(AppState {
             db,
             admin_token: admin_token.clone(),

@@ -4,6 +4,7 @@
 #![warn(missing_docs)]
 
 pub mod backoff;
+pub mod book;
 pub mod calendar;
 pub mod chain;
 pub mod exit_machine;
