@@ -3,8 +3,9 @@
 //!
 //! This file holds the actor's state, its start and restart, and its message handlers; the
 //! work is beside it by job: taking legs in (`intake.rs`), the lane (`lane.rs`), a leg's exit
-//! ending (`outcome.rs`), what the broker holds (`holdings.rs`), restart recovery
-//! (`recovery.rs`), the status (`status.rs`) and pushed order updates (`events.rs`).
+//! ending (`outcome.rs`), where its outcome is reported (`reports.rs`), what the broker holds
+//! (`holdings.rs`), restart recovery (`recovery.rs`), the status (`status.rs`) and pushed order
+//! updates (`events.rs`).
 
 mod events;
 mod holdings;
@@ -12,6 +13,7 @@ mod intake;
 mod lane;
 mod outcome;
 mod recovery;
+mod reports;
 mod status;
 
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -24,7 +26,7 @@ use sea_orm::DatabaseConnection;
 
 use super::store::{self, Leg, LegFilter};
 use super::{
-    AccountEndpoint, AttachExitListener, ExitReport, ExitTicket, FinishedExitView, GatewayError,
+    AccountEndpoint, AttachBook, AttachRun, ExitReport, ExitTicket, FinishedExitView, GatewayError,
     GatewaySettings, GetGatewayStatus, RequestExit, SetAccounts, WatchPositions,
 };
 use crate::domain::exit_machine::{ExitConfig, ExitMachine};
@@ -33,6 +35,7 @@ use crate::domain::latency::LatencyHistogram;
 use crate::domain::rate_limit::RateLimiter;
 use crate::openalgo::rest::{Position, RestClient};
 use crate::supervised::RestartTracker;
+use reports::ReportQueue;
 
 /// Exits kept in the status after they ended.
 const RECENT: usize = 20;
@@ -52,7 +55,6 @@ struct LegExit {
     recorded_wall: Vec<DateTime<Utc>>,
     /// `exit_requests.attempt` of the latest row (never reused).
     request_no: i32,
-    last_price: Option<f64>,
     pending_since: Option<DateTime<Utc>>,
     since: DateTime<Utc>,
     requested_at: Instant,
@@ -140,7 +142,14 @@ pub struct OrderGatewayActor {
     /// Order updates of orders not known yet, per account, while a placement answer is
     /// awaited (`events.rs`).
     held_updates: HashMap<i32, VecDeque<(Instant, crate::openalgo::feed::OrderUpdate)>>,
-    listener: Option<Recipient<ExitReport>>,
+    /// The risk actor of each run (strategy, run) that attached: its legs' outcomes go to it.
+    runs: HashMap<(i32, i32), Recipient<ExitReport>>,
+    /// The leg book (the position monitor): closed legs go to it too.
+    book: Option<Recipient<ExitReport>>,
+    /// Reports of runs without a listener, until one attaches (`reports.rs`).
+    kept: ReportQueue,
+    /// Kept reports dropped because their strategy had too many kept.
+    reports_dropped: u64,
     recovered_accounts: HashSet<i32>,
     accounts_set: bool,
     next_seq: u64,
@@ -191,7 +200,10 @@ impl OrderGatewayActor {
             watched: HashSet::new(),
             order_streams: HashSet::new(),
             held_updates: HashMap::new(),
-            listener: None,
+            runs: HashMap::new(),
+            book: None,
+            kept: ReportQueue::default(),
+            reports_dropped: 0,
             recovered_accounts: HashSet::new(),
             accounts_set: false,
             next_seq: 0,
@@ -218,12 +230,6 @@ impl OrderGatewayActor {
     /// arbiter.
     pub fn start_supervised(db: DatabaseConnection, settings: GatewaySettings) -> Addr<Self> {
         crate::supervised::start(move |_| OrderGatewayActor::new(db, settings))
-    }
-
-    fn report(&self, report: ExitReport) {
-        if let Some(listener) = &self.listener {
-            listener.do_send(report);
-        }
     }
 }
 
@@ -273,6 +279,8 @@ impl actix::Supervised for OrderGatewayActor {
             lane.reading = false;
             lane.dirty.clear();
         }
+        // The run listeners, the leg book and the reports kept for runs stay: a restart of the
+        // gateway does not cut the risk actors off.
     }
 }
 
@@ -367,23 +375,25 @@ impl Handler<RequestExit> for OrderGatewayActor {
                 .map(move |loaded, act, ctx| {
                     let loaded = loaded.map_err(|e| GatewayError::Database(e.to_string()))?;
                     let loaded = loaded.into_iter().map(|(l, _)| l).collect();
-                    Ok(act.accept(
-                        loaded,
-                        Some(msg.reason),
-                        &msg.last_prices,
-                        Session::Fresh,
-                        ctx,
-                    ))
+                    Ok(act.accept(loaded, Some(msg.reason), Session::Fresh, ctx))
                 }),
         )
     }
 }
 
-impl Handler<AttachExitListener> for OrderGatewayActor {
+impl Handler<AttachRun> for OrderGatewayActor {
     type Result = ();
 
-    fn handle(&mut self, msg: AttachExitListener, _ctx: &mut Context<Self>) {
-        self.listener = Some(msg.0);
+    fn handle(&mut self, msg: AttachRun, _ctx: &mut Context<Self>) {
+        self.attach_run(msg);
+    }
+}
+
+impl Handler<AttachBook> for OrderGatewayActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: AttachBook, _ctx: &mut Context<Self>) {
+        self.book = Some(msg.0);
     }
 }
 

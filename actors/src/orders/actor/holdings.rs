@@ -144,6 +144,13 @@ impl OrderGatewayActor {
         })
     }
 
+    /// The broker's last traded price of the instrument in the account's latest position book
+    /// read, if it has one.
+    pub(super) fn mark(&self, key: &InstrumentKey) -> Option<f64> {
+        let snapshot = self.lanes.get(&key.0)?.positions.as_ref()?;
+        broker::ltp_of(&snapshot.rows, &key.1, &key.2, key.3.as_str())
+    }
+
     /// When the newest leg being exited on the instrument was registered.
     fn newest_entry(&self, key: &InstrumentKey) -> Option<DateTime<Utc>> {
         self.legs

@@ -21,7 +21,6 @@ impl OrderGatewayActor {
         &mut self,
         loaded: Vec<LoadedLeg>,
         reason: Option<ExitReason>,
-        last_prices: &HashMap<i32, f64>,
         session: Session,
         ctx: &mut Context<Self>,
     ) -> ExitTicket {
@@ -56,7 +55,6 @@ impl OrderGatewayActor {
                 applied: None,
                 recorded_wall: requests.iter().map(|r| r.created_at).collect(),
                 request_no: requests.iter().map(|r| r.attempt).max().unwrap_or(0),
-                last_price: last_prices.get(&leg.id).copied(),
                 pending_since: leg.exit_pending_since,
                 since: wall,
                 requested_at: now,

@@ -36,7 +36,8 @@ impl OrderGatewayActor {
             return self.free(account_id, ctx);
         };
         let leg = &exit.leg;
-        let exit_price = average_price.or(exit.last_price);
+        // No average fill price from the broker: its own mark at the latest read.
+        let exit_price = average_price.or_else(|| self.mark(&exit.key()));
         let realized_pnl = if filled == 0 {
             Some(0.0)
         } else {
@@ -152,7 +153,7 @@ impl OrderGatewayActor {
     }
 
     /// Gives up on a leg: it stays as it is in the database (open or `exit_pending`, with what
-    /// its orders filled) and the listener puts its strategy in ExitFailed.
+    /// its orders filled) and the run's risk actor hears of it (its strategy goes ExitFailed).
     pub(super) fn fail(&mut self, account_id: i32, id: i32, message: String) {
         let Some(exit) = self.remove(account_id, id) else {
             return;

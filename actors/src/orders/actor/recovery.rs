@@ -1,8 +1,6 @@
 //! Restart recovery: the `exit_pending` legs of newly configured accounts resume from their
 //! `exit_requests` rows before anything new is sent.
 
-use std::collections::HashMap;
-
 use actix::prelude::*;
 use entity::strategies;
 
@@ -39,7 +37,7 @@ impl OrderGatewayActor {
                         if !loaded.is_empty() {
                             tracing::info!(legs = loaded.len(), "recovering exits left pending by the previous run");
                         }
-                        act.accept(loaded, None, &HashMap::new(), Session::Recovery, ctx);
+                        act.accept(loaded, None, Session::Recovery, ctx);
                     }
                     Err(e) => {
                         tracing::error!(error = %e, "loading pending exits failed; retrying");

@@ -81,6 +81,7 @@ impl OrderGatewayActor {
                 ids.sort_unstable();
                 ids
             },
+            reports_waiting: self.kept.len(),
             last_error: self.last_error.clone(),
             write_ahead_latency: self.write_ahead.snapshot(),
             fill_confirm_latency: self.fill_confirm.snapshot(),
