@@ -233,12 +233,63 @@ pub(super) async fn cancel(
 /// without a product count for every product).
 pub(super) fn net_of(rows: &[Position], exchange: &str, symbol: &str, product: &str) -> i64 {
     rows.iter()
-        .filter(|p| {
-            p.exchange == exchange
-                && p.symbol == symbol
-                && (p.product.is_empty() || p.product.eq_ignore_ascii_case(product))
-        })
+        .filter(|p| is_instrument(p, exchange, symbol, product))
         .map(|p| p.quantity)
         .sum::<f64>()
         .round() as i64
+}
+
+/// The broker's last traded price of an instrument and product in a position book, matched as
+/// [`net_of`] matches rows: the first matching row that has one.
+pub(super) fn ltp_of(
+    rows: &[Position],
+    exchange: &str,
+    symbol: &str,
+    product: &str,
+) -> Option<f64> {
+    rows.iter()
+        .filter(|p| is_instrument(p, exchange, symbol, product))
+        .find_map(|p| p.ltp.filter(|l| l.is_finite() && *l > 0.0))
+}
+
+/// A position book row of the instrument and product (a row without a product is of every
+/// product).
+fn is_instrument(p: &Position, exchange: &str, symbol: &str, product: &str) -> bool {
+    p.exchange == exchange
+        && p.symbol == symbol
+        && (p.product.is_empty() || p.product.eq_ignore_ascii_case(product))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(exchange: &str, symbol: &str, product: &str, ltp: Option<f64>) -> Position {
+        Position {
+            symbol: symbol.to_string(),
+            exchange: exchange.to_string(),
+            product: product.to_string(),
+            quantity: 0.0,
+            average_price: None,
+            ltp,
+        }
+    }
+
+    #[test]
+    fn the_mark_is_the_instruments_ltp_matched_like_its_net() {
+        let rows = vec![
+            row("NSE", "SBIN", "MIS", Some(801.5)),
+            row("NSE", "SBIN", "CNC", Some(802.0)),
+            row("BSE", "INFY", "", Some(1500.0)),
+            row("NFO", "NIFTY", "NRML", None),
+            row("NFO", "NIFTY", "NRML", Some(0.0)),
+        ];
+        assert_eq!(ltp_of(&rows, "NSE", "SBIN", "CNC"), Some(802.0));
+        assert_eq!(ltp_of(&rows, "NSE", "SBIN", "mis"), Some(801.5));
+        // A row without a product is of every product.
+        assert_eq!(ltp_of(&rows, "BSE", "INFY", "MIS"), Some(1500.0));
+        assert_eq!(ltp_of(&rows, "NSE", "SBIN", "NRML"), None);
+        assert_eq!(ltp_of(&rows, "NFO", "NIFTY", "NRML"), None);
+        assert_eq!(ltp_of(&[], "NSE", "SBIN", "MIS"), None);
+    }
 }

@@ -11,14 +11,17 @@
 //! position past zero. On start, every `exit_pending` leg of a configured account resumes from
 //! its `exit_requests` rows before anything new is sent.
 //!
-//! The gateway owns the `strategy_executions` exit columns and `exit_requests`; it reports each
-//! leg's outcome to the listener (the position monitor), which owns strategy state.
+//! The gateway owns the `strategy_executions` exit columns and `exit_requests`. The risk actor of
+//! a strategy's run asks it to exit ([`RequestExit`]) and hears every outcome of that run's legs
+//! from it ([`AttachRun`]); closed legs also go to the leg book ([`AttachBook`], the position
+//! monitor), after the risk actor. A report whose run has no listener attached is kept until
+//! one attaches ([`GatewayStatus::reports_waiting`]).
 
 mod actor;
 pub(crate) mod broker;
 mod store;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::time::Duration;
 
 use actix::prelude::*;
@@ -106,8 +109,6 @@ pub enum ExitScope {
 pub struct RequestExit {
     pub scope: ExitScope,
     pub reason: ExitReason,
-    /// Latest price per leg (execution id): the exit price when the broker reports none.
-    pub last_prices: HashMap<i32, f64>,
 }
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -143,7 +144,8 @@ pub struct ExitTicket {
     pub failed: Vec<i32>,
 }
 
-/// Outcome of a leg's exit, sent to the listener.
+/// Outcome of a leg's exit, sent to the risk actor of the leg's run ([`AttachRun`]) and, for
+/// `LegExited`, to the leg book ([`AttachBook`]).
 #[derive(Debug, Clone, Message)]
 #[rtype(result = "()")]
 pub enum ExitReport {
@@ -168,10 +170,20 @@ pub enum ExitReport {
     },
 }
 
-/// Where leg outcomes go (the position monitor attaches itself).
+/// The risk actor of a strategy's run: every outcome of that run's legs is reported to it.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct AttachExitListener(pub Recipient<ExitReport>);
+pub struct AttachRun {
+    pub strategy_id: i32,
+    pub run_id: i32,
+    pub listener: Recipient<ExitReport>,
+}
+
+/// Where closed legs go for the leg book (the position monitor attaches itself): it gets
+/// `ExitReport::LegExited` only.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct AttachBook(pub Recipient<ExitReport>);
 
 #[derive(Message)]
 #[rtype(result = "GatewayStatus")]
@@ -271,6 +283,9 @@ pub struct GatewayStatus {
     /// Exits whose last order's end came as an order update, and those read from the books.
     pub exits_confirmed_by_event: u64,
     pub exits_confirmed_by_read: u64,
+    /// Leg reports kept because no listener is attached for their strategy's run yet; each goes
+    /// to the run's risk actor, oldest first, when it attaches (at most 100 per strategy).
+    pub reports_waiting: usize,
     /// Accounts whose order updates flow now.
     pub order_update_accounts: Vec<i32>,
     pub last_error: Option<String>,
