@@ -562,7 +562,7 @@ impl Settings {
         }
     }
 
-    /// The feed connection's settings (ARCHITECTURE §5).
+    /// The upstream sockets' settings (docs/ARCHITECTURE.md §4.4, §4.5).
     pub fn feed_settings(&self) -> actors::feed::ConnectionSettings {
         let c = &self.connection;
         actors::feed::ConnectionSettings {

@@ -1,5 +1,5 @@
-//! Trading accounts (ARCHITECTURE §8.1): loading them with their API keys decrypted, pinging
-//! their gateways, and the [`AccountMonitorActor`] that decides which account carries the
+//! Trading accounts (docs/ARCHITECTURE.md §4.3): loading them with their API keys decrypted,
+//! pinging their gateways, and the [`AccountMonitorActor`] that decides which account carries the
 //! market-data feed.
 //!
 //! The feed account is the primary while it is healthy (fewer than `failover_after_failures`

@@ -1,4 +1,4 @@
-//! `CalendarActor` (ARCHITECTURE §7): the market phase from the calendar tables.
+//! `CalendarActor` (docs/ARCHITECTURE.md §4.2): the market phase from the calendar tables.
 //!
 //! The actor loads every active trading-hours template with its active sessions, and the active
 //! holidays and special sessions of the template's exchange. With several active templates the

@@ -1,5 +1,5 @@
-//! What every actor reports about itself (ARCHITECTURE §4): a lifecycle state, restarts and its
-//! own figures. The admin page and `/api/v1/state` are built only from these answers.
+//! What every actor reports about itself (docs/ARCHITECTURE.md §3.3): a lifecycle state, restarts
+//! and its own figures. The admin page and `/api/v1/state` are built only from these answers.
 
 use serde::Serialize;
 

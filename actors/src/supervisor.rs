@@ -1,4 +1,4 @@
-//! `SupervisorActor` (ARCHITECTURE §4, §8.1): the root that starts the market-hours subtree —
+//! `SupervisorActor` (docs/ARCHITECTURE.md §4.1): the root that starts the market-hours subtree —
 //! the members that follow market hours (the position monitor and its risk actors) and the feed
 //! connection — while the calendar is open and nobody stopped the service, and stops it
 //! otherwise. Exits already handed to the order gateway are never interrupted: the gateway is

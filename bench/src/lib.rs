@@ -1,6 +1,6 @@
-//! `supervisor bench` (ARCHITECTURE §11): the simulator in firehose mode and the supervisor
-//! against it, each in its own process, under S subscribed symbols, K strategies with open legs
-//! and V chain viewers. Prints one JSON line of figures.
+//! `supervisor bench` (method and figures: BENCHMARKS.md): the simulator in firehose mode and the
+//! supervisor against it, each in its own process, under S subscribed symbols, K strategies with
+//! open legs and V chain viewers. Prints one JSON line of figures.
 //!
 //! Order of a run: the supervisor first: set-up through its HTTP API, a warm-up, the measured
 //! window (counters, latency buckets and CPU read at both ends, RSS and upstream connections

@@ -4,7 +4,8 @@
 use chrono::{DateTime, Datelike, Days, NaiveDate, TimeZone, Utc, Weekday};
 use chrono_tz::Asia::Kolkata;
 
-/// NSE equity-segment trading holidays for 2026 (shared/reference/nse-holidays-2026.md).
+/// NSE equity-segment trading holidays for 2026, as NSE published them (the list the migrations
+/// seed, `migration/src/m0005_seed_calendar.rs`).
 const NSE_HOLIDAYS_2026: [(u32, u32); 15] = [
     (1, 26),
     (3, 3),

@@ -1,4 +1,5 @@
-//! Client → server messages of the feed (protocol §1.2–§1.7) and their replies.
+//! Client → server messages of the feed (docs/openalgo.md §2.1–§2.4, §2.6, §2.7, §2.9) and
+//! their replies.
 
 use std::time::Instant;
 

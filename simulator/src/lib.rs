@@ -1,6 +1,6 @@
-//! An OpenAlgo-compatible gateway simulator (ARCHITECTURE §9) for demos, tests and
-//! benchmarks: the market-data WebSocket feed (protocol §1), the REST subset (§2) and a
-//! `/sim/*` control API on the REST port.
+//! An OpenAlgo-compatible gateway simulator (`supervisor sim`, docs/ARCHITECTURE.md §2) for
+//! demos, tests and benchmarks: the market-data WebSocket feed (docs/openalgo.md §2), the REST
+//! subset (docs/openalgo.md §3) and a `/sim/*` control API on the REST port.
 //!
 //! It behaves like a connection-limited broker: more than `max_connections_per_key`
 //! authenticated feed connections for one key are refused with `BROKER_CONNECTION_ERROR`

@@ -1,6 +1,6 @@
-//! Wire frames the feed pushes: `market_data` (protocol §1.8, Angel reference payload),
-//! `order_update` (§1.7) and the deliberately malformed frames of `/sim/fault`; and the
-//! order row the REST books share with `order_update`.
+//! Wire frames the feed pushes: `market_data` (docs/openalgo.md §2.5, Angel's payload fields),
+//! `order_update` (docs/openalgo.md §2.6) and the deliberately malformed frames of `/sim/fault`;
+//! and the order row the REST books share with `order_update`.
 
 use actix_web::web::Bytes;
 use chrono::{DateTime, Utc};

@@ -1,4 +1,4 @@
-//! Per-endpoint moving-window rate limits keyed by client IP (protocol §2, Flask-Limiter
+//! Per-endpoint moving-window rate limits keyed by client IP (docs/openalgo.md §3.5, Flask-Limiter
 //! "moving-window" strategy: a request is refused when the window already holds the
 //! limit; refused requests are not counted).
 

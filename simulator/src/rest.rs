@@ -1,4 +1,4 @@
-//! The REST API subset (protocol §2): `POST /api/v1/<endpoint>`, apikey in the body.
+//! The REST API subset (docs/openalgo.md §3): `POST /api/v1/<endpoint>`, apikey in the body.
 //!
 //! Faults act here before and after the endpoint's work: `rate_limit_s` answers 429 for the
 //! key, `latency_ms` and (placeorder) `place_answer_delay_ms` hold the answer,

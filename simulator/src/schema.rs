@@ -27,7 +27,7 @@ pub(crate) const FNO_EXCHANGES: [&str; 8] =
 const MISSING: &str = "Missing data for required field.";
 const NULL: &str = "Field may not be null.";
 
-/// How an endpoint reports validation errors (protocol §2 conventions).
+/// How an endpoint reports validation errors (docs/openalgo.md §3.1).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum ErrorStyle {
     /// `message` is the error dict printed as a Python string.

@@ -163,7 +163,8 @@ pub(crate) struct Core {
     key_index: HashMap<String, usize>,
     pub max_connections_per_key: usize,
     pub clients: HashMap<u64, Client>,
-    /// Per instrument: who holds it at which modes (the §1.10 index).
+    /// Per instrument: who holds it at which modes (the gateway's subscription index,
+    /// docs/openalgo.md §2.8).
     holders: Vec<Vec<Holder>>,
     /// Instruments with at least one holder, for picking random-walk ticks.
     active: Vec<usize>,
@@ -417,9 +418,9 @@ impl Core {
 
     // ---- delivery ---------------------------------------------------------------------------
 
-    /// Queues one tick of `instrument` for everyone holding it (§1.9): the payload is built
-    /// at the highest mode anyone holds, and each client gets it once, tagged with its
-    /// own highest mode.
+    /// Queues one tick of `instrument` for everyone holding it (docs/openalgo.md §2.8): the payload
+    /// is built at the highest mode anyone holds, and each client gets it once, tagged with its own
+    /// highest mode.
     fn fan_out(&mut self, instrument: usize, now: DateTime<Utc>, clock: Instant) {
         let holders = &self.holders[instrument];
         let Some(tick_mode) = holders.iter().map(|h| top_mode(h.modes)).max() else {

@@ -1,8 +1,8 @@
-//! On-demand option chains (ARCHITECTURE §8.2): a [`ChainDirectoryActor`] (supervised, one per
-//! service) creates one [`ChainSessionActor`] per viewer. A session subscribes its strike
-//! window and the underlying through the shared subscription registry, re-centres the window
-//! when ATM moves more than one strike, pushes coalesced snapshots to its viewers and stops
-//! (releasing everything) when its lease runs out or it is deleted.
+//! On-demand option chains (docs/ARCHITECTURE.md §4.10): a [`ChainDirectoryActor`] (supervised, one
+//! per service) creates one [`ChainSessionActor`] per viewer. A session subscribes its strike
+//! window and the underlying through the shared subscription registry, re-centres the window when
+//! ATM moves more than one strike, pushes coalesced snapshots to its viewers and stops (releasing
+//! everything) when its lease runs out or it is deleted.
 
 mod directory;
 mod resolve;
@@ -28,7 +28,7 @@ pub use session::{
 use crate::domain::chain::ChainRow;
 use crate::feed::Mode;
 
-/// Option-chain settings (ARCHITECTURE §12, `option_chain`).
+/// Option-chain settings (the `option_chain` section of `settings/base.toml`).
 #[derive(Debug, Clone)]
 pub struct ChainSettings {
     /// False: chain sessions are refused (`option_chain.on_demand`).

@@ -1,5 +1,6 @@
 //! Turns a chain request into a plan from the gateway's answers: the expiry from its `expiry`
-//! list, the strike step, ATM and underlying from its `optionchain` answer (protocol §2).
+//! list, the strike step, ATM and underlying from its `optionchain` answer
+//! (docs/openalgo.md §3.2).
 
 use chrono::{DateTime, NaiveDate, Utc};
 use chrono_tz::Tz;

@@ -1,4 +1,5 @@
-//! Reconnect backoff for the upstream feed (ARCHITECTURE §5.2).
+//! Reconnect backoff for the upstream sockets (docs/ARCHITECTURE.md §4.4; the error replies it
+//! classifies: docs/openalgo.md §2.1).
 //!
 //! `delay = min(max, initial × factor^n) × (1 + u × jitter)`, where `n` counts the consecutive
 //! failures before this one (the first retry waits about `initial`). Authentication and

@@ -1,4 +1,5 @@
-//! Trading-calendar phase rule (ARCHITECTURE §7), on plain data rather than database rows.
+//! Trading-calendar phase rule (docs/ARCHITECTURE.md §4.2), on plain data rather than database
+//! rows.
 //!
 //! Every session is turned into instants in the template's timezone (so DST is handled by
 //! chrono-tz): a normal session is Open from `start` through `end` inclusive to the second, and

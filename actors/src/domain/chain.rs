@@ -1,4 +1,4 @@
-//! The strike window of one option-chain session (ARCHITECTURE §8.2): CE and PE legs for
+//! The strike window of one option-chain session (docs/ARCHITECTURE.md §4.10): CE and PE legs for
 //! `centre ± n` strikes, their latest quotes, and how the window moves when ATM drifts.
 
 use std::collections::HashMap;

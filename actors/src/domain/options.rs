@@ -1,4 +1,5 @@
-//! Option symbols, expiries and strike selection (ARCHITECTURE §8.2, protocol §3).
+//! Option symbols, expiries and strike selection (docs/ARCHITECTURE.md §4.10,
+//! docs/openalgo.md §5).
 
 use chrono::{DateTime, Datelike, NaiveDate, NaiveTime, TimeZone, Utc};
 use chrono_tz::Tz;

@@ -1,4 +1,4 @@
-//! Profit and loss of a strategy run (ARCHITECTURE §6.2).
+//! Profit and loss of a strategy run (docs/ARCHITECTURE.md §4.7).
 //!
 //! A run starts when a strategy goes from no open legs to some. Its P&L is the unrealized P&L
 //! of its open legs plus the realized P&L of the legs of the same run that already exited.

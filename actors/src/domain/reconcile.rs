@@ -1,5 +1,5 @@
 //! Reconciliation of an account's broker positions with the legs the supervisor tracks
-//! (ARCHITECTURE §6.1): a broker position nobody tracks is adopted, a tracked position the
+//! (docs/ARCHITECTURE.md §4.7): a broker position nobody tracks is adopted, a tracked position the
 //! broker no longer has was closed outside the supervisor. Anything else is only reported.
 //! A difference is acted on only when two consecutive passes find it the same way: a fill is
 //! often registered just after its order reached the broker, and books can lag.

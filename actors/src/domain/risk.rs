@@ -1,5 +1,5 @@
-//! Risk rules of a strategy run (ARCHITECTURE §6.3): max loss, max profit and a trailing stop,
-//! with an optional confirmation window. Checked on every P&L update.
+//! Risk rules of a strategy run (docs/ARCHITECTURE.md §4.8): max loss, max profit and a trailing
+//! stop, with an optional confirmation window. Checked on every P&L update.
 
 use std::fmt;
 use std::str::FromStr;

@@ -1,5 +1,6 @@
-//! The subscription registry's reference counting as a pure state machine (ARCHITECTURE §5.3),
-//! and the OpenAlgo batch frames that carry its edges upstream (protocol §1.5, §1.6).
+//! The subscription registry's reference counting as a pure state machine
+//! (docs/ARCHITECTURE.md §4.5), and the OpenAlgo batch frames that carry its edges upstream
+//! (docs/openalgo.md §2.3, §2.4).
 //!
 //! Per key `(exchange, symbol)` every subscriber holds one requested mode; the upstream mode is
 //! the highest of them. Frames are sent only on edges: the first subscriber arrives, the last

@@ -1,4 +1,4 @@
-//! Crash-loop breaker for supervised actors (ARCHITECTURE §4): more than `max_restarts`
+//! Crash-loop breaker for supervised actors (docs/ARCHITECTURE.md §7.1): more than `max_restarts`
 //! restarts within a sliding `window` marks the actor Faulted instead of letting it spin.
 
 use std::collections::VecDeque;
@@ -64,7 +64,7 @@ impl CrashLoop {
 }
 
 impl Default for CrashLoop {
-    /// The design default: more than 5 restarts in 60 s.
+    /// The default of `settings/base.toml` (`[supervision]`): more than 5 restarts in 60 s.
     fn default() -> Self {
         Self::new(5, Duration::from_secs(60))
     }

@@ -1,4 +1,5 @@
-//! `ConnectionActor` (ARCHITECTURE §5.1, §5.2): the one upstream WebSocket of a feed API key.
+//! `ConnectionActor` (docs/ARCHITECTURE.md §4.4; wire formats in docs/openalgo.md §2): the one
+//! upstream WebSocket of an account's API key.
 //!
 //! At most one socket and one connection attempt exist at any moment: a new attempt starts only
 //! from `Idle`/`BackingOff`/`Stopped` with no socket left, and every async result carries the

@@ -1,4 +1,4 @@
-//! `SubscriptionRegistryActor` (ARCHITECTURE §5.3): reference-counted subscriptions per
+//! `SubscriptionRegistryActor` (docs/ARCHITECTURE.md §4.5): reference-counted subscriptions per
 //! (exchange, symbol) and mode, upstream frames only on edges, resubscribe after every reconnect,
 //! non-blocking fan-out with per-consumer coalescing, and a latest-tick cache.
 

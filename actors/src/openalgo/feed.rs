@@ -1,6 +1,6 @@
-//! Market-data feed messages (openalgo-protocol.md §1): frames the client sends, and tolerant
+//! Market-data feed messages (docs/openalgo.md §2): frames the client sends, and tolerant
 //! parsing of what the server sends. Only `data.ltp` is guaranteed; numbers may be strings;
-//! unknown fields are ignored.
+//! unknown fields are ignored (docs/openalgo.md §4).
 
 use std::borrow::Cow;
 

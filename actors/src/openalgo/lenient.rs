@@ -1,4 +1,5 @@
-//! Tolerant number parsing: brokers send numbers as JSON numbers or as strings.
+//! Tolerant number parsing: brokers send numbers as JSON numbers or as strings
+//! (docs/openalgo.md §4).
 
 use serde::Deserialize;
 use serde::de::{self, Deserializer, Visitor};

@@ -1,4 +1,5 @@
-//! OpenAlgo wire types: the market-data feed messages and the REST client.
+//! OpenAlgo wire types: the market-data feed messages and the REST client. docs/openalgo.md
+//! describes the formats they rely on.
 
 pub mod feed;
 pub mod lenient;

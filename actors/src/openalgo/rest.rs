@@ -1,4 +1,5 @@
-//! REST client for the OpenAlgo endpoints the actors use (openalgo-protocol.md §2).
+//! REST client for the OpenAlgo endpoints the actors use (docs/openalgo.md §3: conventions,
+//! the endpoints called, how failures and 429s are classified).
 //! Every call carries the account's API key in the body; errors never contain it.
 
 use std::time::Duration;

@@ -1,6 +1,6 @@
-//! Exits exactly once (§6.4): one order per open leg on its own account, shorts before longs,
-//! freeze-quantity splits, the order rate, retries only after the broker shows the position
-//! open, ExitFailed, and the kill switch.
+//! Exits exactly once (docs/ARCHITECTURE.md §4.9, §6): one order per open leg on its own account,
+//! shorts before longs, freeze-quantity splits, the order rate, retries only after the broker shows
+//! the position open, ExitFailed, and the kill switch.
 
 use std::collections::HashMap;
 use std::time::Duration;

@@ -1,5 +1,5 @@
-//! Live P&L and per-strategy risk with exactly-once exits (ARCHITECTURE §6), against the
-//! simulator.
+//! Live P&L and per-strategy risk with exactly-once exits (docs/ARCHITECTURE.md §4.7–§4.9, §6),
+//! against the simulator.
 //!
 //! The harness runs what the service runs: the simulator (no random walk: prices move only
 //! through `/sim/price`), a fresh migrated database with two `trading_accounts` rows (one per

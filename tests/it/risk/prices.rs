@@ -1,5 +1,5 @@
-//! Prices (§6.2): a price ≤ 0 never counts; a stale leg makes the strategy Degraded, is priced
-//! over REST `quotes`, and its old price never decides an exit.
+//! Prices (docs/ARCHITECTURE.md §4.7): a price ≤ 0 never counts; a stale leg makes the strategy
+//! Degraded, is priced over REST `quotes`, and its old price never decides an exit.
 
 use std::sync::Arc;
 use std::time::Instant;

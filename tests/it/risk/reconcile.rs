@@ -1,6 +1,6 @@
-//! Reconciliation with each account's position book (§6.1): untracked broker positions are
-//! adopted into the account's `manual:<name>` strategy, tracked legs gone at the broker are
-//! exited as `closed_externally`.
+//! Reconciliation with each account's position book (docs/ARCHITECTURE.md §4.7): untracked broker
+//! positions are adopted into the account's `manual:<name>` strategy, tracked legs gone at the
+//! broker are exited as `closed_externally`.
 
 use ::actors::positions::GetMonitorStatus;
 use entity::strategies;

@@ -1,4 +1,5 @@
-//! Every rule triggers at its documented threshold and not one tick earlier (§6.3).
+//! Every rule triggers at its documented threshold and not one tick earlier
+//! (docs/ARCHITECTURE.md §4.8).
 
 use serde_json::{Value, json};
 

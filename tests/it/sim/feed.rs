@@ -1,4 +1,4 @@
-//! Feed conformance: protocol §1 message shapes, fan-out, reference counting, limits.
+//! Feed conformance: docs/openalgo.md §2 message shapes, fan-out, reference counting, limits.
 
 use std::time::Duration;
 

@@ -1,4 +1,4 @@
-//! REST conformance: protocol §2 bodies, books, broker checks, option endpoints, limits.
+//! REST conformance: docs/openalgo.md §3 bodies, books, broker checks, option endpoints, limits.
 
 use std::sync::Arc;
 
