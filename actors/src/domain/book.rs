@@ -136,8 +136,9 @@ pub enum Track {
 pub struct Closed {
     /// Its strategy.
     pub strategy_id: i32,
-    /// Open legs left in the run (0: the run is over and out of the book).
-    pub left: usize,
+    /// The run's figures after the close; no open leg left means the run is over and out of
+    /// the book.
+    pub figures: RunFigures,
 }
 
 /// The open legs and their runs.
@@ -292,6 +293,7 @@ impl<M> PositionBook<M> {
         id: i32,
         exit_price: Option<f64>,
         closed: Option<f64>,
+        now: Instant,
     ) -> Option<Closed> {
         let tracked = self.untrack(id)?;
         let last = self.last(&tracked).map(|(p, _)| p);
@@ -299,11 +301,14 @@ impl<M> PositionBook<M> {
         let run = self.runs.get_mut(&strategy_id)?;
         let price = exit_price.or(last).unwrap_or(tracked.leg.entry_price);
         run.pnl.close_leg(&id, price, closed);
-        let left = run.pnl.open_legs().len();
-        if left == 0 {
+        let figures = self.figures(strategy_id, now)?;
+        if figures.open_legs == 0 {
             self.runs.remove(&strategy_id);
         }
-        Some(Closed { strategy_id, left })
+        Some(Closed {
+            strategy_id,
+            figures,
+        })
     }
 
     /// A feed price for every leg on `key`; the strategies whose P&L changed.
@@ -660,24 +665,14 @@ mod tests {
         );
         book.tick(&Key::new("NFO", "A"), 90.0, t0);
         // Without an exit price, the latest price closes it.
-        let closed = book.close(1, None, None).unwrap();
-        assert_eq!(
-            closed,
-            Closed {
-                strategy_id: 10,
-                left: 1
-            }
-        );
-        assert!(close(book.run(10).unwrap().pnl().realized(), -20.0));
-        assert_eq!(book.close(1, None, None), None);
+        let closed = book.close(1, None, None, t0).unwrap();
+        assert_eq!((closed.strategy_id, closed.figures.open_legs), (10, 1));
+        assert!(close(closed.figures.realized, -20.0));
+        assert_eq!(book.close(1, None, None, t0), None);
         // Without any price, the entry price: nothing realized.
-        assert_eq!(
-            book.close(2, None, None),
-            Some(Closed {
-                strategy_id: 10,
-                left: 0
-            })
-        );
+        let closed = book.close(2, None, None, t0).unwrap();
+        assert_eq!(closed.figures.open_legs, 0);
+        assert!(close(closed.figures.pnl.unwrap(), -20.0));
         assert!(book.run(10).is_none());
         assert!(book.accounts().is_empty());
     }

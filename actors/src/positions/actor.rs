@@ -23,9 +23,7 @@ use crate::feed::{
     next_subscriber_id,
 };
 use crate::orders::{OrderGatewayActor, WatchPositions, side_of};
-use crate::risk::{
-    ExitRun, LegClosed, PnlUpdate, RiskActor, RiskSettings, SetEvaluating, StrategyRisk,
-};
+use crate::risk::{PnlUpdate, RiskActor, RiskSettings, SetEvaluating, StrategyRisk};
 use crate::status::{Lifecycle, age_ms};
 use crate::supervised::RestartTracker;
 use crate::supervisor::FeedHealth;
@@ -138,7 +136,7 @@ impl PositionMonitorActor {
                                 .iter()
                                 .filter(|e| e.run_id == strategy.run_id)
                                 .collect();
-                            act.open_run(&strategy, &run, ctx);
+                            act.open_run(&strategy, &run);
                         }
                         for leg in open.legs {
                             act.track(leg, ctx);
@@ -172,12 +170,7 @@ impl PositionMonitorActor {
 
     /// The book of a strategy's current run, created (with its risk actor) when missing. A
     /// book of an older run is retired: its actor records nothing for the new run.
-    fn open_run(
-        &mut self,
-        strategy: &strategies::Model,
-        exited: &[&strategy_executions::Model],
-        ctx: &mut Context<Self>,
-    ) {
+    fn open_run(&mut self, strategy: &strategies::Model, exited: &[&strategy_executions::Model]) {
         let exited = exited.iter().map(|leg| {
             (
                 side_of(leg.action),
@@ -203,8 +196,8 @@ impl PositionMonitorActor {
                 let risk = StrategyRisk::from_model(strategy, self.risk_settings.default_confirm);
                 let settings = self.risk_settings.clone();
                 let db = self.db.clone();
-                let exits = ctx.address().recipient::<ExitRun>();
-                crate::supervised::start(move |_| RiskActor::new(db, settings, risk, exits))
+                let gateway = self.gateway.clone();
+                crate::supervised::start(move |_| RiskActor::new(db, settings, risk, gateway))
             }
         };
         addr.do_send(SetEvaluating(self.monitoring));
@@ -240,27 +233,22 @@ impl PositionMonitorActor {
     }
 
     /// A leg closed (exit filled, or found closed at the broker); `closed` units of it when the
-    /// broker held less (`mismatch` says how much less).
+    /// broker held less. The run's risk actor gets the run's figures without it; with no open
+    /// leg left it records the end of the run and stops by itself.
     fn leg_closed(
         &mut self,
         id: i32,
         exit_price: Option<f64>,
         closed: Option<f64>,
-        mismatch: Option<String>,
         ctx: &mut Context<Self>,
     ) -> Option<()> {
-        let closed = self.book.close(id, exit_price, closed)?;
-        let risk = self.risk.get(&closed.strategy_id)?;
-        risk.do_send(LegClosed {
-            execution_id: id,
-            open_legs_left: closed.left,
-            mismatch,
-        });
-        if closed.left == 0 {
-            // The risk actor records the end of the run and stops by itself.
-            self.risk.remove(&closed.strategy_id);
-        } else {
-            self.push_pnl(closed.strategy_id, None, None);
+        let closed = self.book.close(id, exit_price, closed, Instant::now())?;
+        let strategy_id = closed.strategy_id;
+        if let Some(risk) = self.risk.get(&strategy_id) {
+            risk.do_send(PnlUpdate::of(&closed.figures, None, None));
+        }
+        if closed.figures.open_legs == 0 {
+            self.risk.remove(&strategy_id);
         }
         self.sync_subscriptions(ctx);
         Some(())
@@ -351,17 +339,7 @@ impl PositionMonitorActor {
         let Some(f) = self.book.figures(strategy_id, Instant::now()) else {
             return;
         };
-        risk.do_send(PnlUpdate {
-            pnl: f.pnl,
-            realized: f.realized,
-            open_legs: f.open_legs,
-            open_qty: f.open_qty,
-            net_premium: f.net_premium,
-            fresh: f.fresh,
-            stale_legs: f.stale_legs,
-            received_at,
-            sent_us,
-        });
+        risk.do_send(PnlUpdate::of(&f, received_at, sent_us));
     }
 
     fn on_tick(&mut self, tick: Arc<Tick>) {

@@ -1,5 +1,6 @@
 //! The `RiskActor`: the run's figures as the position monitor last sent them, the trail, the
-//! rules' decisions, and the handlers. Writes are in `writes.rs`, exits and failures in
+//! rules' decisions, and the handlers. It asks the order gateway to exit the run and hears
+//! each leg's outcome from it. Writes are in `writes.rs`, exits and failures in
 //! `exit.rs`.
 
 mod exit;
@@ -18,10 +19,11 @@ use sea_orm::DatabaseConnection;
 
 use self::writes::{NewEvent, Write};
 use super::store::Snapshot;
-use super::{ExitRun, LimitsView, RiskSettings, RiskStatus, StrategyRisk, TriggerView};
+use super::{LimitsView, RiskSettings, RiskStatus, StrategyRisk, TriggerView};
 use crate::domain::latency::LatencyHistogram;
 use crate::domain::risk::{Decision, RiskLimits, RiskState as Trail, Rule, trailing_distance};
 use crate::domain::risk_phase::{self, After, Input, Step};
+use crate::orders::{AttachRun, OrderGatewayActor};
 use crate::status::Lifecycle;
 use crate::supervised::{InjectPanic, RestartTracker};
 
@@ -35,7 +37,8 @@ pub struct RiskActor {
     name: String,
     run_id: i32,
     limits: RiskLimits,
-    exits: Recipient<ExitRun>,
+    /// Exits the run's legs and reports every outcome of them here.
+    gateway: Addr<OrderGatewayActor>,
     phase: RiskState,
     trail: Trail,
     max_loss_latched: bool,
@@ -105,7 +108,7 @@ impl RiskActor {
         db: DatabaseConnection,
         settings: RiskSettings,
         strategy: StrategyRisk,
-        exits: Recipient<ExitRun>,
+        gateway: Addr<OrderGatewayActor>,
     ) -> Self {
         let (phase, _) = restore(strategy.state);
         Self {
@@ -119,7 +122,7 @@ impl RiskActor {
             name: strategy.name,
             run_id: strategy.run_id,
             limits: strategy.limits,
-            exits,
+            gateway,
             phase,
             trail: Trail {
                 peak: strategy.peak,
@@ -336,6 +339,11 @@ impl Actor for RiskActor {
         if self.restarts.faulted() {
             return;
         }
+        self.gateway.do_send(AttachRun {
+            strategy_id: self.strategy_id,
+            run_id: self.run_id,
+            listener: ctx.address().recipient(),
+        });
         if self.reload {
             self.reload(ctx);
         } else if self.phase == RiskState::Exiting {

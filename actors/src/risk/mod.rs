@@ -24,8 +24,9 @@ use actix::prelude::*;
 use chrono::{DateTime, Utc};
 use entity::risk_events::RiskEventType;
 use entity::strategies::{self, RiskState, TrailingSlType};
-use entity::strategy_executions::ExitReason;
 use serde::Serialize;
+
+use crate::domain::book::RunFigures;
 
 pub use actor::RiskActor;
 
@@ -103,16 +104,8 @@ impl StrategyRisk {
     }
 }
 
-/// Asks the position monitor to exit every open leg of a run (it adds the latest prices).
-#[derive(Debug, Clone, Message)]
-#[rtype(result = "Result<ExitTicket, String>")]
-pub struct ExitRun {
-    pub strategy_id: i32,
-    pub run_id: i32,
-    pub reason: ExitReason,
-}
-
-/// The run's P&L after a price change (from the position monitor, on every tick).
+/// The run's P&L after a price change (from the position monitor, on every tick) or a closed
+/// leg; no open leg left means the run is over.
 #[derive(Debug, Clone, Message)]
 #[rtype(result = "()")]
 pub struct PnlUpdate {
@@ -132,6 +125,23 @@ pub struct PnlUpdate {
     pub sent_us: Option<u64>,
 }
 
+impl PnlUpdate {
+    /// The update that carries a run's figures from the leg book.
+    pub fn of(f: &RunFigures, received_at: Option<Instant>, sent_us: Option<u64>) -> Self {
+        PnlUpdate {
+            pnl: f.pnl,
+            realized: f.realized,
+            open_legs: f.open_legs,
+            open_qty: f.open_qty,
+            net_premium: f.net_premium,
+            fresh: f.fresh,
+            stale_legs: f.stale_legs,
+            received_at,
+            sent_us,
+        }
+    }
+}
+
 /// Rules are evaluated only while the position monitor is monitoring (market hours).
 #[derive(Debug, Clone, Copy, Message)]
 #[rtype(result = "()")]
@@ -143,24 +153,6 @@ pub struct SetEvaluating(pub bool);
 pub struct SetLimits {
     pub limits: RiskLimits,
     pub name: String,
-}
-
-/// A leg of the run closed; `open_legs_left` legs remain. `mismatch` says what the broker did
-/// not hold of it, when it held less than the leg.
-#[derive(Debug, Clone, Message)]
-#[rtype(result = "()")]
-pub struct LegClosed {
-    pub execution_id: i32,
-    pub open_legs_left: usize,
-    pub mismatch: Option<String>,
-}
-
-/// The gateway gave up on a leg's exit.
-#[derive(Debug, Clone, Message)]
-#[rtype(result = "()")]
-pub struct LegExitFailed {
-    pub execution_id: i32,
-    pub message: String,
 }
 
 /// Exit every open leg of the run now (`POST /api/v1/strategies/{id}/exit`).

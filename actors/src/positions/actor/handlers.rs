@@ -7,7 +7,7 @@ use entity::strategy_executions::{self, ExitReason};
 
 use super::{MAILBOX, PositionMonitorActor};
 use crate::feed::{FeedEvent, ReleaseAll};
-use crate::orders::{AttachExitListener, ExitReport, ExitScope, ExitTicket, RequestExit};
+use crate::orders::{AttachBook, ExitReport, ExitScope, ExitTicket, RequestExit};
 use crate::positions::quotes::QuoteAccounts;
 use crate::positions::reconcile::{GetLastPrices, Reconciled, Reconciling};
 use crate::positions::store::resume_idle;
@@ -17,8 +17,7 @@ use crate::positions::{
     StartMonitoring, StopMonitoring, StrategyChanged, register_execution,
 };
 use crate::risk::{
-    ExitRun, GetRiskStatus, LegExitFailed, ManualExit, Pause, Resume, RiskActor, RiskStatus,
-    SetEvaluating, SetLimits,
+    GetRiskStatus, ManualExit, Pause, Resume, RiskActor, RiskStatus, SetEvaluating, SetLimits,
 };
 use crate::supervised::InjectPanic;
 use crate::supervisor::{FeedHealth, MarketHours};
@@ -35,8 +34,7 @@ impl Actor for PositionMonitorActor {
         if self.restarts.faulted() {
             return;
         }
-        self.gateway
-            .do_send(AttachExitListener(ctx.address().recipient()));
+        self.gateway.do_send(AttachBook(ctx.address().recipient()));
         if !self.loaded {
             self.load(ctx);
         }
@@ -210,7 +208,7 @@ impl Handler<RegisterExecution> for PositionMonitorActor {
                 .map(|result, act, ctx| {
                     let (leg, strategy) = result?;
                     tracing::info!(execution_id = leg.id, strategy_id = leg.strategy_id, run_id = leg.run_id, symbol = %leg.symbol, "execution registered");
-                    act.open_run(&strategy, &[], ctx);
+                    act.open_run(&strategy, &[]);
                     act.track(leg.clone(), ctx);
                     Ok(leg)
                 }),
@@ -229,12 +227,12 @@ impl Handler<Reconciled> for PositionMonitorActor {
                 self.mismatches += done.mismatches;
                 for (strategy, leg) in done.adopted {
                     self.adopted += 1;
-                    self.open_run(&strategy, &[], ctx);
+                    self.open_run(&strategy, &[]);
                     self.track(leg, ctx);
                 }
                 for (id, price) in done.closed {
                     self.closed_externally += 1;
-                    self.leg_closed(id, price, None, None, ctx);
+                    self.leg_closed(id, price, None, ctx);
                 }
             }
             Err(e) => {
@@ -255,60 +253,19 @@ impl Handler<GetLastPrices> for PositionMonitorActor {
 impl Handler<ExitReport> for PositionMonitorActor {
     type Result = ();
 
+    /// A leg's exit filled: it leaves the book. Failures go to the run's risk actor only.
     fn handle(&mut self, msg: ExitReport, ctx: &mut Context<Self>) {
-        match msg {
-            ExitReport::LegExited {
-                execution_id,
-                exit_price,
-                filled,
-                mismatch,
-                ..
-            } => {
-                let closed = mismatch.is_some().then_some(filled as f64);
-                self.leg_closed(execution_id, exit_price, closed, mismatch, ctx);
-            }
-            ExitReport::LegFailed {
-                execution_id,
-                strategy_id,
-                message,
-                ..
-            } => match self.risk.get(&strategy_id) {
-                Some(risk) => risk.do_send(LegExitFailed {
-                    execution_id,
-                    message,
-                }),
-                None => {
-                    tracing::error!(
-                        execution_id,
-                        strategy_id,
-                        "exit failed for a leg without a risk actor: {message}"
-                    )
-                }
-            },
+        if let ExitReport::LegExited {
+            execution_id,
+            exit_price,
+            filled,
+            mismatch,
+            ..
+        } = msg
+        {
+            let closed = mismatch.is_some().then_some(filled as f64);
+            self.leg_closed(execution_id, exit_price, closed, ctx);
         }
-    }
-}
-
-impl Handler<ExitRun> for PositionMonitorActor {
-    type Result = ResponseFuture<Result<ExitTicket, String>>;
-
-    fn handle(&mut self, msg: ExitRun, _ctx: &mut Context<Self>) -> Self::Result {
-        let request = RequestExit {
-            scope: ExitScope::Run {
-                strategy_id: msg.strategy_id,
-                run_id: msg.run_id,
-            },
-            reason: msg.reason,
-            last_prices: self.book.last_prices(Some(msg.strategy_id)),
-        };
-        let gateway = self.gateway.clone();
-        Box::pin(async move {
-            match gateway.send(request).await {
-                Ok(Ok(ticket)) => Ok(ticket),
-                Ok(Err(e)) => Err(e.to_string()),
-                Err(e) => Err(format!("the order gateway did not answer: {e}")),
-            }
-        })
     }
 }
 
@@ -347,7 +304,6 @@ impl Handler<KillSwitch> for PositionMonitorActor {
         );
         let actors: Vec<(i32, Addr<RiskActor>)> =
             self.risk.iter().map(|(id, a)| (*id, a.clone())).collect();
-        let last_prices = self.book.last_prices(None);
         let gateway = self.gateway.clone();
         Box::pin(async move {
             let mut report = KillSwitchReport {
@@ -375,7 +331,6 @@ impl Handler<KillSwitch> for PositionMonitorActor {
             let request = RequestExit {
                 scope: ExitScope::All,
                 reason: ExitReason::KillSwitch,
-                last_prices,
             };
             match gateway.send(request).await {
                 Ok(Ok(ticket)) => report.exits = ticket,

@@ -12,7 +12,8 @@ use entity::strategy_executions::ExitReason;
 use super::writes::{NewEvent, TicketReply, WRITE_RETRY};
 use super::{RiskActor, restore};
 use crate::domain::risk_phase::{self, After, Input};
-use crate::risk::{ExitRun, StrategyRisk, TriggerView, store};
+use crate::orders::{ExitScope, RequestExit};
+use crate::risk::{StrategyRisk, TriggerView, store};
 
 impl RiskActor {
     /// The P&L (or a figure derived from the legs) is not a finite number: no rule can be
@@ -85,14 +86,16 @@ impl RiskActor {
         ctx: &mut Context<Self>,
     ) {
         self.exiting_for = Some(reason);
-        let request = ExitRun {
-            strategy_id: self.strategy_id,
-            run_id: self.run_id,
+        let request = RequestExit {
+            scope: ExitScope::Run {
+                strategy_id: self.strategy_id,
+                run_id: self.run_id,
+            },
             reason,
         };
-        let exits = self.exits.clone();
+        let gateway = self.gateway.clone();
         ctx.spawn(
-            async move { exits.send(request).await }
+            async move { gateway.send(request).await }
                 .into_actor(self)
                 .map(move |answer, act, ctx| {
                     let result = match answer {
@@ -105,8 +108,8 @@ impl RiskActor {
                             );
                             Ok(ticket)
                         }
-                        Ok(Err(e)) => Err(e),
-                        Err(e) => Err(format!("the position monitor did not answer: {e}")),
+                        Ok(Err(e)) => Err(e.to_string()),
+                        Err(e) => Err(format!("the order gateway did not answer: {e}")),
                     };
                     if let Err(e) = &result {
                         act.exit_failed(format!("the exit could not be requested: {e}"), ctx);

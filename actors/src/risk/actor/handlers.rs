@@ -1,5 +1,5 @@
-//! The risk actor's message handlers: P&L updates, limits, closed legs, manual exits, pauses
-//! and resumes.
+//! The risk actor's message handlers: P&L updates, limits, the gateway's leg reports, manual
+//! exits, pauses and resumes.
 
 use std::time::{Duration, Instant};
 
@@ -13,10 +13,9 @@ use tokio::sync::oneshot;
 use super::writes::{NewEvent, Write};
 use super::{RiskActor, epoch_us};
 use crate::domain::risk_phase::{self, Input};
-use crate::orders::ExitTicket;
+use crate::orders::{ExitReport, ExitTicket};
 use crate::risk::{
-    GetRiskStatus, LegClosed, LegExitFailed, ManualExit, Pause, PnlUpdate, Resume, SetEvaluating,
-    SetLimits, TriggerView,
+    GetRiskStatus, ManualExit, Pause, PnlUpdate, Resume, SetEvaluating, SetLimits, TriggerView,
 };
 use crate::supervisor::FeedHealth;
 
@@ -66,6 +65,10 @@ impl Handler<PnlUpdate> for RiskActor {
         self.net_premium = u.net_premium;
         self.stale_legs = u.stale_legs;
         self.fresh = u.fresh;
+        if u.open_legs == 0 {
+            self.run_closed(ctx);
+            return;
+        }
         // A leg registered into a run that is being exited is exited with it.
         if joined && self.phase == RiskState::Exiting && self.exiting_for.is_some() {
             tracing::warn!(
@@ -136,54 +139,39 @@ impl Handler<SetLimits> for RiskActor {
     }
 }
 
-impl Handler<LegClosed> for RiskActor {
+impl Handler<ExitReport> for RiskActor {
     type Result = ();
 
-    fn handle(&mut self, msg: LegClosed, ctx: &mut Context<Self>) {
-        tracing::debug!(
-            strategy_id = self.strategy_id,
-            execution_id = msg.execution_id,
-            open_legs_left = msg.open_legs_left,
-            "leg closed"
-        );
-        self.open_legs = msg.open_legs_left;
-        if let Some(message) = msg.mismatch {
-            self.submit(
-                Write::Event(NewEvent {
-                    kind: RiskEventType::Mismatch,
-                    threshold: None,
-                    action: format!(
-                        "leg {}: only what the broker held was exited",
-                        msg.execution_id
-                    ),
-                    message: Some(message),
-                }),
-                ctx,
-            );
+    /// A leg's exit ended. A closed leg leaves the run through the leg book (its next
+    /// [`PnlUpdate`] counts one leg fewer); here only what the broker did not hold is recorded.
+    fn handle(&mut self, msg: ExitReport, ctx: &mut Context<Self>) {
+        match msg {
+            ExitReport::LegExited { run_id, .. } | ExitReport::LegFailed { run_id, .. }
+                if run_id != self.run_id => {}
+            ExitReport::LegExited {
+                execution_id,
+                mismatch,
+                ..
+            } => {
+                tracing::debug!(strategy_id = self.strategy_id, execution_id, "leg exited");
+                if let Some(message) = mismatch {
+                    let action =
+                        format!("leg {execution_id}: only what the broker held was exited");
+                    self.submit(
+                        Write::Event(NewEvent {
+                            message: Some(message),
+                            ..NewEvent::new(RiskEventType::Mismatch, action)
+                        }),
+                        ctx,
+                    );
+                }
+            }
+            ExitReport::LegFailed {
+                execution_id,
+                message,
+                ..
+            } => self.exit_failed(format!("leg {execution_id}: {message}"), ctx),
         }
-        if msg.open_legs_left > 0 {
-            return;
-        }
-        tracing::info!(
-            strategy_id = self.strategy_id,
-            run_id = self.run_id,
-            realized = self.realized,
-            "every leg of the run is closed"
-        );
-        self.cancel_confirm(ctx);
-        let event = NewEvent::new(
-            RiskEventType::ExitCompleted,
-            "every leg of the run is closed",
-        );
-        let _ = self.advance(Input::RunClosed, Some(event), None, None, ctx);
-    }
-}
-
-impl Handler<LegExitFailed> for RiskActor {
-    type Result = ();
-
-    fn handle(&mut self, msg: LegExitFailed, ctx: &mut Context<Self>) {
-        self.exit_failed(format!("leg {}: {}", msg.execution_id, msg.message), ctx);
     }
 }
 
@@ -274,6 +262,24 @@ impl Handler<GetRiskStatus> for RiskActor {
 
     fn handle(&mut self, _: GetRiskStatus, _ctx: &mut Context<Self>) -> Self::Result {
         MessageResult(self.status())
+    }
+}
+
+impl RiskActor {
+    /// The leg book has no open leg of the run left: the run is over.
+    fn run_closed(&mut self, ctx: &mut Context<Self>) {
+        tracing::info!(
+            strategy_id = self.strategy_id,
+            run_id = self.run_id,
+            realized = self.realized,
+            "every leg of the run is closed"
+        );
+        self.cancel_confirm(ctx);
+        let event = NewEvent::new(
+            RiskEventType::ExitCompleted,
+            "every leg of the run is closed",
+        );
+        let _ = self.advance(Input::RunClosed, Some(event), None, None, ctx);
     }
 }
 
