@@ -1,4 +1,4 @@
-//! `/api/v1/accounts`: trading accounts CRUD and gateway pings (ARCHITECTURE §8.1, §10).
+//! `/api/v1/accounts`: trading accounts CRUD and gateway pings (docs/ARCHITECTURE.md §4.3, §4.11).
 //!
 //! API keys are encrypted before they are stored and never leave the service: responses show
 //! `api_key_hint` (a masked prefix) only. Every write asks the AccountMonitorActor to reload.

@@ -1,4 +1,4 @@
-//! The admin page (ARCHITECTURE §10): `GET /` and `GET /static/{file}`, embedded in the binary,
+//! The admin page (docs/ARCHITECTURE.md §4.11): `GET /` and `GET /static/{file}`, embedded in the binary,
 //! and its live state stream `GET /ws/admin`.
 //!
 //! One [`AdminSocket`] actor per browser asks the actors for their statuses at most

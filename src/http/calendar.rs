@@ -1,5 +1,5 @@
 //! `/api/v1/calendar`: the calendar actor's status and CRUD of the calendar tables
-//! (ARCHITECTURE §7, §10).
+//! (docs/ARCHITECTURE.md §4.2, §4.11).
 //!
 //! Every successful write waits for the calendar actor to reload before answering, so the new
 //! phase is in effect (and broadcast) when the response arrives. Bad input is rejected with 422

@@ -1,4 +1,4 @@
-//! Option chain sessions (ARCHITECTURE §8.2): `POST/GET /api/v1/chain-sessions`,
+//! Option chain sessions (docs/ARCHITECTURE.md §4.10): `POST/GET /api/v1/chain-sessions`,
 //! `GET/DELETE /api/v1/chain-sessions/{id}`, `POST /api/v1/chain-sessions/{id}/heartbeat` and
 //! the snapshot stream `GET /ws/chain/{id}`.
 

@@ -1,7 +1,7 @@
 //! Strategies: CRUD, risk limits (`PUT /api/v1/strategies/{id}/risk`) and manual exit
 //! (`POST /api/v1/strategies/{id}/exit`).
 //!
-//! Limits follow ARCHITECTURE §6.3. `PUT …/risk` changes only the fields it carries (a field
+//! Limits follow docs/ARCHITECTURE.md §4.8. `PUT …/risk` changes only the fields it carries (a field
 //! set to `null` removes that limit) and `"resume": true` resumes a paused or exit-failed
 //! strategy. A strategy JSON carries the stored row plus the live figures of its risk actor
 //! while a run is open (`pnl`, `peak`, `stop`, `state`, and `live` with the whole status).
@@ -241,7 +241,7 @@ pub async fn list(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> 
     Ok(HttpResponse::Ok().json(json!({ "strategies": strategies })))
 }
 
-/// A new strategy with optional risk limits (ARCHITECTURE §6.3). Unknown fields are refused.
+/// A new strategy with optional risk limits (docs/ARCHITECTURE.md §4.8). Unknown fields are refused.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"name": "nifty-straddle", "max_loss": 5000.0,

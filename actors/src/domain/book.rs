@@ -1,4 +1,4 @@
-//! The position monitor's leg book (docs/ARCHITECTURE.md §6): the open legs of every strategy
+//! The position monitor's leg book (docs/ARCHITECTURE.md §4.7): the open legs of every strategy
 //! run, which instrument each follows, their latest prices, each run's P&L and whether its
 //! prices are fresh enough to decide on.
 //!

@@ -1,4 +1,4 @@
-//! The phases of a strategy run's risk actor (docs/ARCHITECTURE.md §6): what each input does
+//! The phases of a strategy run's risk actor (docs/ARCHITECTURE.md §4.8): what each input does
 //! to the phase, which state is committed to the strategy's row, and what follows the commit.
 //! The actor ([`crate::risk`]) performs the steps; the rules themselves are in
 //! [`crate::domain::risk`].

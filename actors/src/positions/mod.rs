@@ -1,4 +1,4 @@
-//! Open positions (docs/ARCHITECTURE.md §6): the [`PositionMonitorActor`] keeps the open legs
+//! Open positions (docs/ARCHITECTURE.md §4.7): the [`PositionMonitorActor`] keeps the open legs
 //! in a [`PositionBook`](crate::domain::book::PositionBook), prices them and sends each run's
 //! P&L to the run's [`RiskActor`](crate::risk::RiskActor), one per strategy with open legs.
 //!

@@ -1,4 +1,4 @@
-//! The REST quote fallback (docs/ARCHITECTURE.md §6): a leg whose feed price is stale, or every
+//! The REST quote fallback (docs/ARCHITECTURE.md §4.7): a leg whose feed price is stale, or every
 //! leg while the feed is down, is priced with a REST quote. [`QuoteActor`] asks through the
 //! leg's own account while its gateway answers, else through any other
 //! ([`crate::domain::quotes`]), each account within its rate limit.

@@ -1,4 +1,4 @@
-//! Reconciliation with each account's position book (docs/ARCHITECTURE.md §6): while
+//! Reconciliation with each account's position book (docs/ARCHITECTURE.md §4.7): while
 //! positions are monitored, [`ReconcileActor`] reads every account's position book each
 //! `reconcile_interval` and compares it with the tracked legs ([`crate::domain::reconcile`]).
 //! A difference seen twice in a row is acted on: an untracked broker position is adopted into

@@ -1,5 +1,5 @@
 //! Risk of a strategy run: one [`RiskActor`] per strategy with open legs (docs/ARCHITECTURE.md
-//! §6). It receives the run's P&L from the position monitor on every tick, applies the
+//! §4.8). It receives the run's P&L from the position monitor on every tick, applies the
 //! strategy's rules ([`crate::domain::risk`]) and, on a trigger, records the decision and asks
 //! for the run's legs to be exited, exactly once.
 //!
