@@ -245,7 +245,11 @@ impl PositionMonitorActor {
         let closed = self.book.close(id, exit_price, closed, Instant::now())?;
         let strategy_id = closed.strategy_id;
         if let Some(risk) = self.risk.get(&strategy_id) {
-            risk.do_send(PnlUpdate::of(&closed.figures, None, None));
+            risk.do_send(PnlUpdate {
+                figures: closed.figures,
+                received_at: None,
+                sent_us: None,
+            });
         }
         if closed.figures.open_legs == 0 {
             self.risk.remove(&strategy_id);
@@ -336,10 +340,14 @@ impl PositionMonitorActor {
         let Some(risk) = self.risk.get(&strategy_id) else {
             return;
         };
-        let Some(f) = self.book.figures(strategy_id, Instant::now()) else {
+        let Some(figures) = self.book.figures(strategy_id, Instant::now()) else {
             return;
         };
-        risk.do_send(PnlUpdate::of(&f, received_at, sent_us));
+        risk.do_send(PnlUpdate {
+            figures,
+            received_at,
+            sent_us,
+        });
     }
 
     fn on_tick(&mut self, tick: Arc<Tick>) {

@@ -104,42 +104,16 @@ impl StrategyRisk {
     }
 }
 
-/// The run's P&L after a price change (from the position monitor, on every tick) or a closed
-/// leg; no open leg left means the run is over.
+/// The run's figures after a price change (from the position monitor, on every tick) or a
+/// closed leg; no open leg left means the run is over.
 #[derive(Debug, Clone, Message)]
 #[rtype(result = "()")]
 pub struct PnlUpdate {
-    /// Realized + unrealized; None while an open leg has no price yet.
-    pub pnl: Option<f64>,
-    pub realized: f64,
-    pub open_legs: usize,
-    pub open_qty: f64,
-    pub net_premium: f64,
-    /// Every open leg's price (feed or REST) is younger than `stale_after`.
-    pub fresh: bool,
-    /// Open legs whose feed price is stale (the strategy shows Degraded).
-    pub stale_legs: usize,
+    pub figures: RunFigures,
     /// When the tick arrived (None for REST quotes and timers).
     pub received_at: Option<Instant>,
     /// Epoch microseconds when the gateway sent the tick, if it says.
     pub sent_us: Option<u64>,
-}
-
-impl PnlUpdate {
-    /// The update that carries a run's figures from the leg book.
-    pub fn of(f: &RunFigures, received_at: Option<Instant>, sent_us: Option<u64>) -> Self {
-        PnlUpdate {
-            pnl: f.pnl,
-            realized: f.realized,
-            open_legs: f.open_legs,
-            open_qty: f.open_qty,
-            net_premium: f.net_premium,
-            fresh: f.fresh,
-            stale_legs: f.stale_legs,
-            received_at,
-            sent_us,
-        }
-    }
 }
 
 /// Rules are evaluated only while the position monitor is monitoring (market hours).

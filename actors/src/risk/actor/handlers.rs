@@ -12,6 +12,7 @@ use tokio::sync::oneshot;
 
 use super::writes::{NewEvent, Write};
 use super::{RiskActor, epoch_us};
+use crate::domain::book::RunFigures;
 use crate::domain::risk_phase::{self, Input};
 use crate::orders::{ExitReport, ExitTicket};
 use crate::risk::{
@@ -56,16 +57,16 @@ impl Handler<PnlUpdate> for RiskActor {
     type Result = ();
 
     fn handle(&mut self, u: PnlUpdate, ctx: &mut Context<Self>) {
-        let joined = self.updates > 0 && u.open_legs > self.open_legs;
+        let joined = self.updates > 0 && u.figures.open_legs > self.open_legs;
         self.updates += 1;
-        self.pnl = u.pnl;
-        self.realized = u.realized;
-        self.open_legs = u.open_legs;
-        self.open_qty = u.open_qty;
-        self.net_premium = u.net_premium;
-        self.stale_legs = u.stale_legs;
-        self.fresh = u.fresh;
-        if u.open_legs == 0 {
+        self.pnl = u.figures.pnl;
+        self.realized = u.figures.realized;
+        self.open_legs = u.figures.open_legs;
+        self.open_qty = u.figures.open_qty;
+        self.net_premium = u.figures.net_premium;
+        self.stale_legs = u.figures.stale_legs;
+        self.fresh = u.figures.fresh;
+        if u.figures.open_legs == 0 {
             self.run_closed(ctx);
             return;
         }
@@ -82,14 +83,14 @@ impl Handler<PnlUpdate> for RiskActor {
         {
             return;
         }
-        let Some(pnl) = u.pnl else {
+        let Some(pnl) = u.figures.pnl else {
             return;
         };
-        if let Some(what) = invalid_figures(&u) {
+        if let Some(what) = invalid_figures(&u.figures) {
             self.pnl_invalid(what, ctx);
             return;
         }
-        if !u.fresh {
+        if !u.figures.fresh {
             // A price older than stale_after never decides anything (REST quotes refresh it).
             self.skipped_stale += 1;
             return;
@@ -284,12 +285,12 @@ impl RiskActor {
 }
 
 /// Says which of the run's figures is not a finite number, if any.
-fn invalid_figures(u: &PnlUpdate) -> Option<String> {
+fn invalid_figures(f: &RunFigures) -> Option<String> {
     let figures = [
-        ("P&L", u.pnl.unwrap_or(0.0)),
-        ("realized P&L", u.realized),
-        ("open quantity", u.open_qty),
-        ("net premium", u.net_premium),
+        ("P&L", f.pnl.unwrap_or(0.0)),
+        ("realized P&L", f.realized),
+        ("open quantity", f.open_qty),
+        ("net premium", f.net_premium),
     ];
     let bad: Vec<String> = figures
         .iter()
