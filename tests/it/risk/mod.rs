@@ -486,11 +486,12 @@ impl Harness {
         .await
     }
 
-    /// Waits until the strategy's state (live, or stored when no run is open) is `state`.
+    /// Waits until the strategy's state (live, or stored when no run is open) is `state` and the
+    /// stored row says so too: the risk actor shows a transition at once and commits it after.
     pub async fn wait_state(&self, id: i32, state: &str) -> Value {
         poll_until(WAIT, &format!("strategy {id} in state {state}"), || async {
             let s = self.strategy_json(id).await;
-            (s["state"] == state).then_some(s)
+            (s["state"] == state && s["risk_state"] == state).then_some(s)
         })
         .await
     }
