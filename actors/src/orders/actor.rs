@@ -19,6 +19,7 @@ mod status;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
+use actix::WeakRecipient;
 use actix::prelude::*;
 use chrono::{DateTime, Utc};
 use entity::strategy_executions::{ExitReason, Product};
@@ -142,8 +143,9 @@ pub struct OrderGatewayActor {
     /// Order updates of orders not known yet, per account, while a placement answer is
     /// awaited (`events.rs`).
     held_updates: HashMap<i32, VecDeque<(Instant, crate::openalgo::feed::OrderUpdate)>>,
-    /// The risk actor of each run (strategy, run) that attached: its legs' outcomes go to it.
-    runs: HashMap<(i32, i32), Recipient<ExitReport>>,
+    /// The risk actor of each run (strategy, run) that attached, held weakly: its legs'
+    /// outcomes go to it.
+    runs: HashMap<(i32, i32), WeakRecipient<ExitReport>>,
     /// The leg book (the position monitor): closed legs go to it too.
     book: Option<Recipient<ExitReport>>,
     /// Reports of runs without a listener, until one attaches (`reports.rs`).

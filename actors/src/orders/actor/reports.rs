@@ -4,6 +4,8 @@
 
 use std::collections::{HashMap, VecDeque};
 
+use actix::WeakRecipient;
+
 use super::OrderGatewayActor;
 use crate::orders::{AttachRun, ExitReport};
 
@@ -93,8 +95,9 @@ impl OrderGatewayActor {
     pub(super) fn report(&mut self, report: ExitReport) {
         let key = run_of(&report);
         let for_book = matches!(report, ExitReport::LegExited { .. }).then(|| report.clone());
-        match self.runs.get(&key) {
-            Some(listener) if listener.connected() => listener.do_send(report),
+        let listener = self.runs.get(&key).map(WeakRecipient::upgrade);
+        match listener {
+            Some(Some(listener)) if listener.connected() => listener.do_send(report),
             found => {
                 if found.is_some() {
                     tracing::warn!(
@@ -143,7 +146,8 @@ impl OrderGatewayActor {
             run_id,
             listener,
         } = msg;
-        self.runs.retain(|_, l| l.connected());
+        self.runs
+            .retain(|_, l| l.upgrade().is_some_and(|l| l.connected()));
         if !listener.connected() {
             return;
         }
@@ -167,7 +171,10 @@ impl OrderGatewayActor {
         for report in taken.reports {
             listener.do_send(report);
         }
-        self.runs.insert((strategy_id, run_id), listener);
+        // Held weakly: a run's risk actor stops when the run is over, and a listener kept here
+        // must not keep it alive (supervision restarts an actor whose address is still held).
+        self.runs
+            .insert((strategy_id, run_id), listener.downgrade());
     }
 }
 
@@ -398,5 +405,51 @@ mod tests {
         attach(&mut gw, 7, 3, &again);
         let _ = again.send(Flush).await;
         assert_eq!(*again_seen.borrow(), vec![5]);
+    }
+
+    /// A run's risk actor under supervision, counting its starts.
+    struct Run(Rc<RefCell<u32>>);
+
+    impl Actor for Run {
+        type Context = Context<Self>;
+
+        fn started(&mut self, _ctx: &mut Context<Self>) {
+            *self.0.borrow_mut() += 1;
+        }
+    }
+
+    impl actix::Supervised for Run {}
+
+    impl Handler<ExitReport> for Run {
+        type Result = ();
+
+        fn handle(&mut self, _: ExitReport, ctx: &mut Context<Self>) {
+            // The run is over: the actor stops for good.
+            ctx.stop();
+        }
+    }
+
+    #[actix_rt::test]
+    async fn an_attached_run_that_stops_is_not_kept_alive_by_the_gateway() {
+        let mut gw = gateway();
+        let starts = Rc::new(RefCell::new(0));
+        let run = crate::supervised::start({
+            let starts = starts.clone();
+            move |_| Run(starts)
+        });
+        gw.attach_run(AttachRun {
+            strategy_id: 7,
+            run_id: 3,
+            listener: run.recipient(),
+        });
+        // Only the gateway knows the run now.
+        gw.report(exited(1, 7, 3));
+        for _ in 0..100 {
+            actix_rt::task::yield_now().await;
+        }
+        assert_eq!(*starts.borrow(), 1, "the stopped run was not restarted");
+        gw.report(failed(2, 7, 3));
+        assert!(!gw.runs.contains_key(&(7, 3)));
+        assert_eq!(gw.kept.len(), 1, "the report waits for a listener");
     }
 }
