@@ -42,9 +42,11 @@ contract:
 ## Benchmark on a release build: prints one JSON line (BENCHMARKS.md explains the figures).
 ## Default load S=1000 symbols, K=50 strategies, V=20 viewers, 10 s, firehose; override with
 ## e.g. BENCH_ARGS="--symbols 3000 --viewers 0" or BENCH_ARGS="--rate 20000 --duration 600".
+## PROFILE=quick measures the quick build profile instead of the release build (Cargo.toml).
 BENCH_ARGS ?=
+PROFILE ?= release
 bench:
-	$(CARGO) run --release --bin supervisor -- bench $(BENCH_ARGS)
+	$(CARGO) run --profile $(PROFILE) --bin supervisor -- bench $(BENCH_ARGS)
 
 ## Formatting and lints, as CI runs them.
 lint:
