@@ -20,9 +20,10 @@ use sea_orm::{
 };
 use serde::Deserialize;
 
-use actors::calendar::{GetCalendarStatus, ReloadCalendar};
+use actors::calendar::{CalendarStatus, GetCalendarStatus, ReloadCalendar};
 
 use super::AppState;
+use super::body::Body;
 use super::error::{ApiError, ErrorBody};
 use super::numbers::whole;
 use crate::calendar_input::{
@@ -63,7 +64,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     operation_id = "calendar_status",
     tag = "calendar",
     responses(
-        (status = 200, description = "`phase` (PreOpen, Open, Closed), `since`, `next_change_at`, `next_phase`, `seconds_to_next_change`, `always_open`, `templates`, `holiday_today`, `special_today`, `loaded_at`, `last_error`, `state`, `restarts`", body = Object),
+        (status = 200, description = "`phase` (PreOpen, Open, Closed), `since`, `next_change_at`, `next_phase`, `seconds_to_next_change`, `always_open`, `templates`, `holiday_today`, `special_today`, `loaded_at`, `last_error`, `state`, `restarts`", body = CalendarStatus),
         (status = 401, description = "missing or wrong admin token", body = ErrorBody),
     )
 )]
@@ -243,7 +244,7 @@ async fn get_template(
 )]
 async fn create_template(
     state: web::Data<AppState>,
-    body: web::Json<TemplateBody>,
+    body: Body<TemplateBody>,
 ) -> Result<HttpResponse, ApiError> {
     let model = body.validate()?;
     let row = model
@@ -278,7 +279,7 @@ async fn create_template(
 async fn update_template(
     state: web::Data<AppState>,
     id: web::Path<i32>,
-    body: web::Json<TemplateBody>,
+    body: Body<TemplateBody>,
 ) -> Result<HttpResponse, ApiError> {
     let id = id.into_inner();
     find_template(&state, id).await?;
@@ -464,7 +465,7 @@ async fn list_sessions(
 )]
 async fn create_session(
     state: web::Data<AppState>,
-    body: web::Json<SessionBody>,
+    body: Body<SessionBody>,
 ) -> Result<HttpResponse, ApiError> {
     let model = body.into_inner().validate(&state).await?;
     let row = model
@@ -496,7 +497,7 @@ async fn create_session(
 async fn update_session(
     state: web::Data<AppState>,
     id: web::Path<i32>,
-    body: web::Json<SessionBody>,
+    body: Body<SessionBody>,
 ) -> Result<HttpResponse, ApiError> {
     let id = id.into_inner();
     TradingSessions::find_by_id(id)
@@ -633,7 +634,7 @@ async fn list_holidays(
 )]
 async fn create_holiday(
     state: web::Data<AppState>,
-    body: web::Json<HolidayInput>,
+    body: Body<HolidayInput>,
 ) -> Result<HttpResponse, ApiError> {
     let holiday = body.validate()?;
     let row = holiday
@@ -809,7 +810,7 @@ fn import_error(e: ImportError) -> ApiError {
 async fn update_holiday(
     state: web::Data<AppState>,
     id: web::Path<i32>,
-    body: web::Json<HolidayInput>,
+    body: Body<HolidayInput>,
 ) -> Result<HttpResponse, ApiError> {
     let id = id.into_inner();
     MarketHolidays::find_by_id(id)
@@ -954,7 +955,7 @@ async fn list_specials(state: web::Data<AppState>) -> Result<HttpResponse, ApiEr
 )]
 async fn create_special(
     state: web::Data<AppState>,
-    body: web::Json<SpecialBody>,
+    body: Body<SpecialBody>,
 ) -> Result<HttpResponse, ApiError> {
     let row = body
         .into_inner()
@@ -987,7 +988,7 @@ async fn create_special(
 async fn update_special(
     state: web::Data<AppState>,
     id: web::Path<i32>,
-    body: web::Json<SpecialBody>,
+    body: Body<SpecialBody>,
 ) -> Result<HttpResponse, ApiError> {
     let id = id.into_inner();
     SpecialTradingSessions::find_by_id(id)
