@@ -348,7 +348,7 @@ pub struct ReloadAccounts;
 #[rtype(result = "AccountsStatus")]
 pub struct GetAccountsStatus;
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(utoipa::ToSchema, Debug, Clone, Serialize)]
 pub struct AccountsStatus {
     pub lifecycle: Lifecycle,
     pub restarts: u64,
@@ -361,13 +361,13 @@ pub struct AccountsStatus {
     pub accounts: Vec<AccountHealth>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(utoipa::ToSchema, Debug, Clone, PartialEq, Serialize)]
 pub struct FeedAccount {
     pub id: i32,
     pub name: String,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(utoipa::ToSchema, Debug, Clone, Serialize)]
 pub struct AccountHealth {
     pub id: i32,
     pub name: String,

@@ -82,7 +82,7 @@ pub struct ReloadCalendar;
 pub struct GetCalendarStatus;
 
 /// An active template as the actor sees it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(utoipa::ToSchema, Debug, Clone, Serialize)]
 pub struct TemplateInfo {
     pub id: i32,
     pub name: String,
@@ -93,7 +93,7 @@ pub struct TemplateInfo {
 }
 
 /// A special session on today's date of one of the active templates.
-#[derive(Debug, Clone, Serialize)]
+#[derive(utoipa::ToSchema, Debug, Clone, Serialize)]
 pub struct SpecialToday {
     pub name: String,
     pub exchange: String,
@@ -102,7 +102,7 @@ pub struct SpecialToday {
     pub end_time: NaiveTime,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(utoipa::ToSchema, Debug, Clone, Serialize)]
 pub struct CalendarStatus {
     pub state: Lifecycle,
     pub restarts: u64,

@@ -53,7 +53,7 @@ pub struct OrderStreamChanged {
 pub struct GetOrderEvents;
 
 /// One order update as the page shows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(utoipa::ToSchema, Debug, Clone, Serialize)]
 pub struct OrderEventView {
     pub at: DateTime<Utc>,
     pub order_id: String,
@@ -66,7 +66,7 @@ pub struct OrderEventView {
     pub matched: bool,
 }
 
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(utoipa::ToSchema, Debug, Clone, Default, Serialize)]
 pub struct AccountOrderEvents {
     pub account_id: i32,
     /// Updates flow (the socket is live and subscribed).
@@ -85,7 +85,7 @@ pub struct AccountOrderEvents {
     pub recent: Vec<OrderEventView>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(utoipa::ToSchema, Debug, Clone, Serialize)]
 pub struct OrderEventsStatus {
     pub state: Lifecycle,
     pub restarts: u64,

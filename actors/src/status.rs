@@ -4,7 +4,7 @@
 use serde::Serialize;
 
 /// The lifecycle state every actor status carries.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(utoipa::ToSchema, Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub enum Lifecycle {
     Starting,
     Running,

@@ -81,14 +81,14 @@ pub enum ServiceControl {
 #[rtype(result = "SupervisorStatus")]
 pub struct GetSupervisorStatus;
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(utoipa::ToSchema, Debug, Clone, Serialize)]
 pub struct Transition {
     pub at: DateTime<Utc>,
     pub running: bool,
     pub reason: String,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(utoipa::ToSchema, Debug, Clone, Serialize)]
 pub struct SupervisorStatus {
     pub state: Lifecycle,
     pub restarts: u64,
@@ -115,7 +115,7 @@ pub struct SupervisorStatus {
     pub transitions: Vec<Transition>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(utoipa::ToSchema, Debug, Clone, Serialize)]
 pub struct FeedAccountView {
     pub id: i32,
     pub name: String,

@@ -22,6 +22,7 @@ use sea_orm::{
 use serde::{Deserialize, Serialize};
 
 use super::AppState;
+use super::body::Body;
 use super::error::{ApiError, ErrorBody};
 
 const NAME_MAX: usize = 100;
@@ -386,7 +387,7 @@ async fn get(state: web::Data<AppState>, id: web::Path<i32>) -> Result<HttpRespo
 )]
 async fn create(
     state: web::Data<AppState>,
-    body: web::Json<CreateAccount>,
+    body: Body<CreateAccount>,
 ) -> Result<HttpResponse, ApiError> {
     let input = body.into_inner();
     let name = text("name", &input.name, NAME_MAX)?;
@@ -463,7 +464,7 @@ async fn create(
 async fn update(
     state: web::Data<AppState>,
     id: web::Path<i32>,
-    body: web::Json<UpdateAccount>,
+    body: Body<UpdateAccount>,
 ) -> Result<HttpResponse, ApiError> {
     let id = id.into_inner();
     let input = body.into_inner();

@@ -16,13 +16,15 @@ use entity::{
     market_holidays, special_trading_sessions, trading_hours_templates, trading_sessions,
 };
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, Set, SqlErr,
+    ActiveModelTrait, ColumnTrait, DbErr, EntityTrait, PrimaryKeyTrait, QueryFilter, QueryOrder,
+    Set, SqlErr,
 };
 use serde::Deserialize;
 
-use actors::calendar::{GetCalendarStatus, ReloadCalendar};
+use actors::calendar::{CalendarStatus, GetCalendarStatus, ReloadCalendar};
 
 use super::AppState;
+use super::body::Body;
 use super::error::{ApiError, ErrorBody};
 use super::numbers::whole;
 use crate::calendar_input::{
@@ -63,7 +65,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     operation_id = "calendar_status",
     tag = "calendar",
     responses(
-        (status = 200, description = "`phase` (PreOpen, Open, Closed), `since`, `next_change_at`, `next_phase`, `seconds_to_next_change`, `always_open`, `templates`, `holiday_today`, `special_today`, `loaded_at`, `last_error`, `state`, `restarts`", body = Object),
+        (status = 200, description = "`phase` (PreOpen, Open, Closed), `since`, `next_change_at`, `next_phase`, `seconds_to_next_change`, `always_open`, `templates`, `holiday_today`, `special_today`, `loaded_at`, `last_error`, `state`, `restarts`", body = CalendarStatus),
         (status = 401, description = "missing or wrong admin token", body = ErrorBody),
     )
 )]
@@ -122,6 +124,69 @@ fn read_error(context: &'static str) -> impl FnOnce(DbErr) -> ApiError {
     move |e| ApiError::internal(context, e)
 }
 
+/// A calendar table whose rows the API edits one by one by id.
+trait CalendarRow: EntityTrait<PrimaryKey: PrimaryKeyTrait<ValueType = i32>> {
+    /// How an answer names a row, e.g. `special session`.
+    const NAME: &'static str;
+}
+
+impl CalendarRow for TradingHoursTemplates {
+    const NAME: &'static str = "template";
+}
+
+impl CalendarRow for TradingSessions {
+    const NAME: &'static str = "session";
+}
+
+impl CalendarRow for MarketHolidays {
+    const NAME: &'static str = "holiday";
+}
+
+impl CalendarRow for SpecialTradingSessions {
+    const NAME: &'static str = "special session";
+}
+
+fn not_found<E: CalendarRow>(id: i32) -> ApiError {
+    ApiError::not_found(format!("{} {id} not found", E::NAME))
+}
+
+/// The row with this id, or 404.
+async fn existing<E: CalendarRow>(state: &AppState, id: i32) -> Result<E::Model, ApiError> {
+    E::find_by_id(id)
+        .one(&state.db)
+        .await
+        .map_err(|e| ApiError::internal(&format!("reading the {}", E::NAME), e))?
+        .ok_or_else(|| not_found::<E>(id))
+}
+
+/// Deletes the row with this id (404 if there is none); answers once the calendar reloaded.
+async fn delete_row<E: CalendarRow>(state: &AppState, id: i32) -> Result<HttpResponse, ApiError> {
+    let deleted = E::delete_by_id(id)
+        .exec(&state.db)
+        .await
+        .map_err(|e| ApiError::internal(&format!("deleting the {}", E::NAME), e))?;
+    if deleted.rows_affected == 0 {
+        return Err(not_found::<E>(id));
+    }
+    reload(state).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// Answers with a written row once the calendar reloaded: 201 when it was created, else 200.
+async fn written(
+    state: &AppState,
+    created: bool,
+    row: impl serde::Serialize,
+) -> Result<HttpResponse, ApiError> {
+    reload(state).await?;
+    let mut answer = if created {
+        HttpResponse::Created()
+    } else {
+        HttpResponse::Ok()
+    };
+    Ok(answer.json(row))
+}
+
 // ---- templates ----
 
 /// A trading-hours template. Unknown fields are refused.
@@ -170,21 +235,6 @@ impl TemplateBody {
     }
 }
 
-fn template_not_found(id: i32) -> ApiError {
-    ApiError::not_found(format!("template {id} not found"))
-}
-
-async fn find_template(
-    state: &AppState,
-    id: i32,
-) -> Result<trading_hours_templates::Model, ApiError> {
-    TradingHoursTemplates::find_by_id(id)
-        .one(&state.db)
-        .await
-        .map_err(read_error("reading the template"))?
-        .ok_or_else(|| template_not_found(id))
-}
-
 /// Every trading-hours template.
 #[utoipa::path(
     get,
@@ -221,7 +271,7 @@ async fn get_template(
     state: web::Data<AppState>,
     id: web::Path<i32>,
 ) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Ok().json(find_template(&state, id.into_inner()).await?))
+    Ok(HttpResponse::Ok().json(existing::<TradingHoursTemplates>(&state, id.into_inner()).await?))
 }
 
 /// Creates a template; answers once the calendar reloaded.
@@ -243,7 +293,7 @@ async fn get_template(
 )]
 async fn create_template(
     state: web::Data<AppState>,
-    body: web::Json<TemplateBody>,
+    body: Body<TemplateBody>,
 ) -> Result<HttpResponse, ApiError> {
     let model = body.validate()?;
     let row = model
@@ -252,8 +302,7 @@ async fn create_template(
         .map_err(write_error("saving the template", || {
             format!("a template named {:?} already exists", body.name.trim())
         }))?;
-    reload(&state).await?;
-    Ok(HttpResponse::Created().json(row))
+    written(&state, true, row).await
 }
 
 /// Replaces a template; answers once the calendar reloaded.
@@ -278,10 +327,10 @@ async fn create_template(
 async fn update_template(
     state: web::Data<AppState>,
     id: web::Path<i32>,
-    body: web::Json<TemplateBody>,
+    body: Body<TemplateBody>,
 ) -> Result<HttpResponse, ApiError> {
     let id = id.into_inner();
-    find_template(&state, id).await?;
+    existing::<TradingHoursTemplates>(&state, id).await?;
     let mut model = body.validate()?;
     model.id = Set(id);
     let row = model
@@ -290,8 +339,7 @@ async fn update_template(
         .map_err(write_error("saving the template", || {
             format!("a template named {:?} already exists", body.name.trim())
         }))?;
-    reload(&state).await?;
-    Ok(HttpResponse::Ok().json(row))
+    written(&state, false, row).await
 }
 
 /// Deletes the template and its sessions; answers once the calendar reloaded.
@@ -327,7 +375,7 @@ async fn delete_template(
         .map_err(read_error("deleting the template"))?;
     if deleted.rows_affected == 0 {
         // Dropping the transaction rolls it back.
-        return Err(template_not_found(id));
+        return Err(not_found::<TradingHoursTemplates>(id));
     }
     txn.commit()
         .await
@@ -411,10 +459,6 @@ struct SessionQuery {
     template_id: Option<i32>,
 }
 
-fn session_not_found(id: i32) -> ApiError {
-    ApiError::not_found(format!("session {id} not found"))
-}
-
 /// Weekly sessions, optionally of one template.
 #[utoipa::path(
     get,
@@ -464,15 +508,14 @@ async fn list_sessions(
 )]
 async fn create_session(
     state: web::Data<AppState>,
-    body: web::Json<SessionBody>,
+    body: Body<SessionBody>,
 ) -> Result<HttpResponse, ApiError> {
     let model = body.into_inner().validate(&state).await?;
     let row = model
         .insert(&state.db)
         .await
         .map_err(read_error("saving the session"))?;
-    reload(&state).await?;
-    Ok(HttpResponse::Created().json(row))
+    written(&state, true, row).await
 }
 
 /// Replaces a weekly session; answers once the calendar reloaded.
@@ -496,22 +539,17 @@ async fn create_session(
 async fn update_session(
     state: web::Data<AppState>,
     id: web::Path<i32>,
-    body: web::Json<SessionBody>,
+    body: Body<SessionBody>,
 ) -> Result<HttpResponse, ApiError> {
     let id = id.into_inner();
-    TradingSessions::find_by_id(id)
-        .one(&state.db)
-        .await
-        .map_err(read_error("reading the session"))?
-        .ok_or_else(|| session_not_found(id))?;
+    existing::<TradingSessions>(&state, id).await?;
     let mut model = body.into_inner().validate(&state).await?;
     model.id = Set(id);
     let row = model
         .update(&state.db)
         .await
         .map_err(read_error("saving the session"))?;
-    reload(&state).await?;
-    Ok(HttpResponse::Ok().json(row))
+    written(&state, false, row).await
 }
 
 /// Deletes a weekly session; answers once the calendar reloaded.
@@ -532,16 +570,7 @@ async fn delete_session(
     state: web::Data<AppState>,
     id: web::Path<i32>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = id.into_inner();
-    let deleted = TradingSessions::delete_by_id(id)
-        .exec(&state.db)
-        .await
-        .map_err(read_error("deleting the session"))?;
-    if deleted.rows_affected == 0 {
-        return Err(session_not_found(id));
-    }
-    reload(&state).await?;
-    Ok(HttpResponse::NoContent().finish())
+    delete_row::<TradingSessions>(&state, id.into_inner()).await
 }
 
 // ---- holidays ----
@@ -555,10 +584,6 @@ struct HolidayQuery {
     year: Option<i32>,
     /// Only holidays of this exchange.
     exchange: Option<String>,
-}
-
-fn holiday_not_found(id: i32) -> ApiError {
-    ApiError::not_found(format!("holiday {id} not found"))
 }
 
 fn holiday_conflict(holiday: &NewHoliday) -> impl FnOnce() -> String + '_ {
@@ -633,7 +658,7 @@ async fn list_holidays(
 )]
 async fn create_holiday(
     state: web::Data<AppState>,
-    body: web::Json<HolidayInput>,
+    body: Body<HolidayInput>,
 ) -> Result<HttpResponse, ApiError> {
     let holiday = body.validate()?;
     let row = holiday
@@ -644,8 +669,7 @@ async fn create_holiday(
             "saving the holiday",
             holiday_conflict(&holiday),
         ))?;
-    reload(&state).await?;
-    Ok(HttpResponse::Created().json(row))
+    written(&state, true, row).await
 }
 
 /// The JSON form of a holiday import: a non-empty array of holidays.
@@ -809,14 +833,10 @@ fn import_error(e: ImportError) -> ApiError {
 async fn update_holiday(
     state: web::Data<AppState>,
     id: web::Path<i32>,
-    body: web::Json<HolidayInput>,
+    body: Body<HolidayInput>,
 ) -> Result<HttpResponse, ApiError> {
     let id = id.into_inner();
-    MarketHolidays::find_by_id(id)
-        .one(&state.db)
-        .await
-        .map_err(read_error("reading the holiday"))?
-        .ok_or_else(|| holiday_not_found(id))?;
+    existing::<MarketHolidays>(&state, id).await?;
     let holiday = body.validate()?;
     let mut model = holiday.active_model();
     model.id = Set(id);
@@ -824,8 +844,7 @@ async fn update_holiday(
         "saving the holiday",
         holiday_conflict(&holiday),
     ))?;
-    reload(&state).await?;
-    Ok(HttpResponse::Ok().json(row))
+    written(&state, false, row).await
 }
 
 /// Deletes a holiday; answers once the calendar reloaded.
@@ -846,16 +865,7 @@ async fn delete_holiday(
     state: web::Data<AppState>,
     id: web::Path<i32>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = id.into_inner();
-    let deleted = MarketHolidays::delete_by_id(id)
-        .exec(&state.db)
-        .await
-        .map_err(read_error("deleting the holiday"))?;
-    if deleted.rows_affected == 0 {
-        return Err(holiday_not_found(id));
-    }
-    reload(&state).await?;
-    Ok(HttpResponse::NoContent().finish())
+    delete_row::<MarketHolidays>(&state, id.into_inner()).await
 }
 
 // ---- special sessions ----
@@ -911,10 +921,6 @@ impl SpecialBody {
     }
 }
 
-fn special_not_found(id: i32) -> ApiError {
-    ApiError::not_found(format!("special session {id} not found"))
-}
-
 /// Every special session.
 #[utoipa::path(
     get,
@@ -954,7 +960,7 @@ async fn list_specials(state: web::Data<AppState>) -> Result<HttpResponse, ApiEr
 )]
 async fn create_special(
     state: web::Data<AppState>,
-    body: web::Json<SpecialBody>,
+    body: Body<SpecialBody>,
 ) -> Result<HttpResponse, ApiError> {
     let row = body
         .into_inner()
@@ -962,8 +968,7 @@ async fn create_special(
         .insert(&state.db)
         .await
         .map_err(read_error("saving the special session"))?;
-    reload(&state).await?;
-    Ok(HttpResponse::Created().json(row))
+    written(&state, true, row).await
 }
 
 /// Replaces a special session; answers once the calendar reloaded.
@@ -987,22 +992,17 @@ async fn create_special(
 async fn update_special(
     state: web::Data<AppState>,
     id: web::Path<i32>,
-    body: web::Json<SpecialBody>,
+    body: Body<SpecialBody>,
 ) -> Result<HttpResponse, ApiError> {
     let id = id.into_inner();
-    SpecialTradingSessions::find_by_id(id)
-        .one(&state.db)
-        .await
-        .map_err(read_error("reading the special session"))?
-        .ok_or_else(|| special_not_found(id))?;
+    existing::<SpecialTradingSessions>(&state, id).await?;
     let mut model = body.into_inner().validate()?;
     model.id = Set(id);
     let row = model
         .update(&state.db)
         .await
         .map_err(read_error("saving the special session"))?;
-    reload(&state).await?;
-    Ok(HttpResponse::Ok().json(row))
+    written(&state, false, row).await
 }
 
 /// Deletes a special session; answers once the calendar reloaded.
@@ -1023,14 +1023,5 @@ async fn delete_special(
     state: web::Data<AppState>,
     id: web::Path<i32>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = id.into_inner();
-    let deleted = SpecialTradingSessions::delete_by_id(id)
-        .exec(&state.db)
-        .await
-        .map_err(read_error("deleting the special session"))?;
-    if deleted.rows_affected == 0 {
-        return Err(special_not_found(id));
-    }
-    reload(&state).await?;
-    Ok(HttpResponse::NoContent().finish())
+    delete_row::<SpecialTradingSessions>(&state, id.into_inner()).await
 }

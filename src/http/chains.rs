@@ -5,9 +5,9 @@
 use std::time::{Duration, Instant};
 
 use ::actors::chain::{
-    ChainCreated, ChainDirectoryActor, ChainError, ChainHeartbeat, ChainPush, ChainRequest,
-    ChainSessionActor, ChainSnapshot, CloseChainSession, CloseReason, CreateChainSession,
-    FindChainSession, GetChainDirectoryStatus, GetChainSnapshot, WatchChain,
+    ChainCreated, ChainDirectoryActor, ChainDirectoryStatus, ChainError, ChainHeartbeat, ChainPush,
+    ChainRequest, ChainSessionActor, ChainSnapshot, CloseChainSession, CloseReason,
+    CreateChainSession, FindChainSession, GetChainDirectoryStatus, GetChainSnapshot, WatchChain,
 };
 use ::actors::feed::Mode;
 use actix::prelude::*;
@@ -22,6 +22,7 @@ use super::AppState;
 use super::auth::{
     WS_AUTH_TIMEOUT, WS_CLOSE_UNAUTHORIZED, authenticates, socket_admission, token_verified,
 };
+use super::body::Body;
 use super::error::{ApiError, ErrorBody};
 use super::limits::Slot;
 use super::numbers::whole_opt;
@@ -135,7 +136,7 @@ async fn find(state: &AppState, id: &str) -> Result<Addr<ChainSessionActor>, Api
 pub async fn create(
     req: HttpRequest,
     state: web::Data<AppState>,
-    body: web::Json<CreateBody>,
+    body: Body<CreateBody>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
     // The peer's address, never a forwarded header a client could choose.
@@ -165,7 +166,7 @@ pub async fn create(
     operation_id = "list_chain_sessions",
     tag = "option chains",
     responses(
-        (status = 200, description = "the chain directory's status", body = Object),
+        (status = 200, description = "the chain directory's status", body = ChainDirectoryStatus),
         (status = 401, description = "missing or wrong admin token", body = ErrorBody),
     )
 )]

@@ -3,6 +3,7 @@
 mod accounts;
 mod admin;
 pub mod auth;
+mod body;
 mod calendar;
 mod chains;
 pub mod error;

@@ -16,24 +16,12 @@ use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use serde::{Deserialize, Serialize};
 
 use super::AppState;
+use super::body::Body;
 use super::error::{ApiError, ErrorBody};
 use super::numbers::{whole, whole_opt};
 
 const DEFAULT_EVENTS: u64 = 100;
 const MAX_EVENTS: u64 = 1000;
-
-/// Reads a JSON body into `T`; a value of the wrong type or an unknown field is a 422 that
-/// names the field.
-pub fn parse_body<T: serde::de::DeserializeOwned>(body: serde_json::Value) -> Result<T, ApiError> {
-    serde_path_to_error::deserialize(body).map_err(|e| {
-        let path = e.path().to_string();
-        if path == "." {
-            ApiError::unprocessable(format!("invalid body: {}", e.inner()))
-        } else {
-            ApiError::unprocessable(format!("{path}: {}", e.inner()))
-        }
-    })
-}
 
 pub fn monitor_error(e: MonitorError) -> ApiError {
     match e {
@@ -112,9 +100,9 @@ pub struct ExecutionBody {
 )]
 pub async fn register(
     state: web::Data<AppState>,
-    body: web::Json<serde_json::Value>,
+    body: Body<ExecutionBody>,
 ) -> Result<HttpResponse, ApiError> {
-    let b: ExecutionBody = parse_body(body.into_inner())?;
+    let b = body.into_inner();
     let product: Product = b.product.trim().to_ascii_uppercase().parse().map_err(|_| {
         ApiError::unprocessable(format!(
             "product: expected MIS, NRML or CNC, got {:?}",

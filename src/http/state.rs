@@ -38,52 +38,40 @@ const COLLECT_WITHIN: Duration = Duration::from_secs(10);
 pub struct ServiceState {
     /// SupervisorActor: whether the market-hours subtree runs and why, the feed account, the
     /// calendar phase it follows, recent start/stop transitions.
-    #[schema(value_type = Object)]
     pub supervisor: SupervisorStatus,
     /// CalendarActor: `phase`, `since`, `next_change_at`, `next_phase`,
     /// `seconds_to_next_change`, templates, today's holiday and special sessions.
-    #[schema(value_type = Object)]
     pub calendar: CalendarStatus,
     /// AccountMonitorActor: the feed account, reachability and every account's ping health.
-    #[schema(value_type = Object)]
     pub accounts: AccountsStatus,
     /// ConnectionActor: `state` (Idle, Connecting, Authenticating, Live, BackingOff, Stopped,
     /// Faulted), attempt, next retry, last error, messages/s, last tick age, reconnects and
     /// recent connection events.
-    #[schema(value_type = Object)]
     pub connection: ConnectionStatus,
     /// Every account's socket (one per API key): the same figures as `connection` for each,
     /// `feed` for the one carrying the market data, and its `orders` stream (subscribed, events,
     /// events in the last minute, the last one's time).
-    #[schema(value_type = Object)]
     pub streams: StreamsStatus,
     /// OrderEventRouter: per account, whether order updates flow, how many arrived, how many
     /// were of exits in progress (`matched`) or of orders the supervisor did not place
     /// (`unmatched`, recorded), routing failures, and the latest events.
-    #[schema(value_type = Object)]
     pub order_events: OrderEventsStatus,
     /// SubscriptionRegistryActor: subscriptions with mode and holders, consumers with delivered
     /// and dropped ticks, tick counters.
-    #[schema(value_type = Object)]
     pub registry: RegistryStatus,
     /// ChainDirectoryActor: every option-chain session with its window, viewers and lease.
-    #[schema(value_type = Object)]
     pub chains: ChainDirectoryStatus,
     /// PositionMonitorActor: open legs, subscribed symbols, ticks, REST quote fallbacks,
     /// reconciliation figures and a P&L summary per strategy.
-    #[schema(value_type = Object)]
     pub monitor: MonitorStatus,
     /// Every open leg with its price, P&L, price age and source (as `GET /api/v1/positions`,
     /// without the account names).
-    #[schema(value_type = Vec<Object>)]
     pub positions: Vec<PositionView>,
     /// One RiskActor per strategy with a run: risk `state` (monitoring, triggered, exiting,
     /// exited, exit_failed, paused), `lifecycle`, P&L, peak, stop, limits, latches, the last
     /// trigger and the tick→decision latency.
-    #[schema(value_type = Vec<Object>)]
     pub strategies: Vec<RiskStatus>,
     /// OrderGatewayActor: per-account lanes, exits in flight, orders sent and failed.
-    #[schema(value_type = Object)]
     pub orders: GatewayStatus,
     /// What `GET /health` answers: `status` (`ok` or `degraded`) and the `reasons`, the same
     /// the admin page's banner shows.
@@ -245,7 +233,7 @@ enum ServiceAction {
     params(("action" = inline(ServiceAction), Path, description = "`start` or `stop`")),
     responses(
         (status = 200, description = "the supervisor's status after the change",
-            body = Object),
+            body = SupervisorStatus),
         (status = 401, description = "missing or wrong admin token", body = ErrorBody),
         (status = 404, description = "an action other than start or stop", body = ErrorBody),
     )

@@ -26,9 +26,10 @@ use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Value, json};
 
 use super::AppState;
+use super::body::Body;
 use super::error::{ApiError, ErrorBody};
 use super::numbers::whole_opt;
-use super::positions::{monitor_error, parse_body};
+use super::positions::monitor_error;
 
 /// Longest accepted confirmation window.
 const MAX_CONFIRM_MS: i64 = 3_600_000;
@@ -292,9 +293,9 @@ pub struct CreateStrategy {
 )]
 pub async fn create(
     state: web::Data<AppState>,
-    body: web::Json<Value>,
+    body: Body<CreateStrategy>,
 ) -> Result<HttpResponse, ApiError> {
-    let body: CreateStrategy = parse_body(body.into_inner())?;
+    let body = body.into_inner();
     let name = checked_name(&body.name)?;
     let limits = Limits {
         max_loss: body.max_loss,
@@ -377,10 +378,10 @@ pub struct UpdateStrategy {
 pub async fn update(
     state: web::Data<AppState>,
     path: web::Path<i32>,
-    body: web::Json<Value>,
+    body: Body<UpdateStrategy>,
 ) -> Result<HttpResponse, ApiError> {
     let id = path.into_inner();
-    let body: UpdateStrategy = parse_body(body.into_inner())?;
+    let body = body.into_inner();
     let name = body.name.as_deref().map(checked_name).transpose()?;
     let current = find(&state, id).await?;
     let mut row = strategies::ActiveModel {
@@ -529,10 +530,10 @@ pub struct RiskBody {
 pub async fn set_risk(
     state: web::Data<AppState>,
     path: web::Path<i32>,
-    body: web::Json<Value>,
+    body: Body<RiskBody>,
 ) -> Result<HttpResponse, ApiError> {
     let id = path.into_inner();
-    let body: RiskBody = parse_body(body.into_inner())?;
+    let body = body.into_inner();
     let current = find(&state, id).await?;
     let mut limits = Limits::of(&current);
     if let Some(v) = body.max_loss {

@@ -140,6 +140,72 @@ async fn the_document_is_valid_openapi_3_and_every_ref_resolves() {
     }
 }
 
+/// The schema `schema` stands for, following a `$ref` into the components.
+fn resolve<'a>(doc: &'a Value, schema: &'a Value) -> &'a Value {
+    match schema["$ref"].as_str() {
+        Some(r) => {
+            let name = r
+                .strip_prefix("#/components/schemas/")
+                .expect("a local ref");
+            resolve(doc, &doc["components"]["schemas"][name])
+        }
+        None => schema,
+    }
+}
+
+/// The property names of the schema of `method path`'s 200 answer.
+fn answer_properties(doc: &Value, method: &str, path: &str) -> BTreeSet<String> {
+    let schema =
+        &doc["paths"][path][method]["responses"]["200"]["content"]["application/json"]["schema"];
+    resolve(doc, schema)["properties"]
+        .as_object()
+        .unwrap_or_else(|| panic!("{method} {path}: the 200 answer has no properties: {schema}"))
+        .keys()
+        .cloned()
+        .collect()
+}
+
+#[actix_web::test]
+async fn status_answers_are_described_with_their_real_shape() {
+    let app = spawn_app().await;
+    let doc = document(&app).await;
+    let names = |method, path| answer_properties(&doc, method, path);
+
+    let state = names("get", "/api/v1/state");
+    for part in [
+        "supervisor",
+        "calendar",
+        "connection",
+        "monitor",
+        "orders",
+        "health",
+    ] {
+        assert!(
+            state.contains(part),
+            "/api/v1/state names {part}: {state:?}"
+        );
+    }
+    // Each part is the actor's own status, not a free-form object.
+    let supervisor = &doc["paths"]["/api/v1/state"]["get"]["responses"]["200"]["content"]["application/json"]
+        ["schema"];
+    let supervisor = &resolve(&doc, supervisor)["properties"]["supervisor"];
+    let supervisor = resolve(&doc, supervisor)["properties"]
+        .as_object()
+        .expect("the supervisor's status has properties");
+    assert!(supervisor.contains_key("running"), "{supervisor:?}");
+    assert!(supervisor.contains_key("restarts"), "{supervisor:?}");
+
+    let calendar = names("get", "/api/v1/calendar");
+    for field in ["phase", "next_change_at", "templates", "restarts"] {
+        assert!(
+            calendar.contains(field),
+            "/api/v1/calendar names {field}: {calendar:?}"
+        );
+    }
+    assert!(names("get", "/api/v1/chain-sessions").contains("sessions"));
+    assert!(names("post", "/api/v1/service/{action}").contains("running"));
+}
+
 // ---- the registered routes, read from src/http ----
 
 fn http_dir() -> PathBuf {

@@ -83,14 +83,14 @@ pub(super) struct SessionEnded {
     pub id: String,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(utoipa::ToSchema, Debug, Clone, Serialize)]
 pub struct GatewayView {
     pub rest_url: String,
     /// Masked prefix.
     pub api_key: String,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(utoipa::ToSchema, Debug, Clone, Serialize)]
 pub struct ChainDirectoryStatus {
     pub state: Lifecycle,
     pub restarts: u64,

@@ -66,7 +66,7 @@ pub struct GetChainSessionStatus;
 #[rtype(result = "Result<ChainCreated, ChainError>")]
 pub(super) struct OpenSession;
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(utoipa::ToSchema, Debug, Clone, Serialize)]
 pub struct ChainSessionStatus {
     pub id: String,
     pub state: Lifecycle,

@@ -27,7 +27,7 @@ pub const SEARCH_DAYS: i64 = 14;
 pub const HOLIDAY_LOOKAHEAD_DAYS: i64 = 30;
 
 /// Market phase.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(utoipa::ToSchema, Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Phase {
     /// Shortly before a session: warm up (connect, subscribe), no trading yet.
     PreOpen,
@@ -243,7 +243,7 @@ pub fn next_change(cal: &CalendarData, now: DateTime<Utc>) -> Option<(DateTime<U
 
 /// A year the calendar reaches soon for which an exchange has no holiday loaded: its holidays
 /// would count as trading days.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(utoipa::ToSchema, Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct CalendarWarning {
     /// The exchange code, as the templates store it.
     pub exchange: String,

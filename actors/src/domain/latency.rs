@@ -90,7 +90,7 @@ impl LatencyHistogram {
 /// A recorded distribution: non-empty buckets in ascending order. Serialises as its summary
 /// (`count`, `sum_us`, `max_us`, `p50_us`, `p99_us`, `p999_us`) and its non-empty `buckets` as
 /// `[upper bound µs, count]` pairs, so readers can merge snapshots or subtract an earlier one.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(utoipa::ToSchema, Debug, Clone, Default, PartialEq, Eq)]
 pub struct LatencySnapshot {
     buckets: Vec<(u32, u64)>,
     count: u64,

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 pub const THRESHOLD_EPSILON: f64 = 1e-6;
 
 /// How the trailing distance is expressed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(utoipa::ToSchema, Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum TrailingKind {
     /// A fixed amount in rupees.

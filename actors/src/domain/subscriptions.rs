@@ -21,7 +21,7 @@ pub const DEFAULT_SYMBOL_CAP: usize = 1000;
 pub const DEFAULT_BATCH_SIZE: usize = 100;
 
 /// Market-data mode, ordered by richness: LTP < Quote < Depth. Serialised as its integer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(utoipa::ToSchema, Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Mode {
     /// Last traded price only.
     Ltp = 1,

@@ -50,7 +50,7 @@ pub struct ConnectionSettings {
     pub crash_loop_window: Duration,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(utoipa::ToSchema, Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub enum ConnectionState {
     Idle,
     Connecting,
@@ -73,14 +73,14 @@ impl ConnectionState {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(utoipa::ToSchema, Debug, Clone, Serialize)]
 pub struct ConnectionEvent {
     pub at: DateTime<Utc>,
     pub event: &'static str,
     pub detail: String,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(utoipa::ToSchema, Debug, Clone, Serialize)]
 pub struct ConnectionStatus {
     pub state: ConnectionState,
     pub lifecycle: Lifecycle,
@@ -142,7 +142,7 @@ impl ConnectionStatus {
 }
 
 /// The order-update stream of a socket.
-#[derive(Debug, Clone, Serialize)]
+#[derive(utoipa::ToSchema, Debug, Clone, Serialize)]
 pub struct OrderStreamView {
     /// The socket asks for them (`subscribe_orders` after every authentication).
     pub wanted: bool,

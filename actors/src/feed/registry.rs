@@ -142,7 +142,7 @@ pub(super) struct RawTick {
 #[rtype(result = "()")]
 pub(super) struct SymbolsRejected(pub Vec<SymbolError>);
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(utoipa::ToSchema, Debug, Clone, Serialize)]
 pub struct SubscriptionView {
     pub exchange: String,
     pub symbol: String,
@@ -155,7 +155,7 @@ pub struct SubscriptionView {
     pub rejected: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(utoipa::ToSchema, Debug, Clone, Serialize)]
 pub struct ConsumerView {
     pub id: u64,
     pub label: String,
@@ -165,7 +165,7 @@ pub struct ConsumerView {
     pub pending: usize,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(utoipa::ToSchema, Debug, Clone, Serialize)]
 pub struct RegistryStatus {
     pub state: Lifecycle,
     pub restarts: u64,

@@ -24,7 +24,7 @@ use crate::orders::SetAccounts;
 #[rtype(result = "StreamsStatus")]
 pub struct GetStreams;
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(utoipa::ToSchema, Debug, Clone, Serialize)]
 pub struct StreamsStatus {
     /// The account whose socket carries the market-data feed.
     pub feed_account_id: Option<i32>,

@@ -189,7 +189,7 @@ pub struct AttachBook(pub Recipient<ExitReport>);
 #[rtype(result = "GatewayStatus")]
 pub struct GetGatewayStatus;
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(utoipa::ToSchema, Debug, Clone, Serialize)]
 pub struct LaneView {
     pub account_id: i32,
     pub account: String,
@@ -204,7 +204,7 @@ pub struct LaneView {
 }
 
 /// One order of an exit in flight.
-#[derive(Debug, Clone, Serialize)]
+#[derive(utoipa::ToSchema, Debug, Clone, Serialize)]
 pub struct ExitOrderView {
     /// The write-ahead row.
     pub request_id: Option<i32>,
@@ -216,7 +216,7 @@ pub struct ExitOrderView {
     pub state: &'static str,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(utoipa::ToSchema, Debug, Clone, Serialize)]
 pub struct ActiveExitView {
     pub execution_id: i32,
     pub strategy_id: i32,
@@ -243,7 +243,7 @@ pub struct ActiveExitView {
 }
 
 /// An exit that ended recently.
-#[derive(Debug, Clone, Serialize)]
+#[derive(utoipa::ToSchema, Debug, Clone, Serialize)]
 pub struct FinishedExitView {
     pub execution_id: i32,
     pub strategy_id: i32,
@@ -258,7 +258,7 @@ pub struct FinishedExitView {
     pub finished_at_us: i64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(utoipa::ToSchema, Debug, Clone, Serialize)]
 pub struct GatewayStatus {
     pub state: Lifecycle,
     pub restarts: u64,

@@ -182,7 +182,7 @@ pub struct PositionView {
     pub stale: bool,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(utoipa::ToSchema, Debug, Clone, Serialize)]
 pub struct StrategySummary {
     pub strategy_id: i32,
     pub strategy: String,
@@ -193,7 +193,7 @@ pub struct StrategySummary {
     pub stale_legs: usize,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(utoipa::ToSchema, Debug, Clone, Serialize)]
 pub struct MonitorStatus {
     pub state: Lifecycle,
     pub restarts: u64,

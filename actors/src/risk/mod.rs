@@ -150,14 +150,14 @@ pub struct Resume;
 #[rtype(result = "RiskStatus")]
 pub struct GetRiskStatus;
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(utoipa::ToSchema, Debug, Clone, Serialize)]
 pub struct TrailingView {
     pub kind: TrailingKind,
     pub value: f64,
     pub activation: f64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(utoipa::ToSchema, Debug, Clone, Serialize)]
 pub struct LimitsView {
     pub max_loss: Option<f64>,
     pub max_profit: Option<f64>,
@@ -180,7 +180,7 @@ impl From<&RiskLimits> for LimitsView {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(utoipa::ToSchema, Debug, Clone, Serialize)]
 pub struct TriggerView {
     pub event: RiskEventType,
     pub threshold: Option<f64>,
@@ -188,7 +188,7 @@ pub struct TriggerView {
     pub at: DateTime<Utc>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(utoipa::ToSchema, Debug, Clone, Serialize)]
 pub struct RiskStatus {
     pub strategy_id: i32,
     pub strategy: String,
