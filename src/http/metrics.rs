@@ -1,7 +1,7 @@
 //! `GET /metrics`: the actors' figures in the Prometheus text format (version 0.0.4), built from
-//! the same status answers as `GET /api/v1/state`.
+//! the same status answers as `GET /api/v1/state`: a registry is filled from them at each
+//! collection and encoded with `prometheus-client`.
 
-use std::fmt::Write as _;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -14,13 +14,18 @@ use actors::order_events::AccountOrderEvents;
 use actors::status::Lifecycle;
 use entity::strategies::RiskState;
 use futures_util::lock::Mutex;
+use prometheus_client::encoding::prometheus_text::{CONTENT_TYPE, encode};
+use prometheus_client::encoding::{EncodeMetric, MetricEncoder, NoLabelSet};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
 
 use super::AppState;
 use super::error::{ApiError, ErrorBody};
 
 use super::state::{ServiceState, collect};
-
-const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 const LIFECYCLES: [Lifecycle; 6] = [
     Lifecycle::Starting,
@@ -70,16 +75,13 @@ impl MetricsCache {
         }
         let snapshot = collect(state).await?;
         let collections = self.collections.fetch_add(1, Ordering::Relaxed) + 1;
-        let mut text = render(&snapshot);
-        Exposition::default()
-            .single(
-                "supervisor_metrics_collections_total",
-                "counter",
-                "times /metrics asked every actor for its status (at most once a second)",
-                collections as f64,
-            )
-            .append_to(&mut text);
-        let text: Arc<str> = text.into();
+        let mut m = render(&snapshot);
+        m.counter(
+            "supervisor_metrics_collections",
+            "times /metrics asked every actor for its status (at most once a second)",
+            collections,
+        );
+        let text: Arc<str> = m.encode()?.into();
         *last = Some((Instant::now(), text.clone()));
         Ok(text)
     }
@@ -112,59 +114,108 @@ pub async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, ApiErro
         .body(text.to_string()))
 }
 
-/// Writes metric families: `# HELP`, `# TYPE` and their samples.
+/// The labels of one sample.
+type Labels = Vec<(&'static str, String)>;
+
+/// The metric families of one collection. Counters are named without their `_total`, which
+/// the encoder appends (to the `# TYPE` line too).
 #[derive(Default)]
 struct Exposition {
-    out: String,
+    registry: Registry,
 }
 
 impl Exposition {
-    fn family(&mut self, name: &str, kind: &str, help: &str) -> &mut Self {
-        let _ = writeln!(self.out, "# HELP {name} {help}");
-        let _ = writeln!(self.out, "# TYPE {name} {kind}");
+    /// A family with one unlabelled counter.
+    fn counter(&mut self, name: &str, help: &str, value: u64) -> &mut Self {
+        let counter: Counter = Counter::default();
+        counter.inc_by(value);
+        self.registry.register(name, help, counter);
         self
     }
 
-    fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: f64) -> &mut Self {
-        self.out.push_str(name);
-        if !labels.is_empty() {
-            self.out.push('{');
-            for (i, (key, val)) in labels.iter().enumerate() {
-                if i > 0 {
-                    self.out.push(',');
-                }
-                let _ = write!(self.out, "{key}=\"{}\"", escape_label(val));
-            }
-            self.out.push('}');
+    /// A family with one unlabelled gauge.
+    fn gauge(&mut self, name: &str, help: &str, value: f64) -> &mut Self {
+        let gauge: Gauge<f64, AtomicU64> = Gauge::default();
+        gauge.set(value);
+        self.registry.register(name, help, gauge);
+        self
+    }
+
+    /// A family of counters, one per label set.
+    fn counters(
+        &mut self,
+        name: &str,
+        help: &str,
+        samples: impl IntoIterator<Item = (Labels, u64)>,
+    ) -> &mut Self {
+        let family: Family<Labels, Counter> = Family::default();
+        for (labels, value) in samples {
+            family.get_or_create(&labels).inc_by(value);
         }
-        let _ = writeln!(self.out, " {}", number(value));
+        self.registry.register(name, help, family);
         self
     }
 
-    fn append_to(&self, out: &mut String) {
-        out.push_str(&self.out);
+    /// A family of gauges, one per label set.
+    fn gauges(
+        &mut self,
+        name: &str,
+        help: &str,
+        samples: impl IntoIterator<Item = (Labels, f64)>,
+    ) -> &mut Self {
+        let family: Family<Labels, Gauge<f64, AtomicU64>> = Family::default();
+        for (labels, value) in samples {
+            family.get_or_create(&labels).set(value);
+        }
+        self.registry.register(name, help, family);
+        self
     }
 
-    /// A family with one unlabelled sample.
-    fn single(&mut self, name: &str, kind: &str, help: &str, value: f64) -> &mut Self {
-        self.family(name, kind, help).sample(name, &[], value)
+    /// The text exposition.
+    fn encode(&self) -> Result<String, ApiError> {
+        let mut text = String::new();
+        encode(&mut text, &self.registry)
+            .map_err(|e| ApiError::internal("encoding the metrics", e))?;
+        Ok(text)
     }
 }
 
-fn escape_label(value: &str) -> String {
-    value
-        .replace('\\', r"\\")
-        .replace('"', "\\\"")
-        .replace('\n', r"\n")
+/// A latency distribution as a Prometheus histogram of seconds over [`LATENCY_BUCKETS_S`].
+#[derive(Debug)]
+struct Histogram {
+    /// (upper bound in seconds, values above the previous bound and at or below this one).
+    buckets: Vec<(f64, u64)>,
+    sum_s: f64,
+    count: u64,
 }
 
-fn number(value: f64) -> String {
-    if value.is_nan() {
-        "NaN".into()
-    } else if value.is_infinite() {
-        if value > 0.0 { "+Inf" } else { "-Inf" }.into()
-    } else {
-        value.to_string()
+impl Histogram {
+    fn of(latency: &LatencySnapshot) -> Self {
+        let mut below = 0;
+        let buckets = LATENCY_BUCKETS_S
+            .iter()
+            .map(|&bound| {
+                let at_or_below = latency.count_at_or_below((bound * 1e6).round() as u64);
+                let n = at_or_below - below;
+                below = at_or_below;
+                (bound, n)
+            })
+            .collect();
+        Histogram {
+            buckets,
+            sum_s: latency.sum_us() as f64 / 1e6,
+            count: latency.count(),
+        }
+    }
+}
+
+impl EncodeMetric for Histogram {
+    fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        encoder.encode_histogram::<NoLabelSet>(self.sum_s, self.count, &self.buckets, None)
+    }
+
+    fn metric_type(&self) -> MetricType {
+        MetricType::Histogram
     }
 }
 
@@ -176,178 +227,154 @@ fn name_of(value: impl std::fmt::Debug) -> String {
     format!("{value:?}")
 }
 
-fn render(s: &ServiceState) -> String {
+/// One label set with one label.
+fn label(key: &'static str, value: impl Into<String>) -> Labels {
+    vec![(key, value.into())]
+}
+
+fn render(s: &ServiceState) -> Exposition {
     let mut m = Exposition::default();
     let (conn, reg) = (&s.connection, &s.registry);
 
-    m.single(
-        "supervisor_ticks_in_total",
-        "counter",
+    m.counter(
+        "supervisor_ticks_in",
         "market_data frames the registry received from the feed connection",
-        reg.ticks_in as f64,
+        reg.ticks_in,
     )
-    .single(
-        "supervisor_ticks_fanned_out_total",
-        "counter",
+    .counter(
+        "supervisor_ticks_fanned_out",
         "ticks delivered to subscribers (one per subscriber and tick)",
-        reg.ticks_delivered as f64,
+        reg.ticks_delivered,
     )
-    .single(
-        "supervisor_ticks_dropped_total",
-        "counter",
+    .counter(
+        "supervisor_ticks_dropped",
         "ticks a slow subscriber never saw: replaced by a newer tick of the same key",
-        reg.ticks_dropped as f64,
+        reg.ticks_dropped,
     )
-    .single(
-        "supervisor_ticks_unrouted_total",
-        "counter",
+    .counter(
+        "supervisor_ticks_unrouted",
         "ticks for keys nobody holds",
-        reg.ticks_unrouted as f64,
+        reg.ticks_unrouted,
     )
-    .single(
-        "supervisor_feed_malformed_total",
-        "counter",
+    .counter(
+        "supervisor_feed_malformed",
         "feed frames that could not be parsed",
-        (reg.malformed + conn.malformed) as f64,
+        reg.malformed + conn.malformed,
     )
-    .single(
-        "supervisor_feed_messages_total",
-        "counter",
+    .counter(
+        "supervisor_feed_messages",
         "market_data frames received on the feed connection",
-        conn.messages_received as f64,
+        conn.messages_received,
     )
-    .single(
+    .gauge(
         "supervisor_feed_messages_per_second",
-        "gauge",
         "market_data frames per second over the last second",
         conn.messages_per_s,
     )
-    .single(
-        "supervisor_feed_frames_sent_total",
-        "counter",
+    .counter(
+        "supervisor_feed_frames_sent",
         "subscribe and unsubscribe frames sent upstream",
-        reg.frames_sent as f64,
-    );
-
-    m.family(
-        "supervisor_feed_connection_state",
-        "gauge",
-        "the feed connection's state: 1 for the current state, 0 for the others",
-    );
-    for st in CONNECTION_STATES {
-        m.sample(
-            "supervisor_feed_connection_state",
-            &[("state", &name_of(st))],
-            flag(conn.state == st),
-        );
-    }
-    m.single(
-        "supervisor_feed_reconnects_total",
-        "counter",
-        "times the feed went live again after having been live",
-        conn.reconnects as f64,
+        reg.frames_sent,
     )
-    .single(
+    .gauges(
+        "supervisor_feed_connection_state",
+        "the feed connection's state: 1 for the current state, 0 for the others",
+        CONNECTION_STATES
+            .into_iter()
+            .map(|st| (label("state", name_of(st)), flag(conn.state == st))),
+    )
+    .counter(
+        "supervisor_feed_reconnects",
+        "times the feed went live again after having been live",
+        conn.reconnects,
+    )
+    .gauge(
         "supervisor_feed_connect_attempt",
-        "gauge",
         "the current connection attempt number of the backoff (0 when live)",
         f64::from(conn.attempt),
     );
     if let Some(age) = conn.last_tick_age_ms {
-        m.single(
+        m.gauge(
             "supervisor_feed_last_tick_age_seconds",
-            "gauge",
             "seconds since the last market_data frame",
             age as f64 / 1000.0,
         );
     }
 
-    m.single(
+    m.gauge(
         "supervisor_subscriptions",
-        "gauge",
         "keys (exchange, symbol) subscribed upstream",
         reg.symbols as f64,
     )
-    .single(
+    .gauge(
         "supervisor_subscriptions_max",
-        "gauge",
         "the symbol cap of the feed connection",
         reg.max_symbols as f64,
     )
-    .single(
+    .gauge(
         "supervisor_subscriptions_rejected",
-        "gauge",
         "subscribed keys the gateway refused",
         reg.rejected as f64,
     )
-    .single(
+    .gauge(
         "supervisor_subscribers",
-        "gauge",
         "consumers holding at least one key",
         reg.consumers.len() as f64,
     );
 
     let chains = &s.chains;
-    m.single(
+    m.gauge(
         "supervisor_chain_sessions",
-        "gauge",
         "option-chain sessions running",
         chains.sessions.len() as f64,
     )
-    .single(
-        "supervisor_chain_sessions_opened_total",
-        "counter",
+    .counter(
+        "supervisor_chain_sessions_opened",
         "option-chain sessions opened",
-        chains.opened_total as f64,
+        chains.opened_total,
     )
-    .single(
-        "supervisor_chain_sessions_ended_total",
-        "counter",
+    .counter(
+        "supervisor_chain_sessions_ended",
         "option-chain sessions ended",
-        chains.ended_total as f64,
+        chains.ended_total,
     );
 
-    m.single(
+    m.gauge(
         "supervisor_market_hours_running",
-        "gauge",
         "1 while the market-hours subtree (feed, position monitor) runs",
         flag(s.supervisor.running),
     )
-    .single(
+    .gauge(
         "supervisor_feed_degraded",
-        "gauge",
         "1 while the feed is down during market hours and open legs are priced over REST quotes",
         flag(s.supervisor.feed_degraded),
     )
-    .single(
+    .gauge(
         "supervisor_health_reasons",
-        "gauge",
         "reasons GET /health gives for being degraded (0 when ok)",
         s.health.reasons.len() as f64,
-    );
-    m.family(
+    )
+    .gauges(
         "supervisor_calendar_phase",
-        "gauge",
         "the calendar phase: 1 for the current phase, 0 for the others",
+        [Phase::PreOpen, Phase::Open, Phase::Closed]
+            .into_iter()
+            .map(|phase| {
+                (
+                    label("phase", name_of(phase)),
+                    flag(s.calendar.phase == phase),
+                )
+            }),
     );
-    for phase in [Phase::PreOpen, Phase::Open, Phase::Closed] {
-        m.sample(
-            "supervisor_calendar_phase",
-            &[("phase", &name_of(phase))],
-            flag(s.calendar.phase == phase),
-        );
-    }
     if let Some(secs) = s.calendar.seconds_to_next_change {
-        m.single(
+        m.gauge(
             "supervisor_calendar_seconds_to_next_change",
-            "gauge",
             "seconds until the calendar phase changes",
             secs as f64,
         );
     }
-    m.single(
+    m.gauge(
         "supervisor_calendar_warnings",
-        "gauge",
         "calendar warnings: years the next 30 days reach without holidays loaded for an active \
          template's exchange",
         s.calendar.warnings.len() as f64,
@@ -371,236 +398,187 @@ fn render(s: &ServiceState) -> String {
         ("position_monitor", s.monitor.state, s.monitor.restarts),
         ("order_gateway", s.orders.state, s.orders.restarts),
     ];
-    m.family(
+    m.gauges(
         "supervisor_actor_state",
-        "gauge",
         "each long-lived actor's lifecycle state: 1 for the current state, 0 for the others",
-    );
-    for (actor, lifecycle, _) in &actors {
-        for st in LIFECYCLES {
-            m.sample(
-                "supervisor_actor_state",
-                &[("actor", actor), ("state", &name_of(st))],
-                flag(*lifecycle == st),
-            );
-        }
-    }
-    m.family(
-        "supervisor_actor_restarts_total",
-        "counter",
+        actors.iter().flat_map(|(actor, lifecycle, _)| {
+            LIFECYCLES.into_iter().map(move |st| {
+                (
+                    vec![("actor", actor.to_string()), ("state", name_of(st))],
+                    flag(*lifecycle == st),
+                )
+            })
+        }),
+    )
+    .counters(
+        "supervisor_actor_restarts",
         "supervised restarts of each long-lived actor",
-    );
-    for (actor, _, restarts) in &actors {
-        m.sample(
-            "supervisor_actor_restarts_total",
-            &[("actor", actor)],
-            *restarts as f64,
-        );
-    }
-    m.family(
+        actors
+            .iter()
+            .map(|(actor, _, restarts)| (label("actor", *actor), *restarts)),
+    )
+    .gauges(
         "supervisor_risk_actors",
-        "gauge",
         "risk actors (one per strategy with a run) by lifecycle state",
-    );
-    for st in LIFECYCLES {
-        let n = s.strategies.iter().filter(|r| r.lifecycle == st).count();
-        m.sample(
-            "supervisor_risk_actors",
-            &[("state", &name_of(st))],
-            n as f64,
-        );
-    }
-    m.single(
-        "supervisor_risk_actor_restarts_total",
-        "counter",
+        LIFECYCLES.into_iter().map(|st| {
+            let n = s.strategies.iter().filter(|r| r.lifecycle == st).count();
+            (label("state", name_of(st)), n as f64)
+        }),
+    )
+    .counter(
+        "supervisor_risk_actor_restarts",
         "supervised restarts of the risk actors, all strategies",
-        s.strategies.iter().map(|r| r.restarts).sum::<u64>() as f64,
+        s.strategies.iter().map(|r| r.restarts).sum(),
     );
-    m.out
+    m
 }
 
 /// Each account's order updates (its socket) and how exits were confirmed.
 fn render_order_updates(m: &mut Exposition, s: &ServiceState) {
-    m.family(
+    let accounts = &s.order_events.accounts;
+    let by_account = |value: fn(&AccountOrderEvents) -> u64| {
+        accounts
+            .iter()
+            .map(move |a| (label("account_id", a.account_id.to_string()), value(a)))
+    };
+    m.gauges(
         "supervisor_order_updates_live",
-        "gauge",
         "1 while the account's order updates flow (its socket is live and subscribed)",
-    );
-    for a in &s.order_events.accounts {
-        let id = a.account_id.to_string();
-        m.sample(
-            "supervisor_order_updates_live",
-            &[("account_id", &id)],
-            f64::from(u8::from(a.live)),
-        );
-    }
-    for (name, help, value) in [
-        (
-            "supervisor_order_updates_total",
-            "order updates received",
-            (|a: &AccountOrderEvents| a.events) as fn(&AccountOrderEvents) -> u64,
-        ),
-        (
-            "supervisor_order_updates_unmatched_total",
-            "order updates of orders no exit placed (recorded)",
-            |a: &AccountOrderEvents| a.unmatched,
-        ),
-        (
-            "supervisor_order_update_routing_failures_total",
-            "order updates that could not be given to the order gateway",
-            |a: &AccountOrderEvents| a.routing_failures,
-        ),
-    ] {
-        m.family(name, "counter", help);
-        for a in &s.order_events.accounts {
-            let id = a.account_id.to_string();
-            m.sample(name, &[("account_id", &id)], value(a) as f64);
-        }
-    }
-    m.family(
-        "supervisor_exits_confirmed_total",
-        "counter",
+        accounts
+            .iter()
+            .map(|a| (label("account_id", a.account_id.to_string()), flag(a.live))),
+    )
+    .counters(
+        "supervisor_order_updates",
+        "order updates received",
+        by_account(|a| a.events),
+    )
+    .counters(
+        "supervisor_order_updates_unmatched",
+        "order updates of orders no exit placed (recorded)",
+        by_account(|a| a.unmatched),
+    )
+    .counters(
+        "supervisor_order_update_routing_failures",
+        "order updates that could not be given to the order gateway",
+        by_account(|a| a.routing_failures),
+    )
+    .counters(
+        "supervisor_exits_confirmed",
         "exits whose last fill came as an order update (`event`) or was read from the books (`read`)",
-    );
-    m.sample(
-        "supervisor_exits_confirmed_total",
-        &[("by", "event")],
-        s.orders.exits_confirmed_by_event as f64,
-    );
-    m.sample(
-        "supervisor_exits_confirmed_total",
-        &[("by", "read")],
-        s.orders.exits_confirmed_by_read as f64,
+        [
+            (label("by", "event"), s.orders.exits_confirmed_by_event),
+            (label("by", "read"), s.orders.exits_confirmed_by_read),
+        ],
     );
 }
 
 /// Strategies, positions, exits and the tick→risk decision latency.
 fn render_risk(m: &mut Exposition, s: &ServiceState) {
-    m.family(
+    m.gauges(
         "supervisor_strategies",
-        "gauge",
         "strategies with a risk actor, by risk state",
-    );
-    for st in RiskState::ALL {
-        let n = s.strategies.iter().filter(|r| r.state == *st).count();
-        m.sample("supervisor_strategies", &[("state", st.as_str())], n as f64);
-    }
-    m.family(
+        RiskState::ALL.iter().map(|st| {
+            let n = s.strategies.iter().filter(|r| r.state == *st).count();
+            (label("state", st.as_str()), n as f64)
+        }),
+    )
+    .gauges(
         "supervisor_strategy_pnl_rupees",
-        "gauge",
         "each strategy's run P&L (realized + unrealized), while every open leg has a price",
+        s.strategies
+            .iter()
+            .filter_map(|r| Some((label("strategy", r.strategy.as_str()), r.pnl?))),
     );
-    for r in &s.strategies {
-        if let Some(pnl) = r.pnl {
-            m.sample(
-                "supervisor_strategy_pnl_rupees",
-                &[("strategy", &r.strategy)],
-                pnl,
-            );
-        }
-    }
     let mon = &s.monitor;
-    m.single(
+    m.gauge(
         "supervisor_open_legs",
-        "gauge",
         "open legs the position monitor prices",
         mon.open_legs as f64,
     )
-    .single(
+    .gauge(
         "supervisor_stale_legs",
-        "gauge",
         "open legs whose feed price is older than position_monitor.stale_after_s",
         s.positions.iter().filter(|p| p.stale).count() as f64,
     )
-    .single(
-        "supervisor_monitor_ticks_total",
-        "counter",
+    .counter(
+        "supervisor_monitor_ticks",
         "ticks the position monitor received",
-        mon.ticks as f64,
+        mon.ticks,
     )
-    .single(
-        "supervisor_quote_fallbacks_total",
-        "counter",
+    .counter(
+        "supervisor_quote_fallbacks",
         "REST quotes fetched for legs with stale feed prices",
-        mon.quotes_fetched as f64,
+        mon.quotes_fetched,
     )
-    .single(
-        "supervisor_quote_errors_total",
-        "counter",
+    .counter(
+        "supervisor_quote_errors",
         "REST quote requests that failed",
-        mon.quote_errors as f64,
+        mon.quote_errors,
     );
 
     let orders = &s.orders;
-    m.single(
-        "supervisor_exit_orders_sent_total",
-        "counter",
+    m.counter(
+        "supervisor_exit_orders_sent",
         "exit orders sent to the brokers",
-        orders.orders_sent as f64,
+        orders.orders_sent,
     )
-    .single(
-        "supervisor_exit_orders_failed_total",
-        "counter",
+    .counter(
+        "supervisor_exit_orders_failed",
         "exit orders the broker refused or that failed",
-        orders.orders_failed as f64,
+        orders.orders_failed,
     )
-    .single(
-        "supervisor_exit_legs_exited_total",
-        "counter",
+    .counter(
+        "supervisor_exit_legs_exited",
         "legs closed by an exit",
-        orders.legs_exited as f64,
+        orders.legs_exited,
     )
-    .single(
-        "supervisor_exit_legs_failed_total",
-        "counter",
+    .counter(
+        "supervisor_exit_legs_failed",
         "legs whose exit ran out of attempts (ExitFailed: needs a human)",
-        orders.legs_failed as f64,
+        orders.legs_failed,
     )
-    .single(
-        "supervisor_exit_duplicates_refused_total",
-        "counter",
+    .counter(
+        "supervisor_exit_duplicates_refused",
         "exit requests refused because the leg was already being exited",
-        orders.duplicates_refused as f64,
+        orders.duplicates_refused,
     )
-    .single(
+    .gauge(
         "supervisor_exits_in_flight",
-        "gauge",
         "legs being exited now",
         orders.exits.len() as f64,
     )
-    .single(
-        "supervisor_exit_orders_in_doubt_total",
-        "counter",
+    .counter(
+        "supervisor_exit_orders_in_doubt",
         "exit orders whose placement answer was lost (timeout, transport error, 5xx)",
-        orders.orders_in_doubt as f64,
+        orders.orders_in_doubt,
     )
-    .single(
-        "supervisor_exit_rate_limited_total",
-        "counter",
+    .counter(
+        "supervisor_exit_rate_limited",
         "429 answers to the order gateway's placements and reads",
-        orders.rate_limited as f64,
+        orders.rate_limited,
     )
-    .single(
-        "supervisor_exit_mismatches_total",
-        "counter",
+    .counter(
+        "supervisor_exit_mismatches",
         "legs of which the broker held less than tracked (only what it held was exited)",
-        orders.mismatches as f64,
-    );
-    m.family(
+        orders.mismatches,
+    )
+    .gauges(
         "supervisor_exits",
-        "gauge",
         "exits in flight by state (sending, in_doubt, working, partially_filled, rejected)",
+        [
+            "sending",
+            "in_doubt",
+            "working",
+            "partially_filled",
+            "rejected",
+        ]
+        .into_iter()
+        .map(|state| {
+            let n = orders.exits.iter().filter(|x| x.state == state).count();
+            (label("state", state), n as f64)
+        }),
     );
-    for state in [
-        "sending",
-        "in_doubt",
-        "working",
-        "partially_filled",
-        "rejected",
-    ] {
-        let n = orders.exits.iter().filter(|x| x.state == state).count();
-        m.sample("supervisor_exits", &[("state", state)], n as f64);
-    }
 
     let decision = LatencySnapshot::merged(s.strategies.iter().map(|r| &r.decision_latency));
     latency_family(
@@ -622,31 +600,18 @@ fn render_risk(m: &mut Exposition, s: &ServiceState) {
 /// A latency distribution as `{prefix}_seconds` (histogram) and `{prefix}_quantile_seconds`
 /// (p50/p99/p999 gauges, NaN before the first value).
 fn latency_family(m: &mut Exposition, prefix: &str, help: &str, latency: &LatencySnapshot) {
-    let name = format!("{prefix}_seconds");
-    m.family(&name, "histogram", help);
-    for bound in LATENCY_BUCKETS_S {
-        let count = latency.count_at_or_below((bound * 1e6).round() as u64);
-        m.sample(
-            &format!("{name}_bucket"),
-            &[("le", &bound.to_string())],
-            count as f64,
-        );
-    }
-    m.sample(
-        &format!("{name}_bucket"),
-        &[("le", "+Inf")],
-        latency.count() as f64,
-    )
-    .sample(&format!("{name}_sum"), &[], latency.sum_us() as f64 / 1e6)
-    .sample(&format!("{name}_count"), &[], latency.count() as f64);
-    let quantiles = format!("{prefix}_quantile_seconds");
-    m.family(&quantiles, "gauge", &format!("quantiles of: {help}"));
-    for (label, q) in [("0.5", 0.5), ("0.99", 0.99), ("0.999", 0.999)] {
-        let value = latency
-            .quantile_us(q)
-            .map_or(f64::NAN, |us| us as f64 / 1e6);
-        m.sample(&quantiles, &[("quantile", label)], value);
-    }
+    m.registry
+        .register(format!("{prefix}_seconds"), help, Histogram::of(latency));
+    m.gauges(
+        &format!("{prefix}_quantile_seconds"),
+        &format!("quantiles of: {help}"),
+        [("0.5", 0.5), ("0.99", 0.99), ("0.999", 0.999)].map(|(name, q)| {
+            let value = latency
+                .quantile_us(q)
+                .map_or(f64::NAN, |us| us as f64 / 1e6);
+            (label("quantile", name), value)
+        }),
+    );
 }
 
 #[cfg(test)]
@@ -654,20 +619,48 @@ mod tests {
     use super::*;
 
     #[test]
-    fn numbers_and_labels_follow_the_text_format() {
-        assert_eq!(number(3.0), "3");
-        assert_eq!(number(0.25), "0.25");
-        assert_eq!(number(f64::INFINITY), "+Inf");
-        assert_eq!(number(f64::NEG_INFINITY), "-Inf");
-        assert_eq!(number(f64::NAN), "NaN");
-        assert_eq!(escape_label("a\"b\\c\nd"), r#"a\"b\\c\nd"#);
+    fn families_follow_the_text_format() {
         let mut m = Exposition::default();
-        m.family("x_total", "counter", "help text")
-            .sample("x_total", &[("k", "v"), ("q", "\"")], 2.0)
-            .sample("x_total", &[], 1.5);
+        m.counter("x", "help text", 2)
+            .gauges("g", "labelled", [(label("k", "a\"b\\c\nd"), 1.5)]);
+        let text = m.encode().unwrap();
         assert_eq!(
-            m.out,
-            "# HELP x_total help text\n# TYPE x_total counter\nx_total{k=\"v\",q=\"\\\"\"} 2\nx_total 1.5\n"
+            text,
+            "# HELP x_total help text.\n# TYPE x_total counter\nx_total 2\n\
+             # HELP g labelled.\n# TYPE g gauge\ng{k=\"a\\\"b\\\\c\\nd\"} 1.5\n"
+        );
+    }
+
+    #[test]
+    fn latency_buckets_are_cumulative_and_end_at_the_count() {
+        let mut h = actors::domain::latency::LatencyHistogram::new();
+        for us in [10, 30, 60, 400, 3_000_000, 3_600_000_000] {
+            h.record(Duration::from_micros(us));
+        }
+        let mut m = Exposition::default();
+        latency_family(&mut m, "lat", "help", &h.snapshot());
+        let text = m.encode().unwrap();
+        for line in [
+            "# TYPE lat_seconds histogram",
+            "lat_seconds_bucket{le=\"2.5e-05\"} 1",
+            "lat_seconds_bucket{le=\"5e-05\"} 2",
+            "lat_seconds_bucket{le=\"0.0001\"} 3",
+            "lat_seconds_bucket{le=\"0.0005\"} 4",
+            "lat_seconds_bucket{le=\"2.5\"} 4",
+            "lat_seconds_bucket{le=\"+Inf\"} 6",
+            "lat_seconds_count 6",
+            "lat_quantile_seconds{quantile=\"0.5\"} 0.00006",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} in {text}");
+        }
+        let empty = {
+            let mut m = Exposition::default();
+            latency_family(&mut m, "lat", "help", &LatencySnapshot::default());
+            m.encode().unwrap()
+        };
+        assert!(
+            empty.contains("lat_quantile_seconds{quantile=\"0.999\"} NaN"),
+            "{empty}"
         );
     }
 }

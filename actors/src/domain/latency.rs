@@ -1,52 +1,33 @@
-//! Latency distributions for metrics: a log-linear histogram of microseconds (exact below
-//! 64 µs, then 32 buckets per power of two: at most 1/32 ≈ 3 % wide), snapshots that merge
-//! exactly across recorders (one per risk actor), quantiles and cumulative counts for
-//! Prometheus buckets.
+//! Latency distributions for metrics: an HDR histogram of microseconds at two significant
+//! figures (exact below 256 µs, then 128 buckets per power of two: at most 1/128 < 1 % wide),
+//! snapshots that merge exactly across recorders (one per risk actor: every histogram has the
+//! same bucket layout), quantiles and cumulative counts for Prometheus buckets.
 
 use std::time::Duration;
 
+use hdrhistogram::Histogram;
 use serde::ser::SerializeStruct;
 use serde::{Serialize, Serializer};
 
-/// Values below this many µs have a bucket of their own.
-const LINEAR: u64 = 64;
-/// log2 of the buckets per power of two above [`LINEAR`].
-const SUB_BITS: u32 = 5;
-const SUB: u64 = 1 << SUB_BITS;
+/// Significant figures the buckets keep.
+const SIGFIG: u8 = 2;
 /// Larger values are recorded as this (one hour).
 pub const MAX_US: u64 = 3_600_000_000;
 
-/// The bucket of a value (µs).
-fn index(us: u64) -> usize {
-    let v = us.min(MAX_US);
-    if v < LINEAR {
-        return v as usize;
-    }
-    let exp = u64::from(63 - v.leading_zeros());
-    let sub = (v >> (exp - u64::from(SUB_BITS))) & (SUB - 1);
-    (LINEAR + (exp - 6) * SUB + sub) as usize
-}
-
-/// The highest value (µs) of bucket `i`.
-fn upper(i: usize) -> u64 {
-    let i = i as u64;
-    if i < LINEAR {
-        return i;
-    }
-    let exp = 6 + (i - LINEAR) / SUB;
-    let sub = (i - LINEAR) % SUB;
-    let width = 1u64 << (exp - u64::from(SUB_BITS));
-    (1u64 << exp) + sub * width + width - 1
+/// Counts with no value recorded, growing as values come.
+fn empty() -> Histogram<u32> {
+    // Two significant figures are within hdrhistogram's 0–5: this cannot fail.
+    Histogram::new(SIGFIG).expect("2 significant figures are supported")
 }
 
 /// Records latencies; kept by the actor that measures them.
+///
+/// The counts grow with the largest value recorded (1 KB empty, 5.5 KB up to 100 ms, 13 KB at
+/// most, for [`MAX_US`]); a bucket's count stops at `u32::MAX`. Recording is constant-time
+/// apart from those few growths.
 #[derive(Debug, Clone, Default)]
 pub struct LatencyHistogram {
-    /// Counts per bucket, allocated at the first record.
-    counts: Vec<u64>,
-    count: u64,
-    sum_us: u64,
-    max_us: u64,
+    snapshot: LatencySnapshot,
 }
 
 impl LatencyHistogram {
@@ -60,73 +41,68 @@ impl LatencyHistogram {
         let us = u64::try_from(latency.as_micros())
             .unwrap_or(MAX_US)
             .min(MAX_US);
-        let i = index(us);
-        if self.counts.len() <= i {
-            self.counts.resize(i + 1, 0);
+        let s = &mut self.snapshot;
+        if s.counts.record(us).is_err() {
+            // The counts could not grow to cover the value (only where usize is too small for
+            // them): it is counted at the largest value they cover.
+            s.counts.saturating_record(us);
         }
-        self.counts[i] += 1;
-        self.count += 1;
-        self.sum_us = self.sum_us.saturating_add(us);
-        self.max_us = self.max_us.max(us);
+        s.sum_us = s.sum_us.saturating_add(us);
+        s.max_us = s.max_us.max(us);
     }
 
-    /// The recorded distribution, sparse.
+    /// The recorded distribution (a copy of the counts: the buckets are read from it later,
+    /// away from the recording actor).
     pub fn snapshot(&self) -> LatencySnapshot {
-        LatencySnapshot {
-            buckets: self
-                .counts
-                .iter()
-                .enumerate()
-                .filter(|(_, c)| **c > 0)
-                .map(|(i, c)| (i as u32, *c))
-                .collect(),
-            count: self.count,
-            sum_us: self.sum_us,
-            max_us: self.max_us,
+        self.snapshot.clone()
+    }
+}
+
+/// A recorded distribution. Serialises as its summary (`count`, `sum_us`, `max_us`, `p50_us`,
+/// `p99_us`, `p999_us`) and its non-empty `buckets` as `[upper bound µs, count]` pairs in
+/// ascending order, so readers can merge snapshots or subtract an earlier one.
+#[derive(Debug, Clone)]
+pub struct LatencySnapshot {
+    counts: Histogram<u32>,
+    sum_us: u64,
+    max_us: u64,
+}
+
+impl Default for LatencySnapshot {
+    fn default() -> Self {
+        Self {
+            counts: empty(),
+            sum_us: 0,
+            max_us: 0,
         }
     }
 }
 
-/// A recorded distribution: non-empty buckets in ascending order. Serialises as its summary
-/// (`count`, `sum_us`, `max_us`, `p50_us`, `p99_us`, `p999_us`) and its non-empty `buckets` as
-/// `[upper bound µs, count]` pairs, so readers can merge snapshots or subtract an earlier one.
-#[derive(utoipa::ToSchema, Debug, Clone, Default, PartialEq, Eq)]
-pub struct LatencySnapshot {
-    buckets: Vec<(u32, u64)>,
-    count: u64,
-    sum_us: u64,
-    max_us: u64,
+impl PartialEq for LatencySnapshot {
+    fn eq(&self, other: &Self) -> bool {
+        self.counts == other.counts && self.sum_us == other.sum_us && self.max_us == other.max_us
+    }
 }
 
 impl LatencySnapshot {
     /// Adds several distributions (exactly: they share the bucket layout).
     pub fn merged<'a>(parts: impl IntoIterator<Item = &'a LatencySnapshot>) -> LatencySnapshot {
-        let mut counts: Vec<u64> = Vec::new();
         let mut total = LatencySnapshot::default();
         for part in parts {
-            for &(i, c) in &part.buckets {
-                let i = i as usize;
-                if counts.len() <= i {
-                    counts.resize(i + 1, 0);
-                }
-                counts[i] += c;
+            if let Err(error) = total.counts.add(&part.counts) {
+                // Only where usize is too small for the counts: the part is left out whole.
+                tracing::warn!(%error, "a latency distribution left out of a merge");
+                continue;
             }
-            total.count += part.count;
             total.sum_us = total.sum_us.saturating_add(part.sum_us);
             total.max_us = total.max_us.max(part.max_us);
         }
-        total.buckets = counts
-            .into_iter()
-            .enumerate()
-            .filter(|(_, c)| *c > 0)
-            .map(|(i, c)| (i as u32, c))
-            .collect();
         total
     }
 
     /// Values recorded.
     pub fn count(&self) -> u64 {
-        self.count
+        self.counts.len()
     }
 
     /// Sum of the recorded values, µs.
@@ -142,47 +118,70 @@ impl LatencySnapshot {
     /// The value at quantile `q` (0–1), µs: the upper end of the bucket holding it (never above
     /// the largest value recorded); None when nothing was recorded.
     pub fn quantile_us(&self, q: f64) -> Option<u64> {
-        if self.count == 0 {
-            return None;
-        }
-        let rank = ((q.clamp(0.0, 1.0) * self.count as f64).ceil() as u64).max(1);
-        let mut seen = 0;
-        for &(i, c) in &self.buckets {
-            seen += c;
-            if seen >= rank {
-                return Some(upper(i as usize).min(self.max_us));
-            }
-        }
-        Some(self.max_us)
+        (!self.counts.is_empty())
+            .then(|| self.counts.value_at_quantile(q.clamp(0.0, 1.0)))
+            .map(|us| us.min(self.max_us))
     }
 
     /// How many values fell in buckets entirely at or below `bound_us` (a Prometheus `le`
     /// bucket; a bucket that straddles the bound counts above it).
     pub fn count_at_or_below(&self, bound_us: u64) -> u64 {
-        self.buckets
-            .iter()
-            .take_while(|(i, _)| upper(*i as usize) <= bound_us)
-            .map(|(_, c)| c)
-            .sum()
+        if bound_us >= self.counts.high() {
+            return self.count();
+        }
+        let through_its_bucket = self.counts.count_between(0, bound_us);
+        if self.counts.highest_equivalent(bound_us) > bound_us {
+            through_its_bucket - u64::from(self.counts.count_at(bound_us))
+        } else {
+            through_its_bucket
+        }
     }
 }
 
 impl Serialize for LatencySnapshot {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let mut s = serializer.serialize_struct("LatencySnapshot", 7)?;
-        s.serialize_field("count", &self.count)?;
+        let count = self.count();
+        s.serialize_field("count", &count)?;
         s.serialize_field("sum_us", &self.sum_us)?;
-        s.serialize_field("max_us", &(self.count > 0).then_some(self.max_us))?;
+        s.serialize_field("max_us", &(count > 0).then_some(self.max_us))?;
         s.serialize_field("p50_us", &self.quantile_us(0.5))?;
         s.serialize_field("p99_us", &self.quantile_us(0.99))?;
         s.serialize_field("p999_us", &self.quantile_us(0.999))?;
         let buckets: Vec<[u64; 2]> = self
-            .buckets
-            .iter()
-            .map(|&(i, c)| [upper(i as usize), c])
+            .counts
+            .iter_recorded()
+            .map(|v| [v.value_iterated_to(), u64::from(v.count_at_value())])
             .collect();
         s.serialize_field("buckets", &buckets)?;
         s.end()
+    }
+}
+
+/// The JSON shape [`LatencySnapshot`] serialises to, for the OpenAPI document.
+#[derive(utoipa::ToSchema)]
+#[schema(as = LatencySnapshot)]
+#[allow(dead_code)]
+struct Shape {
+    count: u64,
+    sum_us: u64,
+    max_us: Option<u64>,
+    p50_us: Option<u64>,
+    p99_us: Option<u64>,
+    p999_us: Option<u64>,
+    /// `[upper bound µs, count]` pairs, ascending.
+    buckets: Vec<[u64; 2]>,
+}
+
+impl utoipa::PartialSchema for LatencySnapshot {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        <Shape as utoipa::PartialSchema>::schema()
+    }
+}
+
+impl utoipa::ToSchema for LatencySnapshot {
+    fn name() -> std::borrow::Cow<'static, str> {
+        <Shape as utoipa::ToSchema>::name()
     }
 }
 
@@ -194,38 +193,40 @@ mod tests {
         Duration::from_micros(v)
     }
 
+    /// The bucket (lowest, highest value µs) of `v`.
+    fn bucket(v: u64) -> (u64, u64) {
+        let mut h = LatencyHistogram::new();
+        h.record(us(v));
+        let counts = &h.snapshot.counts;
+        (counts.lowest_equivalent(v), counts.highest_equivalent(v))
+    }
+
     #[test]
-    fn buckets_are_exact_below_64_us_and_at_most_a_32nd_wide_above() {
-        for v in 0..LINEAR {
-            assert_eq!(upper(index(v)), v);
+    fn buckets_are_exact_below_256_us_and_under_1_percent_wide_above() {
+        for v in 0..256 {
+            assert_eq!(bucket(v), (v, v));
         }
-        let mut previous = index(LINEAR - 1);
         for v in [
-            64, 65, 100, 127, 128, 1_000, 65_535, 65_536, 1_000_000, MAX_US,
+            256, 257, 300, 511, 512, 1_000, 65_535, 65_536, 1_000_000, MAX_US,
         ] {
-            let i = index(v);
-            assert!(i >= previous, "buckets ascend with the value");
-            previous = i;
-            let hi = upper(i);
-            assert!(hi >= v, "{v} ≤ upper {hi}");
-            let lo = if i == 0 { 0 } else { upper(i - 1) + 1 };
-            assert!(lo <= v, "{lo} ≤ {v}");
+            let (lo, hi) = bucket(v);
+            assert!(lo <= v && v <= hi, "{lo} ≤ {v} ≤ {hi}");
             assert!(
-                (hi - lo + 1) as f64 <= lo as f64 / 32.0 + 1.0,
+                (hi - lo + 1) as f64 <= lo as f64 / 128.0,
                 "{v}: {lo}..={hi}"
             );
         }
-        // Consecutive buckets tile the values without gaps or overlaps.
-        for i in 1..=index(MAX_US) {
-            assert_eq!(
-                index(upper(i - 1) + 1),
-                i,
-                "bucket {i} starts after bucket {}",
-                i - 1
-            );
-            assert_eq!(index(upper(i)), i, "bucket {i} ends at its upper value");
-        }
-        assert_eq!(index(u64::MAX), index(MAX_US));
+    }
+
+    #[test]
+    fn a_histogram_stays_small() {
+        let bytes = |h: &LatencyHistogram| h.snapshot.counts.distinct_values() * size_of::<u32>();
+        let mut h = LatencyHistogram::new();
+        assert!(bytes(&h) <= 1024, "empty: {} B", bytes(&h));
+        h.record(Duration::from_millis(100));
+        assert!(bytes(&h) <= 6 * 1024, "up to 100 ms: {} B", bytes(&h));
+        h.record(Duration::from_secs(10_000));
+        assert!(bytes(&h) <= 14 * 1024, "up to an hour: {} B", bytes(&h));
     }
 
     #[test]
@@ -300,6 +301,13 @@ mod tests {
         assert_eq!(s.count_at_or_below(10_000), 5);
         assert_eq!(s.count_at_or_below(MAX_US), 6);
         assert_eq!(s.count_at_or_below(0), 0);
+        // 1 000 µs shares its bucket with 1 001–1 003 µs: at or below 1 000 it does not count.
+        h.record(us(1_000));
+        let s = h.snapshot();
+        assert_eq!(s.count_at_or_below(999), 4);
+        assert_eq!(s.count_at_or_below(1_000), 4);
+        assert_eq!(s.count_at_or_below(1_003), 5);
+        assert_eq!(s.count_at_or_below(u64::MAX), 7);
     }
 
     #[test]

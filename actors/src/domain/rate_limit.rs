@@ -1,5 +1,11 @@
 //! Moving-window rate limiter, the same model as the gateway's own limiter: at most `n`
 //! acquisitions in any window of length `per` (orders per account, REST quote fallbacks).
+//!
+//! Not GCRA (the `governor` crate): GCRA keeps one instant, so it cannot both let `n` go at
+//! once and refill at `n` per `per` without allowing up to `2n − 1` in some window (a burst of
+//! `n`, then one every `per / n`), which the gateway answers with 429s. Keeping within `n` per
+//! window costs it either the burst (burst 1: a 4-leg exit takes 300 ms at 10/s) or the rate
+//! (a period of `per`: one order a second after the first `n`). The window keeps both.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
