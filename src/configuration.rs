@@ -5,7 +5,6 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::time::Duration;
 
 use actors::secrets::{ExposeSecret, KeyCipher, SecretString};
 use config::{Config, Environment, File, FileFormat};
@@ -548,42 +547,6 @@ impl Settings {
             "must be at least 1",
         )?;
         Ok(())
-    }
-}
-
-impl Settings {
-    /// Bounds of a registered fill (`risk` section).
-    pub fn fill_limits(&self) -> actors::domain::fills::FillLimits {
-        actors::domain::fills::FillLimits {
-            max_leg_quantity: self.risk.max_leg_quantity,
-            max_price: self.risk.max_price,
-            max_leg_notional: self.risk.max_leg_notional,
-            max_exit_orders_per_leg: self.risk.max_exit_orders_per_leg,
-        }
-    }
-
-    /// The upstream sockets' settings (docs/ARCHITECTURE.md §4.4, §4.5).
-    pub fn feed_settings(&self) -> actors::feed::ConnectionSettings {
-        let c = &self.connection;
-        actors::feed::ConnectionSettings {
-            backoff: actors::domain::backoff::BackoffPolicy {
-                initial: Duration::from_millis(c.backoff_initial_ms),
-                factor: c.backoff_factor,
-                max: Duration::from_millis(c.backoff_max_ms),
-                jitter: c.backoff_jitter,
-                reset_after: Duration::from_secs(c.backoff_reset_after_s),
-                limit_min: Duration::from_secs(c.limit_backoff_min_s),
-            },
-            idle_timeout: Duration::from_secs(c.idle_timeout_s),
-            ping_interval: Duration::from_secs(c.ping_interval_s),
-            connect_timeout: Duration::from_secs(c.connect_timeout_s),
-            max_frame_bytes: c.max_frame_bytes,
-            subscribe_batch_size: c.subscribe_batch_size,
-            max_symbols: c.max_symbols,
-            position_reserve_share: c.position_reserve_share,
-            crash_loop_max_restarts: self.supervision.crash_loop_max_restarts,
-            crash_loop_window: Duration::from_secs(self.supervision.crash_loop_window_s),
-        }
     }
 }
 
