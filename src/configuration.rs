@@ -378,19 +378,13 @@ impl Settings {
             "position_monitor.quote_fallback_per_s",
         )?;
         at_least(r.max_exit_attempts, 1, "risk.max_exit_attempts")?;
-        at_least(r.exit_retry_initial_ms, 1, "risk.exit_retry_initial_ms")?;
-        check(
-            r.exit_retry_max_ms >= r.exit_retry_initial_ms,
-            "risk.exit_retry_max_ms",
-            "must be at least risk.exit_retry_initial_ms",
+        delays(
+            r.exit_retry_initial_ms,
+            r.exit_retry_max_ms,
+            "risk.exit_retry",
         )?;
         at_least(r.exit_settle_ms, 1, "risk.exit_settle_ms")?;
-        at_least(r.exit_poll_initial_ms, 1, "risk.exit_poll_initial_ms")?;
-        check(
-            r.exit_poll_max_ms >= r.exit_poll_initial_ms,
-            "risk.exit_poll_max_ms",
-            "must be at least risk.exit_poll_initial_ms",
-        )?;
+        delays(r.exit_poll_initial_ms, r.exit_poll_max_ms, "risk.exit_poll")?;
         at_least(r.exit_working_timeout_ms, 1, "risk.exit_working_timeout_ms")?;
         at_least(r.positions_max_age_ms, 100, "risk.positions_max_age_ms")?;
         at_least(r.order_rate_per_s, 1, "risk.order_rate_per_s")?;
@@ -442,6 +436,16 @@ fn at_least<T: PartialOrd + Display>(value: T, min: T, key: &str) -> Result<(), 
 }
 
 /// `value` within `min..=max` (a NaN is not).
+/// `{name}_initial_ms` at least 1 and `{name}_max_ms` at least `{name}_initial_ms`.
+fn delays(initial_ms: u64, max_ms: u64, name: &str) -> Result<(), SettingsError> {
+    at_least(initial_ms, 1, &format!("{name}_initial_ms"))?;
+    check(
+        max_ms >= initial_ms,
+        &format!("{name}_max_ms"),
+        &format!("must be at least {name}_initial_ms"),
+    )
+}
+
 fn between<T: PartialOrd + Display>(
     value: T,
     min: T,
@@ -526,6 +530,18 @@ mod tests {
                 "-1.5",
                 "risk.max_price",
                 "must be a number above 0",
+            ),
+            (
+                "SUPERVISOR__RISK__EXIT_RETRY_MAX_MS",
+                "1",
+                "risk.exit_retry_max_ms",
+                "must be at least risk.exit_retry_initial_ms",
+            ),
+            (
+                "SUPERVISOR__RISK__EXIT_POLL_INITIAL_MS",
+                "0",
+                "risk.exit_poll_initial_ms",
+                "must be at least 1",
             ),
             (
                 "SUPERVISOR__SUPERVISION__CRASH_LOOP_WINDOW_S",
