@@ -294,18 +294,10 @@ impl Settings {
     pub fn validate(&self) -> Result<(), SettingsError> {
         let secret_len = |s: &SecretString| s.expose_secret().len();
         let (c, r, o) = (&self.connection, &self.risk, &self.option_chain);
-        let p = &self.position_monitor;
-        at_least(
-            self.server.body_limit_bytes,
-            1024,
-            "server.body_limit_bytes",
-        )?;
-        at_least(self.server.max_admin_sockets, 1, "server.max_admin_sockets")?;
-        at_least(
-            self.server.max_pending_sockets,
-            1,
-            "server.max_pending_sockets",
-        )?;
+        let (srv, p) = (&self.server, &self.position_monitor);
+        at_least(srv.body_limit_bytes, 1024, "server.body_limit_bytes")?;
+        at_least(srv.max_admin_sockets, 1, "server.max_admin_sockets")?;
+        at_least(srv.max_pending_sockets, 1, "server.max_pending_sockets")?;
         check(
             matches!(secret_len(&self.security.admin_token), 0 | 16..),
             "security.admin_token",
@@ -435,7 +427,6 @@ fn at_least<T: PartialOrd + Display>(value: T, min: T, key: &str) -> Result<(), 
     check(value >= min, key, &format!("must be at least {min}"))
 }
 
-/// `value` within `min..=max` (a NaN is not).
 /// `{name}_initial_ms` at least 1 and `{name}_max_ms` at least `{name}_initial_ms`.
 fn delays(initial_ms: u64, max_ms: u64, name: &str) -> Result<(), SettingsError> {
     at_least(initial_ms, 1, &format!("{name}_initial_ms"))?;
@@ -446,6 +437,7 @@ fn delays(initial_ms: u64, max_ms: u64, name: &str) -> Result<(), SettingsError>
     )
 }
 
+/// `value` within `min..=max` (a NaN is not).
 fn between<T: PartialOrd + Display>(
     value: T,
     min: T,
