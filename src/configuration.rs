@@ -4,8 +4,8 @@
 //! with the key named.
 
 use std::collections::HashMap;
+use std::fmt::Display;
 use std::path::Path;
-use std::time::Duration;
 
 use actors::secrets::{ExposeSecret, KeyCipher, SecretString};
 use config::{Config, Environment, File, FileFormat};
@@ -290,33 +290,16 @@ impl Settings {
         Ok(settings)
     }
 
-    /// Checks value ranges that the types alone do not express.
+    /// Checks value ranges that the types alone do not express; the first bad key is named.
     pub fn validate(&self) -> Result<(), SettingsError> {
-        fn check(ok: bool, key: &str, message: &str) -> Result<(), SettingsError> {
-            if ok {
-                Ok(())
-            } else {
-                Err(SettingsError::new(key, message))
-            }
-        }
+        let secret_len = |s: &SecretString| s.expose_secret().len();
+        let (c, r, o) = (&self.connection, &self.risk, &self.option_chain);
+        let (srv, p) = (&self.server, &self.position_monitor);
+        at_least(srv.body_limit_bytes, 1024, "server.body_limit_bytes")?;
+        at_least(srv.max_admin_sockets, 1, "server.max_admin_sockets")?;
+        at_least(srv.max_pending_sockets, 1, "server.max_pending_sockets")?;
         check(
-            self.server.body_limit_bytes >= 1024,
-            "server.body_limit_bytes",
-            "must be at least 1024",
-        )?;
-        check(
-            self.server.max_admin_sockets >= 1,
-            "server.max_admin_sockets",
-            "must be at least 1",
-        )?;
-        check(
-            self.server.max_pending_sockets >= 1,
-            "server.max_pending_sockets",
-            "must be at least 1",
-        )?;
-        check(
-            self.security.admin_token.expose_secret().is_empty()
-                || self.security.admin_token.expose_secret().len() >= 16,
+            matches!(secret_len(&self.security.admin_token), 0 | 16..),
             "security.admin_token",
             "must be empty (generate one) or at least 16 characters",
         )?;
@@ -327,8 +310,7 @@ impl Settings {
             "must be empty or base64 of 32 random bytes (e.g. `openssl rand -base64 32`)",
         )?;
         check(
-            self.metrics.token.expose_secret().is_empty()
-                || self.metrics.token.expose_secret().len() >= 16,
+            matches!(secret_len(&self.metrics.token), 0 | 16..),
             "metrics.token",
             "must be empty (the admin token only) or at least 16 characters",
         )?;
@@ -337,25 +319,15 @@ impl Settings {
             "telemetry.log_level",
             "is not a valid tracing filter",
         )?;
-        let url = &self.database.url;
         check(
-            url.starts_with("sqlite:")
-                || url.starts_with("postgres://")
-                || url.starts_with("postgresql://"),
+            ["sqlite:", "postgres://", "postgresql://"]
+                .iter()
+                .any(|scheme| self.database.url.starts_with(scheme)),
             "database.url",
             "must start with sqlite:, postgres:// or postgresql://",
         )?;
-        check(
-            self.database.max_connections >= 1,
-            "database.max_connections",
-            "must be at least 1",
-        )?;
-        let c = &self.connection;
-        check(
-            c.backoff_initial_ms >= 1,
-            "connection.backoff_initial_ms",
-            "must be at least 1",
-        )?;
+        at_least(self.database.max_connections, 1, "database.max_connections")?;
+        at_least(c.backoff_initial_ms, 1, "connection.backoff_initial_ms")?;
         check(
             c.backoff_factor.is_finite() && c.backoff_factor >= 1.0,
             "connection.backoff_factor",
@@ -366,162 +338,57 @@ impl Settings {
             "connection.backoff_max_ms",
             "must be at least backoff_initial_ms",
         )?;
-        check(
-            c.backoff_jitter.is_finite() && (0.0..=1.0).contains(&c.backoff_jitter),
-            "connection.backoff_jitter",
-            "must be between 0 and 1",
-        )?;
-        check(
-            c.idle_timeout_s >= 1,
-            "connection.idle_timeout_s",
-            "must be at least 1",
-        )?;
-        check(
-            c.ping_interval_s >= 1,
-            "connection.ping_interval_s",
-            "must be at least 1",
-        )?;
-        check(
-            c.connect_timeout_s >= 1,
-            "connection.connect_timeout_s",
-            "must be at least 1",
-        )?;
-        check(
-            c.max_frame_bytes >= 65536,
-            "connection.max_frame_bytes",
-            "must be at least 65536",
-        )?;
-        check(
-            (1..=1000).contains(&c.subscribe_batch_size),
+        between(c.backoff_jitter, 0.0, 1.0, "connection.backoff_jitter")?;
+        at_least(c.idle_timeout_s, 1, "connection.idle_timeout_s")?;
+        at_least(c.ping_interval_s, 1, "connection.ping_interval_s")?;
+        at_least(c.connect_timeout_s, 1, "connection.connect_timeout_s")?;
+        at_least(c.max_frame_bytes, 65536, "connection.max_frame_bytes")?;
+        between(
+            c.subscribe_batch_size,
+            1,
+            1000,
             "connection.subscribe_batch_size",
-            "must be between 1 and 1000",
         )?;
-        check(
-            c.max_symbols >= 1,
-            "connection.max_symbols",
-            "must be at least 1",
-        )?;
-        check(
-            c.position_reserve_share.is_finite() && (0.0..=1.0).contains(&c.position_reserve_share),
+        at_least(c.max_symbols, 1, "connection.max_symbols")?;
+        between(
+            c.position_reserve_share,
+            0.0,
+            1.0,
             "connection.position_reserve_share",
-            "must be between 0 and 1",
         )?;
-        check(
-            c.rest_timeout_ms >= 1,
-            "connection.rest_timeout_ms",
-            "must be at least 1",
-        )?;
-        check(
-            self.accounts.ping_interval_s >= 1,
-            "accounts.ping_interval_s",
-            "must be at least 1",
-        )?;
-        check(
-            self.accounts.failover_after_failures >= 1,
+        at_least(c.rest_timeout_ms, 1, "connection.rest_timeout_ms")?;
+        at_least(self.accounts.ping_interval_s, 1, "accounts.ping_interval_s")?;
+        at_least(
+            self.accounts.failover_after_failures,
+            1,
             "accounts.failover_after_failures",
-            "must be at least 1",
         )?;
-        check(
-            self.position_monitor.stale_after_s >= 1,
-            "position_monitor.stale_after_s",
-            "must be at least 1",
-        )?;
-        check(
-            self.position_monitor.quote_fallback_per_s >= 1,
+        at_least(p.stale_after_s, 1, "position_monitor.stale_after_s")?;
+        at_least(
+            p.quote_fallback_per_s,
+            1,
             "position_monitor.quote_fallback_per_s",
-            "must be at least 1",
         )?;
-        check(
-            self.risk.max_exit_attempts >= 1,
-            "risk.max_exit_attempts",
-            "must be at least 1",
+        at_least(r.max_exit_attempts, 1, "risk.max_exit_attempts")?;
+        delays(
+            r.exit_retry_initial_ms,
+            r.exit_retry_max_ms,
+            "risk.exit_retry",
         )?;
-        check(
-            self.risk.exit_retry_initial_ms >= 1,
-            "risk.exit_retry_initial_ms",
-            "must be at least 1",
-        )?;
-        check(
-            self.risk.exit_retry_max_ms >= self.risk.exit_retry_initial_ms,
-            "risk.exit_retry_max_ms",
-            "must be at least risk.exit_retry_initial_ms",
-        )?;
-        check(
-            self.risk.exit_settle_ms >= 1,
-            "risk.exit_settle_ms",
-            "must be at least 1",
-        )?;
-        check(
-            self.risk.exit_poll_initial_ms >= 1,
-            "risk.exit_poll_initial_ms",
-            "must be at least 1",
-        )?;
-        check(
-            self.risk.exit_poll_max_ms >= self.risk.exit_poll_initial_ms,
-            "risk.exit_poll_max_ms",
-            "must be at least risk.exit_poll_initial_ms",
-        )?;
-        check(
-            self.risk.exit_working_timeout_ms >= 1,
-            "risk.exit_working_timeout_ms",
-            "must be at least 1",
-        )?;
-        check(
-            self.risk.positions_max_age_ms >= 100,
-            "risk.positions_max_age_ms",
-            "must be at least 100",
-        )?;
-        check(
-            self.risk.order_rate_per_s >= 1,
-            "risk.order_rate_per_s",
-            "must be at least 1",
-        )?;
-        check(
-            self.position_monitor.feed_down_after_s >= 1,
-            "position_monitor.feed_down_after_s",
-            "must be at least 1",
-        )?;
-        check(
-            self.risk.max_leg_quantity >= 1,
-            "risk.max_leg_quantity",
-            "must be at least 1",
-        )?;
-        check(
-            self.risk.max_price.is_finite() && self.risk.max_price > 0.0,
-            "risk.max_price",
-            "must be a number above 0",
-        )?;
-        check(
-            self.risk.max_leg_notional.is_finite() && self.risk.max_leg_notional > 0.0,
-            "risk.max_leg_notional",
-            "must be a number above 0",
-        )?;
-        check(
-            self.risk.max_exit_orders_per_leg >= 1,
-            "risk.max_exit_orders_per_leg",
-            "must be at least 1",
-        )?;
-        let o = &self.option_chain;
-        check(
-            (1..=50).contains(&o.default_strikes),
-            "option_chain.default_strikes",
-            "must be between 1 and 50",
-        )?;
-        check(
-            o.default_expiries >= 1,
-            "option_chain.default_expiries",
-            "must be at least 1",
-        )?;
-        check(
-            o.session_timeout_s >= 1,
-            "option_chain.session_timeout_s",
-            "must be at least 1",
-        )?;
-        check(
-            o.max_sessions >= 1,
-            "option_chain.max_sessions",
-            "must be at least 1",
-        )?;
+        at_least(r.exit_settle_ms, 1, "risk.exit_settle_ms")?;
+        delays(r.exit_poll_initial_ms, r.exit_poll_max_ms, "risk.exit_poll")?;
+        at_least(r.exit_working_timeout_ms, 1, "risk.exit_working_timeout_ms")?;
+        at_least(r.positions_max_age_ms, 100, "risk.positions_max_age_ms")?;
+        at_least(r.order_rate_per_s, 1, "risk.order_rate_per_s")?;
+        at_least(p.feed_down_after_s, 1, "position_monitor.feed_down_after_s")?;
+        at_least(r.max_leg_quantity, 1, "risk.max_leg_quantity")?;
+        above_zero(r.max_price, "risk.max_price")?;
+        above_zero(r.max_leg_notional, "risk.max_leg_notional")?;
+        at_least(r.max_exit_orders_per_leg, 1, "risk.max_exit_orders_per_leg")?;
+        between(o.default_strikes, 1, 50, "option_chain.default_strikes")?;
+        at_least(o.default_expiries, 1, "option_chain.default_expiries")?;
+        at_least(o.session_timeout_s, 1, "option_chain.session_timeout_s")?;
+        at_least(o.max_sessions, 1, "option_chain.max_sessions")?;
         check(
             (1..=o.max_sessions).contains(&o.max_sessions_per_client),
             "option_chain.max_sessions_per_client",
@@ -537,54 +404,59 @@ impl Settings {
             "calendar.timezone",
             "is not a known IANA timezone",
         )?;
-        check(
-            self.supervision.crash_loop_max_restarts >= 1,
+        let s = &self.supervision;
+        at_least(
+            s.crash_loop_max_restarts,
+            1,
             "supervision.crash_loop_max_restarts",
-            "must be at least 1",
         )?;
-        check(
-            self.supervision.crash_loop_window_s >= 1,
-            "supervision.crash_loop_window_s",
-            "must be at least 1",
-        )?;
+        at_least(s.crash_loop_window_s, 1, "supervision.crash_loop_window_s")?;
         Ok(())
     }
 }
 
-impl Settings {
-    /// Bounds of a registered fill (`risk` section).
-    pub fn fill_limits(&self) -> actors::domain::fills::FillLimits {
-        actors::domain::fills::FillLimits {
-            max_leg_quantity: self.risk.max_leg_quantity,
-            max_price: self.risk.max_price,
-            max_leg_notional: self.risk.max_leg_notional,
-            max_exit_orders_per_leg: self.risk.max_exit_orders_per_leg,
-        }
+fn check(ok: bool, key: &str, message: &str) -> Result<(), SettingsError> {
+    if ok {
+        Ok(())
+    } else {
+        Err(SettingsError::new(key, message))
     }
+}
 
-    /// The upstream sockets' settings (docs/ARCHITECTURE.md §4.4, §4.5).
-    pub fn feed_settings(&self) -> actors::feed::ConnectionSettings {
-        let c = &self.connection;
-        actors::feed::ConnectionSettings {
-            backoff: actors::domain::backoff::BackoffPolicy {
-                initial: Duration::from_millis(c.backoff_initial_ms),
-                factor: c.backoff_factor,
-                max: Duration::from_millis(c.backoff_max_ms),
-                jitter: c.backoff_jitter,
-                reset_after: Duration::from_secs(c.backoff_reset_after_s),
-                limit_min: Duration::from_secs(c.limit_backoff_min_s),
-            },
-            idle_timeout: Duration::from_secs(c.idle_timeout_s),
-            ping_interval: Duration::from_secs(c.ping_interval_s),
-            connect_timeout: Duration::from_secs(c.connect_timeout_s),
-            max_frame_bytes: c.max_frame_bytes,
-            subscribe_batch_size: c.subscribe_batch_size,
-            max_symbols: c.max_symbols,
-            position_reserve_share: c.position_reserve_share,
-            crash_loop_max_restarts: self.supervision.crash_loop_max_restarts,
-            crash_loop_window: Duration::from_secs(self.supervision.crash_loop_window_s),
-        }
-    }
+fn at_least<T: PartialOrd + Display>(value: T, min: T, key: &str) -> Result<(), SettingsError> {
+    check(value >= min, key, &format!("must be at least {min}"))
+}
+
+/// `{name}_initial_ms` at least 1 and `{name}_max_ms` at least `{name}_initial_ms`.
+fn delays(initial_ms: u64, max_ms: u64, name: &str) -> Result<(), SettingsError> {
+    at_least(initial_ms, 1, &format!("{name}_initial_ms"))?;
+    check(
+        max_ms >= initial_ms,
+        &format!("{name}_max_ms"),
+        &format!("must be at least {name}_initial_ms"),
+    )
+}
+
+/// `value` within `min..=max` (a NaN is not).
+fn between<T: PartialOrd + Display>(
+    value: T,
+    min: T,
+    max: T,
+    key: &str,
+) -> Result<(), SettingsError> {
+    check(
+        value >= min && value <= max,
+        key,
+        &format!("must be between {min} and {max}"),
+    )
+}
+
+fn above_zero(value: f64, key: &str) -> Result<(), SettingsError> {
+    check(
+        value.is_finite() && value > 0.0,
+        key,
+        "must be a number above 0",
+    )
 }
 
 fn config_error_key(e: &config::ConfigError) -> String {
@@ -599,4 +471,84 @@ fn config_error_key(e: &config::ConfigError) -> String {
 fn unknown_field(message: &str) -> Option<String> {
     let rest = message.strip_prefix("unknown field `")?;
     Some(rest[..rest.find('`')?].to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The error loading the defaults with one environment variable set.
+    fn rejected(var: &str, value: &str) -> SettingsError {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("settings");
+        Settings::load_from(&dir, "local", [(var.to_string(), value.to_string())])
+            .expect_err("the value is out of range")
+    }
+
+    #[test]
+    fn an_out_of_range_value_names_its_key_and_bound() {
+        let cases = [
+            (
+                "SUPERVISOR__SERVER__BODY_LIMIT_BYTES",
+                "10",
+                "server.body_limit_bytes",
+                "must be at least 1024",
+            ),
+            (
+                "SUPERVISOR__SECURITY__ADMIN_TOKEN",
+                "short",
+                "security.admin_token",
+                "must be empty (generate one) or at least 16 characters",
+            ),
+            (
+                "SUPERVISOR__CONNECTION__BACKOFF_JITTER",
+                "1.5",
+                "connection.backoff_jitter",
+                "must be between 0 and 1",
+            ),
+            (
+                "SUPERVISOR__CONNECTION__SUBSCRIBE_BATCH_SIZE",
+                "0",
+                "connection.subscribe_batch_size",
+                "must be between 1 and 1000",
+            ),
+            (
+                "SUPERVISOR__RISK__MAX_LEG_QUANTITY",
+                "0",
+                "risk.max_leg_quantity",
+                "must be at least 1",
+            ),
+            (
+                "SUPERVISOR__RISK__MAX_PRICE",
+                "-1.5",
+                "risk.max_price",
+                "must be a number above 0",
+            ),
+            (
+                "SUPERVISOR__RISK__EXIT_RETRY_MAX_MS",
+                "1",
+                "risk.exit_retry_max_ms",
+                "must be at least risk.exit_retry_initial_ms",
+            ),
+            (
+                "SUPERVISOR__RISK__EXIT_POLL_INITIAL_MS",
+                "0",
+                "risk.exit_poll_initial_ms",
+                "must be at least 1",
+            ),
+            (
+                "SUPERVISOR__SUPERVISION__CRASH_LOOP_WINDOW_S",
+                "0",
+                "supervision.crash_loop_window_s",
+                "must be at least 1",
+            ),
+        ];
+        for (var, value, key, message) in cases {
+            let err = rejected(var, value);
+            assert_eq!(
+                (err.key.as_str(), err.message.as_str()),
+                (key, message),
+                "{var}={value}"
+            );
+        }
+    }
 }

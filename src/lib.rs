@@ -1,6 +1,7 @@
 //! trading-supervisor: one supervised market-data feed per API key, live P&L and exactly-once
 //! risk exits next to an OpenAlgo gateway.
 
+pub mod actor_settings;
 pub mod calendar_input;
 pub mod cli;
 pub mod configuration;

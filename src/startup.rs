@@ -2,31 +2,28 @@
 
 use std::net::TcpListener;
 use std::sync::Arc;
-use std::time::Duration;
 
 use actix::Addr;
 use actix_web::dev::Server;
 use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
-use actors::accounts::{AccountMonitorActor, AccountMonitorSettings, FollowAccounts, FollowReach};
-use actors::calendar::{CalendarActor, CalendarSettings, SubscribePhase};
-use actors::chain::{ChainDirectoryActor, ChainSettings, CloseAllChainSessions};
+use actors::accounts::{AccountMonitorActor, FollowAccounts, FollowReach};
+use actors::calendar::{CalendarActor, SubscribePhase};
+use actors::chain::{ChainDirectoryActor, CloseAllChainSessions};
 use actors::feed::Feed;
 use actors::order_events::OrderEventRouter;
-use actors::orders::{GatewaySettings, OrderGatewayActor};
-use actors::positions::{MonitorSettings, PositionMonitorActor, Positions};
-use actors::risk::RiskSettings;
+use actors::orders::OrderGatewayActor;
+use actors::positions::{PositionMonitorActor, Positions};
 use actors::secrets::{ExposeSecret, KeyCipher, SecretString, Token};
 use actors::supervised::{self, RestartTracker};
-use actors::supervisor::{
-    AddMember, FollowFeedHealth, FollowGateway, SupervisorActor, SupervisorSettings,
-};
+use actors::supervisor::{AddMember, FollowFeedHealth, FollowGateway, SupervisorActor};
 use anyhow::Context as _;
 use clock::{SharedClock, SystemClock};
 use rand::Rng;
 use sea_orm::DatabaseConnection;
 use zeroize::Zeroize;
 
+use crate::actor_settings;
 use crate::configuration::Settings;
 use crate::database;
 use crate::http::limits::Slots;
@@ -75,51 +72,36 @@ impl Application {
             .context("reading the bound address")?
             .port();
 
-        let calendar_settings = CalendarSettings {
-            pre_open_buffer: Duration::from_secs(settings.calendar.pre_open_buffer_s),
-            always_open: settings.calendar.always_open,
-            crash_loop_max_restarts: settings.supervision.crash_loop_max_restarts,
-            crash_loop_window: Duration::from_secs(settings.supervision.crash_loop_window_s),
-        };
+        let calendar_settings = actor_settings::calendar(&settings);
         let (calendar_db, calendar_clock) = (db.clone(), clock.clone());
         let calendar = supervised::start(move |_| {
             CalendarActor::new(calendar_db, calendar_clock, calendar_settings)
         });
-        let rest_timeout = Duration::from_millis(settings.connection.rest_timeout_ms);
-        let account_monitor_settings = AccountMonitorSettings {
-            ping_interval: Duration::from_secs(settings.accounts.ping_interval_s),
-            rest_timeout,
-            failover_after_failures: settings.accounts.failover_after_failures,
-            crash_loop_max_restarts: settings.supervision.crash_loop_max_restarts,
-            crash_loop_window: Duration::from_secs(settings.supervision.crash_loop_window_s),
-        };
-        let gateway = OrderGatewayActor::start_supervised(db.clone(), gateway_settings(&settings));
+        let rest_timeout = actor_settings::rest_timeout(&settings);
+        let account_monitor_settings = actor_settings::accounts(&settings);
+        let gateway =
+            OrderGatewayActor::start_supervised(db.clone(), actor_settings::gateway(&settings));
         let order_events = {
             let (to_exits, liveness) = (gateway.clone().recipient(), gateway.clone().recipient());
-            let restarts = RestartTracker::new(
-                settings.supervision.crash_loop_max_restarts,
-                Duration::from_secs(settings.supervision.crash_loop_window_s),
-            );
+            let restarts = RestartTracker::new(actor_settings::supervision(&settings));
             supervised::start(move |_| OrderEventRouter::new(to_exits, liveness, restarts))
         };
         let feed = Feed::start(
-            settings.feed_settings(),
+            actor_settings::feed(&settings),
             None,
             Some(order_events.clone().recipient()),
         );
         let positions = Positions::start(
             db.clone(),
-            monitor_settings(&settings),
-            risk_settings(&settings),
+            actor_settings::monitor(&settings),
+            actor_settings::risk(&settings),
             feed.registry.clone(),
             gateway.clone(),
         );
         let monitor = positions.monitor.clone();
         let supervisor = {
             let feed = feed.clone();
-            let supervisor_settings = SupervisorSettings {
-                feed_down_after: Duration::from_secs(settings.position_monitor.feed_down_after_s),
-            };
+            let supervisor_settings = actor_settings::supervisor(&settings);
             supervised::start(move |_| SupervisorActor::new(feed, supervisor_settings))
         };
         calendar.do_send(SubscribePhase(supervisor.clone().recipient()));
@@ -133,7 +115,7 @@ impl Application {
 
         let body_limit = settings.server.body_limit_bytes;
         let chains = ChainDirectoryActor::start_supervised(
-            chain_settings(&settings)?,
+            actor_settings::chain(&settings)?,
             clock.clone(),
             db.clone(),
             feed.registry.clone(),
@@ -248,28 +230,6 @@ impl Application {
     }
 }
 
-fn chain_settings(settings: &Settings) -> anyhow::Result<ChainSettings> {
-    let o = &settings.option_chain;
-    Ok(ChainSettings {
-        enabled: o.on_demand,
-        default_strikes: o.default_strikes,
-        default_expiries: o.default_expiries,
-        session_timeout: Duration::from_secs(o.session_timeout_s),
-        max_push_hz: o.max_push_hz,
-        max_sessions: o.max_sessions,
-        max_sessions_per_client: o.max_sessions_per_client,
-        closed_retention: Duration::from_secs(o.closed_session_retention_s),
-        rest_timeout: Duration::from_millis(settings.connection.rest_timeout_ms),
-        timezone: settings
-            .calendar
-            .timezone
-            .parse()
-            .map_err(|e| anyhow::anyhow!("calendar.timezone: {e}"))?,
-        crash_loop_max_restarts: settings.supervision.crash_loop_max_restarts,
-        crash_loop_window: Duration::from_secs(settings.supervision.crash_loop_window_s),
-    })
-}
-
 /// Refuses to start when account API keys are stored and the configured encryption key is
 /// missing, malformed or not the one they were encrypted with. Keys stored before ciphertexts
 /// were bound to their account are re-encrypted with the account id as associated data.
@@ -295,54 +255,6 @@ pub(crate) async fn check_encryption_key(
     }
     actors::accounts::load_all(db, cipher.as_ref()).await?;
     Ok(cipher)
-}
-
-/// Receives the AccountMonitorActor's feed-account decisions and logs them.
-/// The order gateway's settings (`risk` section).
-pub fn gateway_settings(s: &Settings) -> GatewaySettings {
-    GatewaySettings {
-        max_exit_attempts: s.risk.max_exit_attempts,
-        retry_initial: Duration::from_millis(s.risk.exit_retry_initial_ms),
-        retry_max: Duration::from_millis(s.risk.exit_retry_max_ms),
-        order_rate_per_s: s.risk.order_rate_per_s,
-        rest_timeout: Duration::from_millis(s.connection.rest_timeout_ms),
-        settle: Duration::from_millis(s.risk.exit_settle_ms),
-        poll_initial: Duration::from_millis(s.risk.exit_poll_initial_ms),
-        poll_max: Duration::from_millis(s.risk.exit_poll_max_ms),
-        working_timeout: Duration::from_millis(s.risk.exit_working_timeout_ms),
-        event_wait: Duration::from_millis(s.risk.exit_event_wait_ms),
-        positions_max_age: Duration::from_millis(s.risk.positions_max_age_ms),
-        crash_loop_max_restarts: s.supervision.crash_loop_max_restarts,
-        crash_loop_window: Duration::from_secs(s.supervision.crash_loop_window_s),
-    }
-}
-
-/// The position monitor's settings (`position_monitor` section).
-pub fn monitor_settings(s: &Settings) -> MonitorSettings {
-    let p = &s.position_monitor;
-    MonitorSettings {
-        enabled: p.enabled,
-        stale_after: Duration::from_secs(p.stale_after_s),
-        reconcile_interval: (p.reconcile_interval_s > 0)
-            .then(|| Duration::from_secs(p.reconcile_interval_s)),
-        quote_fallback_per_s: p.quote_fallback_per_s,
-        rest_timeout: Duration::from_millis(s.connection.rest_timeout_ms),
-        crash_loop_max_restarts: s.supervision.crash_loop_max_restarts,
-        crash_loop_window: Duration::from_secs(s.supervision.crash_loop_window_s),
-        fill_limits: s.fill_limits(),
-    }
-}
-
-/// The risk actors' settings (`risk` section).
-pub fn risk_settings(s: &Settings) -> RiskSettings {
-    RiskSettings {
-        enabled: s.risk.enabled,
-        auto_exit_on_max_loss: s.risk.auto_exit_on_max_loss,
-        auto_exit_on_max_profit: s.risk.auto_exit_on_max_profit,
-        default_confirm: Duration::from_millis(s.risk.exit_confirm_ms),
-        crash_loop_max_restarts: s.supervision.crash_loop_max_restarts,
-        crash_loop_window: Duration::from_secs(s.supervision.crash_loop_window_s),
-    }
 }
 
 fn request_logger() -> actix_web::middleware::Logger {

@@ -31,7 +31,7 @@ use crate::openalgo::rest::RestClient;
 use crate::orders::{AccountEndpoint, SetAccounts};
 use crate::secrets::{ApiKey, DecryptError, KeyCipher};
 use crate::status::Lifecycle;
-use crate::supervised::RestartTracker;
+use crate::supervised::{RestartTracker, Supervision};
 
 /// An account with its API key decrypted. `Debug` masks the key.
 #[derive(Clone, PartialEq, Eq)]
@@ -298,8 +298,7 @@ pub struct AccountMonitorSettings {
     /// Timeout of one ping (the gateway REST timeout).
     pub rest_timeout: Duration,
     pub failover_after_failures: u32,
-    pub crash_loop_max_restarts: u32,
-    pub crash_loop_window: Duration,
+    pub supervision: Supervision,
 }
 
 /// The account that should carry the market-data feed now.
@@ -499,10 +498,7 @@ impl AccountMonitorActor {
         Self {
             db,
             cipher,
-            restarts: RestartTracker::new(
-                settings.crash_loop_max_restarts,
-                settings.crash_loop_window,
-            ),
+            restarts: RestartTracker::new(settings.supervision),
             settings,
             recipient,
             followers: Vec::new(),

@@ -34,7 +34,7 @@ use crate::domain::calendar::{
     missing_holiday_years, next_change, phase_at,
 };
 use crate::status::Lifecycle;
-use crate::supervised::RestartTracker;
+use crate::supervised::{RestartTracker, Supervision};
 use clock::SharedClock;
 
 /// How often the calendar is reloaded and re-evaluated even when nothing asked for it.
@@ -49,8 +49,7 @@ pub struct CalendarSettings {
     pub pre_open_buffer: Duration,
     /// Demo/testing: the market is always Open.
     pub always_open: bool,
-    pub crash_loop_max_restarts: u32,
-    pub crash_loop_window: Duration,
+    pub supervision: Supervision,
 }
 
 /// The phase changed (or, with `previous: None`, the current phase sent to a new subscriber).
@@ -171,10 +170,7 @@ impl CalendarActor {
     pub fn new(db: DatabaseConnection, clock: SharedClock, settings: CalendarSettings) -> Self {
         let since = clock.now();
         Self {
-            restarts: RestartTracker::new(
-                settings.crash_loop_max_restarts,
-                settings.crash_loop_window,
-            ),
+            restarts: RestartTracker::new(settings.supervision),
             db,
             clock,
             settings,

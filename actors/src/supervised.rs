@@ -89,6 +89,14 @@ fn short_name<A>() -> &'static str {
 #[rtype(result = "()")]
 pub struct InjectPanic;
 
+/// The crash-loop limit every supervised actor is started with (docs/ARCHITECTURE.md §7.1):
+/// more than `max_restarts` restarts within a sliding `window` mark the actor Faulted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Supervision {
+    pub max_restarts: u32,
+    pub window: Duration,
+}
+
 #[derive(Debug, Clone)]
 pub struct RestartTracker {
     crash: CrashLoop,
@@ -96,9 +104,9 @@ pub struct RestartTracker {
 }
 
 impl RestartTracker {
-    pub fn new(max_restarts: u32, window: Duration) -> Self {
+    pub fn new(supervision: Supervision) -> Self {
         Self {
-            crash: CrashLoop::new(max_restarts, window),
+            crash: CrashLoop::new(supervision.max_restarts, supervision.window),
             faulted: false,
         }
     }
@@ -138,6 +146,11 @@ mod tests {
     use actix::prelude::*;
 
     use super::*;
+
+    const SUPERVISION: Supervision = Supervision {
+        max_restarts: 5,
+        window: Duration::from_secs(60),
+    };
 
     /// A supervised actor that stops (and so is restarted) on request.
     struct Flaky {
@@ -186,7 +199,7 @@ mod tests {
     #[actix_rt::test]
     async fn a_panicking_handler_restarts_the_actor_behind_the_same_address() {
         let addr = start(|_| Flaky {
-            restarts: RestartTracker::new(5, Duration::from_secs(60)),
+            restarts: RestartTracker::new(SUPERVISION),
         });
         for expected in 1..=5u64 {
             // The panic drops the message: its sender hears that the actor did not answer.
@@ -208,7 +221,7 @@ mod tests {
     async fn a_panic_under_actix_supervisor_kills_the_actor() {
         // What `start` exists for: actix's own supervisor does not survive a panic.
         let addr = actix::Supervisor::start(|_| Flaky {
-            restarts: RestartTracker::new(5, Duration::from_secs(60)),
+            restarts: RestartTracker::new(SUPERVISION),
         });
         assert!(addr.send(InjectPanic).await.is_err());
         assert!(addr.send(Figures).await.is_err());
@@ -217,7 +230,7 @@ mod tests {
     #[actix_rt::test]
     async fn supervised_restarts_keep_state_and_a_crash_loop_faults() {
         let addr = actix::Supervisor::start(|_| Flaky {
-            restarts: RestartTracker::new(5, Duration::from_secs(60)),
+            restarts: RestartTracker::new(SUPERVISION),
         });
         for expected in 1..=5u64 {
             addr.send(Crash).await.unwrap();

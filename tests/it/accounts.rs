@@ -16,6 +16,7 @@ use actors::accounts::{
     load_accounts,
 };
 use actors::secrets::{ExposeSecret, KeyCipher};
+use actors::supervised::Supervision;
 use entity::prelude::*;
 use entity::{strategies, strategy_executions, trading_accounts};
 use sea_orm::ActiveValue::Set;
@@ -887,8 +888,10 @@ fn monitor_settings(ping_interval: Duration) -> AccountMonitorSettings {
         ping_interval,
         rest_timeout: Duration::from_secs(2),
         failover_after_failures: 3,
-        crash_loop_max_restarts: 5,
-        crash_loop_window: Duration::from_secs(60),
+        supervision: Supervision {
+            max_restarts: 5,
+            window: Duration::from_secs(60),
+        },
     }
 }
 

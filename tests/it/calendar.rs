@@ -11,6 +11,7 @@ use ::actors::calendar::{
 };
 use ::actors::domain::calendar::Phase;
 use ::actors::status::Lifecycle;
+use ::actors::supervised::Supervision;
 use ::clock::{ManualClock, OffsetClock, SharedClock};
 use actix::prelude::*;
 use actix_web::http::{Method, StatusCode};
@@ -1304,8 +1305,10 @@ async fn start_actor(clock: SharedClock) -> ActorFixture {
     let settings = CalendarSettings {
         pre_open_buffer: Duration::from_secs(900),
         always_open: false,
-        crash_loop_max_restarts: 5,
-        crash_loop_window: Duration::from_secs(60),
+        supervision: Supervision {
+            max_restarts: 5,
+            window: Duration::from_secs(60),
+        },
     };
     let actor_db = db.clone();
     let calendar = actix::Supervisor::start(move |_| CalendarActor::new(actor_db, clock, settings));

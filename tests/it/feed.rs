@@ -10,6 +10,7 @@ use ::actors::feed::{
     GetRegistryStatus, Holder, Key, Mode, RegistryError, StartFeed, Subscribe, SubscriberId,
     Unsubscribe, next_subscriber_id,
 };
+use ::actors::supervised::Supervision;
 use actix::prelude::*;
 use serde_json::{Value, json};
 use simulator::{SimConfig, Simulator};
@@ -54,8 +55,10 @@ pub fn fast_settings() -> ConnectionSettings {
         subscribe_batch_size: 100,
         max_symbols: 1000,
         position_reserve_share: 0.5,
-        crash_loop_max_restarts: 5,
-        crash_loop_window: Duration::from_secs(60),
+        supervision: Supervision {
+            max_restarts: 5,
+            window: Duration::from_secs(60),
+        },
     }
 }
 

@@ -133,10 +133,7 @@ impl ChainDirectoryActor {
         registry: Addr<SubscriptionRegistryActor>,
     ) -> Self {
         Self {
-            restarts: RestartTracker::new(
-                settings.crash_loop_max_restarts,
-                settings.crash_loop_window,
-            ),
+            restarts: RestartTracker::new(settings.supervision),
             settings,
             clock,
             db,

@@ -27,6 +27,7 @@ pub use session::{
 
 use crate::domain::chain::ChainRow;
 use crate::feed::Mode;
+use crate::supervised::Supervision;
 
 /// Option-chain settings (the `option_chain` section of `settings/base.toml`).
 #[derive(Debug, Clone)]
@@ -51,8 +52,7 @@ pub struct ChainSettings {
     pub closed_retention: Duration,
     /// "Today" for the nearest expiry is taken in this timezone.
     pub timezone: chrono_tz::Tz,
-    pub crash_loop_max_restarts: u32,
-    pub crash_loop_window: Duration,
+    pub supervision: Supervision,
 }
 
 /// Most strikes a session may ask for on each side of ATM.

@@ -27,7 +27,7 @@ use crate::openalgo::feed::{
     subscribe_orders_frame, unsubscribe_all_frame,
 };
 use crate::status::{Lifecycle, age_ms};
-use crate::supervised::RestartTracker;
+use crate::supervised::{RestartTracker, Supervision};
 
 type WsSink = SplitSink<Framed<BoxedSocket, Codec>, Message>;
 
@@ -46,8 +46,7 @@ pub struct ConnectionSettings {
     /// The share of `max_symbols` kept for the position monitor: option-chain viewers are
     /// refused once the feed would carry more than the rest.
     pub position_reserve_share: f64,
-    pub crash_loop_max_restarts: u32,
-    pub crash_loop_window: Duration,
+    pub supervision: Supervision,
 }
 
 #[derive(utoipa::ToSchema, Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -282,10 +281,7 @@ impl ConnectionActor {
         let now = Instant::now();
         Self {
             backoff: Backoff::new(settings.backoff),
-            restarts: RestartTracker::new(
-                settings.crash_loop_max_restarts,
-                settings.crash_loop_window,
-            ),
+            restarts: RestartTracker::new(settings.supervision),
             settings,
             target,
             registry,

@@ -14,7 +14,7 @@ use super::{FeedEvent, Key, Mode, SubscriberId, Tick};
 use crate::domain::subscriptions::{Edge, Frame, SubscriptionTable, batch_frames};
 use crate::openalgo::feed::{SymbolError, parse_market_data};
 use crate::status::{Lifecycle, age_ms};
-use crate::supervised::RestartTracker;
+use crate::supervised::{RestartTracker, Supervision};
 
 /// How often coalesced ticks are retried for consumers whose mailbox was full.
 const FLUSH_EVERY: Duration = Duration::from_millis(2);
@@ -28,8 +28,7 @@ pub(super) struct RegistrySettings {
     /// The most distinct symbols the feed may carry when a viewer adds some: `max_symbols`
     /// less the share reserved for open positions.
     viewer_symbols: usize,
-    crash_loop_max_restarts: u32,
-    crash_loop_window: Duration,
+    supervision: Supervision,
 }
 
 impl From<&ConnectionSettings> for RegistrySettings {
@@ -38,8 +37,7 @@ impl From<&ConnectionSettings> for RegistrySettings {
             batch_size: s.subscribe_batch_size,
             max_symbols: s.max_symbols,
             viewer_symbols: viewer_symbols(s.max_symbols, s.position_reserve_share),
-            crash_loop_max_restarts: s.crash_loop_max_restarts,
-            crash_loop_window: s.crash_loop_window,
+            supervision: s.supervision,
         }
     }
 }
@@ -223,10 +221,7 @@ impl SubscriptionRegistryActor {
     pub(super) fn new(settings: RegistrySettings) -> Self {
         Self {
             table: SubscriptionTable::new(settings.max_symbols),
-            restarts: RestartTracker::new(
-                settings.crash_loop_max_restarts,
-                settings.crash_loop_window,
-            ),
+            restarts: RestartTracker::new(settings.supervision),
             settings,
             slots: HashMap::new(),
             consumers: HashMap::new(),

@@ -187,10 +187,7 @@ impl OrderGatewayActor {
             working_timeout: settings.working_timeout,
         };
         Self {
-            restarts: RestartTracker::new(
-                settings.crash_loop_max_restarts,
-                settings.crash_loop_window,
-            ),
+            restarts: RestartTracker::new(settings.supervision),
             db,
             settings,
             config,

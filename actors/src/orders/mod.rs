@@ -36,6 +36,7 @@ use crate::domain::latency::LatencySnapshot;
 use crate::domain::pnl::Side;
 use crate::secrets::ApiKey;
 use crate::status::Lifecycle;
+use crate::supervised::Supervision;
 
 /// One account's gateway as the actors need it. `Debug` masks the API key.
 #[derive(Clone, PartialEq, Eq)]
@@ -90,8 +91,7 @@ pub struct GatewaySettings {
     pub event_wait: Duration,
     /// A position book read older than this is read again before a leg's first exit order.
     pub positions_max_age: Duration,
-    pub crash_loop_max_restarts: u32,
-    pub crash_loop_window: Duration,
+    pub supervision: Supervision,
 }
 
 /// Which open legs to exit.

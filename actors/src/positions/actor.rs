@@ -86,10 +86,7 @@ impl PositionMonitorActor {
         reconciler: Addr<ReconcileActor>,
     ) -> Self {
         Self {
-            restarts: RestartTracker::new(
-                settings.crash_loop_max_restarts,
-                settings.crash_loop_window,
-            ),
+            restarts: RestartTracker::new(settings.supervision),
             book: PositionBook::new(settings.stale_after),
             db,
             settings,

@@ -41,6 +41,7 @@ use crate::feed::SubscriptionRegistryActor;
 use crate::orders::{ExitTicket, OrderGatewayActor};
 use crate::risk::{RiskSettings, RiskStatus};
 use crate::status::Lifecycle;
+use crate::supervised::Supervision;
 
 #[derive(Debug, Clone)]
 pub struct MonitorSettings {
@@ -52,8 +53,7 @@ pub struct MonitorSettings {
     /// REST calls (quotes, position book) per account per second.
     pub quote_fallback_per_s: u32,
     pub rest_timeout: Duration,
-    pub crash_loop_max_restarts: u32,
-    pub crash_loop_window: Duration,
+    pub supervision: Supervision,
     /// Bounds of a registered fill (`risk.max_leg_quantity` …); prices above `max_price` are
     /// ignored like prices ≤ 0.
     pub fill_limits: FillLimits,

@@ -112,10 +112,7 @@ impl RiskActor {
     ) -> Self {
         let (phase, _) = restore(strategy.state);
         Self {
-            restarts: RestartTracker::new(
-                settings.crash_loop_max_restarts,
-                settings.crash_loop_window,
-            ),
+            restarts: RestartTracker::new(settings.supervision),
             db,
             settings,
             strategy_id: strategy.strategy_id,

@@ -34,6 +34,7 @@ use crate::domain::latency::{LatencyHistogram, LatencySnapshot};
 use crate::domain::risk::{RiskLimits, Trailing, TrailingKind};
 use crate::orders::ExitTicket;
 use crate::status::Lifecycle;
+use crate::supervised::Supervision;
 
 #[derive(Debug, Clone)]
 pub struct RiskSettings {
@@ -45,8 +46,7 @@ pub struct RiskSettings {
     pub auto_exit_on_max_profit: bool,
     /// Confirmation window for strategies without their own `exit_confirm_ms`.
     pub default_confirm: Duration,
-    pub crash_loop_max_restarts: u32,
-    pub crash_loop_window: Duration,
+    pub supervision: Supervision,
 }
 
 /// A strategy's rules and the persisted risk state of its current run.

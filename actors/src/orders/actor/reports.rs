@@ -275,6 +275,7 @@ mod tests {
     use actix::prelude::*;
 
     use crate::orders::GatewaySettings;
+    use crate::supervised::Supervision;
 
     struct Recorder(Rc<RefCell<Vec<i32>>>);
 
@@ -334,8 +335,10 @@ mod tests {
                 working_timeout: ms(1000),
                 event_wait: ms(100),
                 positions_max_age: ms(1000),
-                crash_loop_max_restarts: 3,
-                crash_loop_window: ms(1000),
+                supervision: Supervision {
+                    max_restarts: 3,
+                    window: ms(1000),
+                },
             },
         )
     }
