@@ -18,4 +18,3 @@ mod helpers;
 mod lifecycle;
 mod migrations;
 mod risk;
-mod sim;

@@ -2,11 +2,14 @@
 //! WebSocket client that answers protocol pings, a REST client, and polling helpers.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web_actors::ws::ProtocolError;
 use anyhow::{Context, anyhow, bail};
 use awc::ws::{CloseReason, Frame, Message};
+use chrono::{DateTime, TimeZone, Utc};
+use clock::OffsetClock;
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
 use serde_json::{Value, json};
 use simulator::{SimConfig, Simulator};
@@ -19,15 +22,27 @@ pub const MASK_B: &str = "brav…";
 /// How long a test waits for something that should happen promptly.
 pub const WAIT: Duration = Duration::from_secs(5);
 
-/// Two keys, free ports, no random walk (ticks only through `/sim/price`), the clock at the
-/// tests' usual starting instant.
+/// The instant a test's clock shows when it starts: Saturday 2026-11-28 at 10:00 in
+/// Asia/Kolkata, the instant the service's integration tests start at too. The market is closed,
+/// the nearest expiries are days away and midnight is hours away, so nothing a test does depends
+/// on the machine's date or time of day (docs/time.md).
+pub fn test_start() -> DateTime<Utc> {
+    chrono_tz::Asia::Kolkata
+        .with_ymd_and_hms(2026, 11, 28, 10, 0, 0)
+        .single()
+        .expect("a valid instant")
+        .with_timezone(&Utc)
+}
+
+/// Two keys, free ports, no random walk (ticks only through `/sim/price`), a clock that starts
+/// at [`test_start`] and then runs at the speed of real time.
 pub fn config() -> SimConfig {
     SimConfig {
         rest_port: 0,
         ws_port: 0,
         api_keys: vec![KEY_A.to_string(), KEY_B.to_string()],
         ticks_per_s: 0.0,
-        clock: crate::helpers::test_clock(),
+        clock: Arc::new(OffsetClock::starting_at(test_start())),
         ..SimConfig::default()
     }
 }

@@ -7,7 +7,7 @@ use clock::ManualClock;
 use serde_json::{Value, json};
 use simulator::{RateLimits, SimConfig};
 
-use super::client::{KEY_A, KEY_B, MASK_A, Rest, config, start};
+use super::client::{KEY_A, KEY_B, MASK_A, Rest, config, start, test_start};
 use super::feed::{NIFTY, nearest_expiry, option_symbol};
 
 fn order(symbol: &str, exchange: &str, action: &str, quantity: u64) -> Value {
@@ -516,7 +516,7 @@ async fn quotes_and_expiries_describe_the_simulated_market() {
             .collect();
         assert_eq!(dates.len(), count);
         assert!(dates.windows(2).all(|w| w[0] < w[1]), "{dates:?}");
-        let today = crate::helpers::test_start()
+        let today = test_start()
             .with_timezone(&chrono_tz::Asia::Kolkata)
             .date_naive();
         assert!(dates[0] >= today);
