@@ -17,6 +17,7 @@
 //! After a restart (a panic included) the open legs and runs are read again from the database;
 //! the risk actors, which did not panic, keep running and are taken back by run.
 
+mod accounts;
 mod actor;
 mod quotes;
 mod reconcile;

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 
+use super::accounts::{client_of, follow};
 use crate::accounts::{AccountsReach, Reach};
 use crate::domain::quotes::{QuoteSource, quote_route};
 use crate::domain::rate_limit::RateLimiter;
@@ -102,25 +103,21 @@ impl Handler<SetAccounts> for QuoteActor {
     type Result = ();
 
     fn handle(&mut self, msg: SetAccounts, _ctx: &mut Context<Self>) {
-        let mut next = HashMap::new();
-        for endpoint in msg.0 {
-            let kept = self
-                .accounts
-                .remove(&endpoint.id)
-                .filter(|a| a.endpoint == endpoint);
-            let source = kept.unwrap_or_else(|| Source {
-                client: RestClient::new(
-                    &endpoint.rest_url,
-                    &endpoint.api_key,
-                    self.settings.rest_timeout,
-                ),
-                limiter: RateLimiter::new(self.settings.per_s, Duration::from_secs(1)),
-                failed: false,
-                endpoint,
-            });
-            next.insert(source.endpoint.id, source);
-        }
-        self.accounts = next;
+        let (timeout, per_s) = (self.settings.rest_timeout, self.settings.per_s);
+        self.accounts = follow(
+            &mut self.accounts,
+            msg.0,
+            |a| &a.endpoint,
+            |endpoint| {
+                let (client, limiter) = client_of(&endpoint, timeout, per_s);
+                Source {
+                    client,
+                    limiter,
+                    failed: false,
+                    endpoint,
+                }
+            },
+        );
     }
 }
 

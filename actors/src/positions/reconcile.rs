@@ -16,6 +16,7 @@ use entity::strategy_executions::{self, ExecutionStatus, Product, TradeAction};
 use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter};
 
 use super::NewExecution;
+use super::accounts::{client_of, follow};
 use super::store::{OPEN, close_externally, manual_strategy, register_execution};
 use crate::domain::fills::FillLimits;
 use crate::domain::rate_limit::RateLimiter;
@@ -199,26 +200,22 @@ impl Handler<SetAccounts> for ReconcileActor {
     type Result = ();
 
     fn handle(&mut self, msg: SetAccounts, _ctx: &mut Context<Self>) {
-        let mut next = HashMap::new();
-        for endpoint in msg.0 {
-            let kept = self
-                .accounts
-                .remove(&endpoint.id)
-                .filter(|a| a.endpoint == endpoint);
-            let account = kept.unwrap_or_else(|| Account {
-                client: RestClient::new(
-                    &endpoint.rest_url,
-                    &endpoint.api_key,
-                    self.settings.rest_timeout,
-                ),
-                limiter: RateLimiter::new(self.settings.per_s, Duration::from_secs(1)),
-                reconciling: false,
-                confirmations: Confirmations::default(),
-                endpoint,
-            });
-            next.insert(account.endpoint.id, account);
-        }
-        self.accounts = next;
+        let (timeout, per_s) = (self.settings.rest_timeout, self.settings.per_s);
+        self.accounts = follow(
+            &mut self.accounts,
+            msg.0,
+            |a| &a.endpoint,
+            |endpoint| {
+                let (client, limiter) = client_of(&endpoint, timeout, per_s);
+                Account {
+                    client,
+                    limiter,
+                    reconciling: false,
+                    confirmations: Confirmations::default(),
+                    endpoint,
+                }
+            },
+        );
     }
 }
 
