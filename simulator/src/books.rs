@@ -131,11 +131,10 @@ pub(crate) struct Stamp {
     pub us: i64,
 }
 
+/// What an order asks for: the same on the request as a client sent it and on the order as
+/// booked (where modifyorder may change its quantity and prices).
 #[derive(Clone, Debug)]
-pub(crate) struct NewOrder {
-    pub instrument: usize,
-    pub symbol: String,
-    pub exchange: &'static str,
+pub(crate) struct Terms {
     pub side: Side,
     pub quantity: u64,
     pub pricetype: PriceType,
@@ -143,6 +142,15 @@ pub(crate) struct NewOrder {
     pub price: f64,
     pub trigger_price: f64,
     pub strategy: String,
+}
+
+/// An order to book: its instrument, named as the market lists it, and its terms.
+#[derive(Clone, Debug)]
+pub(crate) struct NewOrder {
+    pub instrument: usize,
+    pub symbol: String,
+    pub exchange: &'static str,
+    pub terms: Terms,
 }
 
 /// An order as it was after one change, and so as the books showed it from `at` on.
@@ -358,7 +366,7 @@ impl Book {
     ) -> usize {
         self.orders.push(Order {
             id,
-            status: Status::resting(req.pricetype),
+            status: Status::resting(req.terms.pricetype),
             req,
             filled: 0,
             average_price: 0.0,
@@ -384,10 +392,10 @@ impl Book {
         order.history.push(Snapshot {
             at: stamp,
             status: order.status,
-            quantity: order.req.quantity,
-            pricetype: order.req.pricetype,
-            price: order.req.price,
-            trigger_price: order.req.trigger_price,
+            quantity: order.req.terms.quantity,
+            pricetype: order.req.terms.pricetype,
+            price: order.req.terms.price,
+            trigger_price: order.req.terms.trigger_price,
             filled: order.filled,
             average_price: order.average_price,
             reason: reason.into(),
@@ -429,7 +437,7 @@ impl Book {
     /// Returns true when the order's state changed.
     fn evaluate(&mut self, at: usize, ltp: f64, stamp: Stamp) -> bool {
         let order = &mut self.orders[at];
-        let side = order.req.side;
+        let side = order.req.terms.side;
         let crossed = |limit: f64| match side {
             Side::Buy => ltp <= limit,
             Side::Sell => ltp >= limit,
@@ -438,26 +446,26 @@ impl Book {
             Side::Buy => ltp >= trigger,
             Side::Sell => ltp <= trigger,
         };
-        let fill = match order.req.pricetype {
+        let fill = match order.req.terms.pricetype {
             PriceType::Market => true,
-            PriceType::Limit => crossed(order.req.price),
-            PriceType::StopLossMarket => triggered(order.req.trigger_price),
+            PriceType::Limit => crossed(order.req.terms.price),
+            PriceType::StopLossMarket => triggered(order.req.terms.trigger_price),
             PriceType::StopLoss => {
-                if !order.triggered && triggered(order.req.trigger_price) {
+                if !order.triggered && triggered(order.req.terms.trigger_price) {
                     order.triggered = true;
                     order.status = Status::Open;
-                    let rests = !crossed(order.req.price);
+                    let rests = !crossed(order.req.terms.price);
                     self.record(at, stamp, "triggered");
                     if rests {
                         return true;
                     }
                 }
-                self.orders[at].triggered && crossed(self.orders[at].req.price)
+                self.orders[at].triggered && crossed(self.orders[at].req.terms.price)
             }
         };
         if fill {
             let order = &self.orders[at];
-            let rest = order.req.quantity.saturating_sub(order.filled);
+            let rest = order.req.terms.quantity.saturating_sub(order.filled);
             self.fill(at, rest, ltp, stamp);
         }
         fill
@@ -471,7 +479,7 @@ impl Book {
         order.filled += quantity;
         order.average_price = (order.average_price * before as f64 + price * quantity as f64)
             / order.filled.max(1) as f64;
-        if order.filled >= order.req.quantity {
+        if order.filled >= order.req.terms.quantity {
             order.status = Status::Complete;
             order.held = false;
         }
@@ -481,8 +489,8 @@ impl Book {
             instrument: req.instrument,
             symbol: req.symbol.clone(),
             exchange: req.exchange,
-            side: req.side,
-            product: req.product,
+            side: req.terms.side,
+            product: req.terms.product,
             quantity,
             price,
             at: stamp,
@@ -548,10 +556,10 @@ impl Book {
         if change.quantity < order.filled {
             return Err(ModifyError::BelowFilled(order.filled));
         }
-        order.req.quantity = change.quantity;
-        order.req.pricetype = change.pricetype;
-        order.req.price = change.price;
-        order.req.trigger_price = change.trigger_price;
+        order.req.terms.quantity = change.quantity;
+        order.req.terms.pricetype = change.pricetype;
+        order.req.terms.price = change.price;
+        order.req.terms.trigger_price = change.trigger_price;
         order.triggered = false;
         order.status = if order.filled == change.quantity {
             Status::Complete
@@ -635,10 +643,27 @@ mod tests {
         order(side, quantity, PriceType::Market, 0.0, 0.0)
     }
 
+    fn limit(side: Side, quantity: u64, price: f64) -> NewOrder {
+        order(side, quantity, PriceType::Limit, price, 0.0)
+    }
+
+    fn stop_loss(side: Side, price: f64, trigger: f64) -> NewOrder {
+        order(side, 1, PriceType::StopLoss, price, trigger)
+    }
+
+    fn stop_loss_market(side: Side, trigger: f64) -> NewOrder {
+        order(side, 1, PriceType::StopLossMarket, 0.0, trigger)
+    }
+
     /// Places `req` at `ltp` at time `t`, numbering the orders 1, 2, …
     fn put(book: &mut Book, req: NewOrder, ltp: f64, t: i64, entry: Entry) -> usize {
         let id = (book.orders.len() + 1).to_string();
         book.place(id, req, ltp, at(t), entry)
+    }
+
+    /// [`put`] without a fault: the order is evaluated at once.
+    fn put_normal(book: &mut Book, req: NewOrder, ltp: f64, t: i64) -> usize {
+        put(book, req, ltp, t, Entry::Normal)
     }
 
     fn order(
@@ -652,37 +677,39 @@ mod tests {
             instrument: 3,
             symbol: "RELIANCE".into(),
             exchange: "NSE",
-            side,
-            quantity,
-            pricetype,
-            product: Product::Mis,
-            price,
-            trigger_price: trigger,
-            strategy: "t".into(),
+            terms: Terms {
+                side,
+                quantity,
+                pricetype,
+                product: Product::Mis,
+                price,
+                trigger_price: trigger,
+                strategy: "t".into(),
+            },
         }
     }
 
     #[test]
     fn market_orders_fill_and_positions_track_average_and_realized_pnl() {
         let mut book = Book::default();
-        put(&mut book, market(Side::Buy, 10), 100.0, 1, Entry::Normal);
-        put(&mut book, market(Side::Buy, 10), 110.0, 2, Entry::Normal);
+        put_normal(&mut book, market(Side::Buy, 10), 100.0, 1);
+        put_normal(&mut book, market(Side::Buy, 10), 110.0, 2);
         let p = &book.positions[0];
         assert_eq!(p.quantity, 20);
         assert!((p.average_price - 105.0).abs() < 1e-9);
-        put(&mut book, market(Side::Sell, 5), 120.0, 3, Entry::Normal);
+        put_normal(&mut book, market(Side::Sell, 5), 120.0, 3);
         let p = &book.positions[0];
         assert_eq!(p.quantity, 15);
         assert!((p.average_price - 105.0).abs() < 1e-9);
         assert!((p.realized - 75.0).abs() < 1e-9);
         // Flip to short: the remaining 15 close at 90, 5 open short at 90.
-        put(&mut book, market(Side::Sell, 20), 90.0, 4, Entry::Normal);
+        put_normal(&mut book, market(Side::Sell, 20), 90.0, 4);
         let p = &book.positions[0];
         assert_eq!(p.quantity, -5);
         assert!((p.average_price - 90.0).abs() < 1e-9);
         assert!((p.realized - (75.0 - 225.0)).abs() < 1e-9);
         assert!((p.unrealized(80.0) - 50.0).abs() < 1e-9);
-        put(&mut book, market(Side::Buy, 5), 80.0, 5, Entry::Normal);
+        put_normal(&mut book, market(Side::Buy, 5), 80.0, 5);
         let p = &book.positions[0];
         assert_eq!(p.quantity, 0);
         assert_eq!(p.average_price, 0.0);
@@ -694,20 +721,8 @@ mod tests {
     #[test]
     fn limit_orders_rest_until_marketable_and_can_be_cancelled() {
         let mut book = Book::default();
-        let buy = put(
-            &mut book,
-            order(Side::Buy, 1, PriceType::Limit, 95.0, 0.0),
-            100.0,
-            1,
-            Entry::Normal,
-        );
-        let sell = put(
-            &mut book,
-            order(Side::Sell, 1, PriceType::Limit, 99.0, 0.0),
-            100.0,
-            1,
-            Entry::Normal,
-        );
+        let buy = put_normal(&mut book, limit(Side::Buy, 1, 95.0), 100.0, 1);
+        let sell = put_normal(&mut book, limit(Side::Sell, 1, 99.0), 100.0, 1);
         assert_eq!(book.orders[buy].status, Status::Open);
         assert_eq!(book.orders[sell].status, Status::Complete);
         assert_eq!(book.orders[sell].average_price, 100.0);
@@ -716,13 +731,7 @@ mod tests {
         assert_eq!(book.match_working(3, 94.5, at(3)), vec![buy]);
         assert_eq!(book.orders[buy].status, Status::Complete);
         assert_eq!(book.orders[buy].average_price, 94.5);
-        put(
-            &mut book,
-            order(Side::Buy, 1, PriceType::Limit, 50.0, 0.0),
-            94.5,
-            4,
-            Entry::Normal,
-        );
+        put_normal(&mut book, limit(Side::Buy, 1, 50.0), 94.5, 4);
         assert_eq!(book.cancel_working(at(5)), vec![2]);
         assert_eq!(book.orders[2].status, Status::Cancelled);
         assert!(!book.has_working(3));
@@ -731,20 +740,8 @@ mod tests {
     #[test]
     fn stop_orders_wait_for_their_trigger() {
         let mut book = Book::default();
-        let slm = put(
-            &mut book,
-            order(Side::Sell, 1, PriceType::StopLossMarket, 0.0, 95.0),
-            100.0,
-            1,
-            Entry::Normal,
-        );
-        let sl = put(
-            &mut book,
-            order(Side::Sell, 1, PriceType::StopLoss, 93.0, 95.0),
-            100.0,
-            1,
-            Entry::Normal,
-        );
+        let slm = put_normal(&mut book, stop_loss_market(Side::Sell, 95.0), 100.0, 1);
+        let sl = put_normal(&mut book, stop_loss(Side::Sell, 93.0, 95.0), 100.0, 1);
         assert_eq!(book.orders[slm].status, Status::TriggerPending);
         assert_eq!(book.orders[sl].status, Status::TriggerPending);
         // 94: both triggered; SL-M fills, SL rests as a limit at 93 (94 >= 93 is marketable for a sell).
@@ -836,13 +833,7 @@ mod tests {
         );
 
         // A resting limit moved to a marketable price fills at once.
-        let limit = put(
-            &mut book,
-            order(Side::Buy, 2, PriceType::Limit, 90.0, 0.0),
-            100.0,
-            8,
-            Entry::Normal,
-        );
+        let limit = put_normal(&mut book, limit(Side::Buy, 2, 90.0), 100.0, 8);
         let marketable = Modify {
             quantity: 3,
             pricetype: PriceType::Limit,
@@ -860,14 +851,8 @@ mod tests {
     #[test]
     fn lagged_views_show_the_books_as_they_were() {
         let mut book = Book::default();
-        put(&mut book, market(Side::Buy, 4), 100.0, 10, Entry::Normal);
-        put(
-            &mut book,
-            order(Side::Sell, 4, PriceType::Limit, 110.0, 0.0),
-            100.0,
-            20,
-            Entry::Normal,
-        );
+        put_normal(&mut book, market(Side::Buy, 4), 100.0, 10);
+        put_normal(&mut book, limit(Side::Sell, 4, 110.0), 100.0, 20);
         book.match_working(3, 110.0, at(30));
         let seen = |cutoff: i64| -> Vec<(String, Status)> {
             book.orders_at(Some(cutoff))
@@ -904,13 +889,7 @@ mod tests {
     #[test]
     fn stop_limit_orders_record_their_trigger() {
         let mut book = Book::default();
-        let sl = put(
-            &mut book,
-            order(Side::Buy, 1, PriceType::StopLoss, 106.0, 105.0),
-            100.0,
-            1,
-            Entry::Normal,
-        );
+        let sl = put_normal(&mut book, stop_loss(Side::Buy, 106.0, 105.0), 100.0, 1);
         // Triggered at 107 but above the limit: it rests open.
         assert_eq!(book.match_working(3, 107.0, at(2)), vec![sl]);
         assert_eq!(

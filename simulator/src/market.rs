@@ -9,6 +9,7 @@
 //! from the model again. A random-walk tick on an option moves its underlying.
 
 use std::collections::HashMap;
+use std::ops::Range;
 
 use chrono::{DateTime, NaiveDate, Utc, Weekday};
 use rand::Rng;
@@ -179,11 +180,11 @@ impl Instrument {
     ) -> Self {
         let prev_close = round_tick(start * (1.0 + rng.random_range(-0.01..0.01)));
         let traded = matches!(kind, Kind::Equity);
-        let volume = if traded {
-            rng.random_range(200_000..5_000_000)
-        } else {
-            0
+        // Equities start with traded quantities, everything else with none.
+        let mut traded_qty = |range: Range<u64>| {
+            if traded { rng.random_range(range) } else { 0 }
         };
+        let volume = traded_qty(200_000..5_000_000);
         Instrument {
             symbol: symbol.to_string(),
             exchange,
@@ -200,26 +201,10 @@ impl Instrument {
             last_qty: 0,
             turnover: volume as f64 * start,
             oi: 0,
-            total_buy_qty: if traded {
-                rng.random_range(50_000..500_000)
-            } else {
-                0
-            },
-            total_sell_qty: if traded {
-                rng.random_range(50_000..500_000)
-            } else {
-                0
-            },
-            bid_qty: if traded {
-                rng.random_range(10..2_000)
-            } else {
-                0
-            },
-            ask_qty: if traded {
-                rng.random_range(10..2_000)
-            } else {
-                0
-            },
+            total_buy_qty: traded_qty(50_000..500_000),
+            total_sell_qty: traded_qty(50_000..500_000),
+            bid_qty: traded_qty(10..2_000),
+            ask_qty: traded_qty(10..2_000),
             ltt_ms: now_ms,
             pin: None,
         }
@@ -334,29 +319,18 @@ impl Market {
                 let mut rows = Vec::with_capacity((2 * STRIKES_EACH_SIDE + 1) as usize);
                 for k in -STRIKES_EACH_SIDE..=STRIKES_EACH_SIDE {
                     let strike = atm + k as f64 * spec.step;
-                    let leg = |right| OptionLeg {
-                        underlying: at,
-                        index_id,
-                        strike,
-                        expiry: *expiry,
-                        right,
+                    let mut push_leg = |right| {
+                        let leg = OptionLeg {
+                            underlying: at,
+                            index_id,
+                            strike,
+                            expiry: *expiry,
+                            right,
+                        };
+                        market.push(option_instrument(spec, leg, k, index_prev_close, rng, now))
                     };
-                    let call = market.push(option_instrument(
-                        spec,
-                        leg(Right::Call),
-                        k,
-                        index_prev_close,
-                        rng,
-                        now,
-                    ));
-                    let put = market.push(option_instrument(
-                        spec,
-                        leg(Right::Put),
-                        k,
-                        index_prev_close,
-                        rng,
-                        now,
-                    ));
+                    let call = push_leg(Right::Call);
+                    let put = push_leg(Right::Put);
                     rows.push(ChainRow { strike, call, put });
                 }
                 chains.push(rows);

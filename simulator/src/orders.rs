@@ -11,7 +11,9 @@ use std::time::Duration;
 
 use actix_web::http::StatusCode;
 
-use super::books::{Entry, Modify, ModifyError, NewOrder, PriceType, Product, Side, Stamp, Status};
+use super::books::{
+    Entry, Modify, ModifyError, NewOrder, PriceType, Product, Side, Stamp, Status, Terms,
+};
 use super::calendar;
 use super::faults::{Rest, partial_quantity};
 use super::market::Kind;
@@ -23,13 +25,7 @@ use super::state::{Core, OrderRecord, Outcome, Shared, now_us};
 pub(crate) struct OrderRequest {
     pub symbol: String,
     pub exchange: String,
-    pub side: Side,
-    pub quantity: u64,
-    pub pricetype: PriceType,
-    pub product: Product,
-    pub price: f64,
-    pub trigger_price: f64,
-    pub strategy: String,
+    pub terms: Terms,
 }
 
 /// Whether the order faults (`reject_orders`, `accept_then_reject`, `partial_fill`,
@@ -166,10 +162,10 @@ impl Core {
                 Some((reject.after, Action::Reject(reject.reason))),
             );
         }
-        if order.pricetype != PriceType::Market {
+        if order.terms.pricetype != PriceType::Market {
             return (Entry::Normal, None);
         }
-        let splits = |fraction: f64| partial_quantity(order.quantity, lot, fraction);
+        let splits = |fraction: f64| partial_quantity(order.terms.quantity, lot, fraction);
         if let Some(partial) = self.take(
             account,
             |f| &mut f.partial_fill,
@@ -227,28 +223,31 @@ impl Core {
             return Err(not_working(orderid, "modified", order.status));
         }
         let req = &order.req;
-        if (req.exchange, req.symbol.as_str(), req.side, req.product)
-            != (
-                change.exchange.as_str(),
-                change.symbol.as_str(),
-                change.side,
-                change.product,
-            )
-        {
+        if (
+            req.exchange,
+            req.symbol.as_str(),
+            req.terms.side,
+            req.terms.product,
+        ) != (
+            change.exchange.as_str(),
+            change.symbol.as_str(),
+            change.terms.side,
+            change.terms.product,
+        ) {
             return Err(failure(
                 StatusCode::BAD_REQUEST,
                 format!(
                     "Order {orderid} is a {} {} order for {}:{}; only its quantity, price type, \
                      price and trigger price can be modified",
-                    req.side.as_str(),
-                    req.product.as_str(),
+                    req.terms.side.as_str(),
+                    req.terms.product.as_str(),
                     req.exchange,
                     req.symbol
                 ),
             ));
         }
         let instrument = req.instrument;
-        if let Some(reason) = self.broker_check(instrument, change) {
+        if let Some(reason) = self.broker_check(instrument, &change.terms) {
             return Err(failure(
                 StatusCode::BAD_REQUEST,
                 format!("Modification rejected by broker: {reason}"),
@@ -258,10 +257,10 @@ impl Core {
         let ltp = self.market.ltp(instrument, now);
         let stamp = self.stamp();
         let modify = Modify {
-            quantity: change.quantity,
-            pricetype: change.pricetype,
-            price: change.price,
-            trigger_price: change.trigger_price,
+            quantity: change.terms.quantity,
+            pricetype: change.terms.pricetype,
+            price: change.terms.price,
+            trigger_price: change.terms.trigger_price,
         };
         self.accounts[account]
             .book
@@ -273,7 +272,7 @@ impl Core {
                     format!(
                         "Order {orderid} cannot be modified: quantity {} is below the {filled} \
                          already filled",
-                        change.quantity
+                        change.terms.quantity
                     ),
                 ),
             })?;
@@ -300,10 +299,10 @@ impl Core {
             outcome: Outcome::Rejected {
                 symbol: order.symbol.clone(),
                 exchange: order.exchange.clone(),
-                action: order.side.as_str().to_string(),
-                quantity: order.quantity,
-                product: order.product.as_str().to_string(),
-                pricetype: order.pricetype.as_str().to_string(),
+                action: order.terms.side.as_str().to_string(),
+                quantity: order.terms.quantity,
+                product: order.terms.product.as_str().to_string(),
+                pricetype: order.terms.pricetype.as_str().to_string(),
                 reason: reason.to_string(),
             },
         });
@@ -339,7 +338,7 @@ impl Core {
                 "Order rejected by broker: simulated rejection (reject_orders fault)".to_string();
             return reject(self, StatusCode::BAD_REQUEST, reason);
         }
-        if let Some(reason) = self.broker_check(instrument, &order) {
+        if let Some(reason) = self.broker_check(instrument, &order.terms) {
             return reject(
                 self,
                 StatusCode::BAD_REQUEST,
@@ -360,13 +359,7 @@ impl Core {
             instrument,
             symbol: meta.symbol.clone(),
             exchange: meta.exchange,
-            side: order.side,
-            quantity: order.quantity,
-            pricetype: order.pricetype,
-            product: order.product,
-            price: order.price,
-            trigger_price: order.trigger_price,
-            strategy: order.strategy,
+            terms: order.terms,
         };
         let at = self.accounts[account]
             .book
@@ -389,7 +382,7 @@ impl Core {
     }
 
     /// The reason a broker would refuse this order, if any.
-    fn broker_check(&self, instrument: usize, order: &OrderRequest) -> Option<String> {
+    fn broker_check(&self, instrument: usize, terms: &Terms) -> Option<String> {
         let meta = &self.market.instruments[instrument];
         if meta.is_index() {
             return Some(format!(
@@ -398,39 +391,40 @@ impl Core {
             ));
         }
         if matches!(meta.kind, Kind::Option(_)) {
-            if order.product == Product::Cnc {
+            if terms.product == Product::Cnc {
                 return Some("CNC is not allowed for F&O instruments; use NRML or MIS".to_string());
             }
-            if !order.quantity.is_multiple_of(meta.lot) {
+            if !terms.quantity.is_multiple_of(meta.lot) {
                 return Some(format!(
                     "quantity {} is not a multiple of the lot size {} for {}",
-                    order.quantity, meta.lot, meta.symbol
+                    terms.quantity, meta.lot, meta.symbol
                 ));
             }
         }
         if let Some(freeze) = meta.freeze
-            && order.quantity > freeze
+            && terms.quantity > freeze
         {
             return Some(format!(
                 "quantity {} exceeds the freeze quantity {} for {}; split the order",
-                order.quantity, freeze, meta.symbol
+                terms.quantity, freeze, meta.symbol
             ));
         }
-        if matches!(order.pricetype, PriceType::Limit | PriceType::StopLoss) && order.price <= 0.0 {
-            return Some(format!(
-                "price is required for {} orders",
-                order.pricetype.as_str()
-            ));
-        }
-        if matches!(
-            order.pricetype,
-            PriceType::StopLoss | PriceType::StopLossMarket
-        ) && order.trigger_price <= 0.0
-        {
-            return Some(format!(
-                "trigger_price is required for {} orders",
-                order.pricetype.as_str()
-            ));
+        let (needs_price, needs_trigger) = match terms.pricetype {
+            PriceType::Market => (false, false),
+            PriceType::Limit => (true, false),
+            PriceType::StopLoss => (true, true),
+            PriceType::StopLossMarket => (false, true),
+        };
+        for (field, needed, value) in [
+            ("price", needs_price, terms.price),
+            ("trigger_price", needs_trigger, terms.trigger_price),
+        ] {
+            if needed && value <= 0.0 {
+                return Some(format!(
+                    "{field} is required for {} orders",
+                    terms.pricetype.as_str()
+                ));
+            }
         }
         None
     }
@@ -476,13 +470,15 @@ impl Core {
                 let order = OrderRequest {
                     symbol: symbol.clone(),
                     exchange: exchange.clone(),
-                    side,
-                    quantity: size,
-                    pricetype: PriceType::Market,
-                    product,
-                    price: 0.0,
-                    trigger_price: 0.0,
-                    strategy: strategy.to_string(),
+                    terms: Terms {
+                        side,
+                        quantity: size,
+                        pricetype: PriceType::Market,
+                        product,
+                        price: 0.0,
+                        trigger_price: 0.0,
+                        strategy: strategy.to_string(),
+                    },
                 };
                 ids.push(self.place_order(account, order, Faultable::No)?);
                 left -= size;

@@ -184,11 +184,11 @@ pub(crate) fn ist(ms: i64) -> String {
 /// orderbook, orderstatus, `/sim/orders` and the `order_update` push.
 pub(crate) fn order_row(order: &Order, snapshot: &Snapshot) -> Map<String, Value> {
     let row = json!({
-        "action": order.req.side.as_str(),
+        "action": order.req.terms.side.as_str(),
         "symbol": order.req.symbol,
         "exchange": order.req.exchange,
         "orderid": order.id,
-        "product": order.req.product.as_str(),
+        "product": order.req.terms.product.as_str(),
         "quantity": snapshot.quantity,
         "price": snapshot.price,
         "pricetype": snapshot.pricetype.as_str(),
@@ -199,7 +199,7 @@ pub(crate) fn order_row(order: &Order, snapshot: &Snapshot) -> Map<String, Value
         "filled_quantity": snapshot.filled,
         "pending_quantity": snapshot.pending(),
         "rejection_reason": snapshot.rejection_reason(),
-        "strategy": order.req.strategy,
+        "strategy": order.req.terms.strategy,
     });
     match row {
         Value::Object(map) => map,

@@ -9,12 +9,13 @@ use std::time::{Duration, Instant};
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
+use chrono::{DateTime, NaiveDate, Utc};
 use serde_json::{Map, Value, json};
 
-use super::books::{Order, PriceType, Product, Side, Snapshot, Status};
+use super::books::{Order, PriceType, Product, Side, Snapshot, Status, Terms};
 use super::calendar;
 use super::faults::{LOST_ANSWER_HOLD, LostAnswer};
-use super::market::{TICK_SIZE, round2, years_to};
+use super::market::{ChainRow, Market, TICK_SIZE, Underlying, round2, years_to};
 use super::orders::{Faultable, OrderRequest, schedule};
 use super::payload::{ist, order_row};
 use super::pricing;
@@ -404,19 +405,21 @@ fn order_fields(body: &Map<String, Value>, form: OrderForm) -> Result<OrderField
     let order = OrderRequest {
         symbol,
         exchange,
-        side: Side::parse(&action).unwrap_or(Side::Buy),
-        quantity: quantity as u64,
-        pricetype: pricetype
-            .as_deref()
-            .and_then(PriceType::parse)
-            .unwrap_or(PriceType::Market),
-        product: product
-            .as_deref()
-            .and_then(Product::parse)
-            .unwrap_or(Product::Mis),
-        price,
-        trigger_price,
-        strategy,
+        terms: Terms {
+            side: Side::parse(&action).unwrap_or(Side::Buy),
+            quantity: quantity as u64,
+            pricetype: pricetype
+                .as_deref()
+                .and_then(PriceType::parse)
+                .unwrap_or(PriceType::Market),
+            product: product
+                .as_deref()
+                .and_then(Product::parse)
+                .unwrap_or(Product::Mis),
+            price,
+            trigger_price,
+            strategy,
+        },
     };
     Ok(OrderFields {
         key,
@@ -438,8 +441,8 @@ fn place_smart_order(core: &mut Core, body: &Map<String, Value>) -> Answer {
     let account = account(core, &fields.key)?;
     let mut order = fields.order;
     let target = fields.position_size.unwrap_or(0.0).round() as i64;
-    let current = core.net_position(account, &order.exchange, &order.symbol, order.product);
-    if !(target == 0 && current == 0 && order.quantity > 0) {
+    let current = core.net_position(account, &order.exchange, &order.symbol, order.terms.product);
+    if !(target == 0 && current == 0 && order.terms.quantity > 0) {
         if target == current {
             return ok(json!({
                 "status": "success",
@@ -447,8 +450,8 @@ fn place_smart_order(core: &mut Core, body: &Map<String, Value>) -> Answer {
             }));
         }
         let delta = target - current;
-        order.side = if delta > 0 { Side::Buy } else { Side::Sell };
-        order.quantity = delta.unsigned_abs();
+        order.terms.side = if delta > 0 { Side::Buy } else { Side::Sell };
+        order.terms.quantity = delta.unsigned_abs();
     }
     let id = core.place_order(account, order, Faultable::Yes)?;
     ok(json!({"status": "success", "orderid": id}))
@@ -564,8 +567,8 @@ fn order_book(core: &mut Core, body: &Map<String, Value>) -> Answer {
         "data": {
             "orders": orders,
             "statistics": {
-                "total_buy_orders": count(&|o, _| o.req.side == Side::Buy),
-                "total_sell_orders": count(&|o, _| o.req.side == Side::Sell),
+                "total_buy_orders": count(&|o, _| o.req.terms.side == Side::Buy),
+                "total_sell_orders": count(&|o, _| o.req.terms.side == Side::Sell),
                 "total_completed_orders": count(&|_, s| s.status == Status::Complete),
                 "total_open_orders": count(&|_, s| s.status.is_working()),
                 "total_rejected_orders": count(&|_, s| s.status == Status::Rejected),
@@ -798,27 +801,9 @@ fn option_symbol(core: &mut Core, body: &Map<String, Value>) -> Answer {
     // ITM for a call is below the ATM strike, for a put above it.
     let moves = steps.unwrap_or(0) * if is_call { 1 } else { -1 };
     let now = core.now();
-    let Some(u) = core
-        .market
-        .underlying(&base)
-        .filter(|u| u.spec.option_exchange == options_exchange)
-    else {
-        return Err(failure(
-            StatusCode::NOT_FOUND,
-            format!("Underlying {base} has no options on {options_exchange}"),
-        ));
-    };
+    let (u, chain) = live_chain(&core.market, &base, options_exchange, expiry, now)?;
     let spec = u.spec;
     let index_id = u.index_id;
-    let Some(chain) = u.chain(expiry, now) else {
-        return Err(failure(
-            StatusCode::NOT_FOUND,
-            format!(
-                "No options found for {base} expiring {}",
-                calendar::ddmmmyy(expiry)
-            ),
-        ));
-    };
     let spot = core.market.instruments[index_id].ltp;
     let strike = match strike_int {
         Some(step) => {
@@ -862,6 +847,36 @@ fn option_symbol(core: &mut Core, body: &Map<String, Value>) -> Answer {
     }))
 }
 
+/// `base`'s chain on `options_exchange` for `expiry`, with its underlying: 404 when `base` has no
+/// options there or the expiry no longer trades at `now`.
+fn live_chain<'m>(
+    market: &'m Market,
+    base: &str,
+    options_exchange: &str,
+    expiry: NaiveDate,
+    now: DateTime<Utc>,
+) -> Result<(&'m Underlying, &'m [ChainRow]), Failure> {
+    let Some(u) = market
+        .underlying(base)
+        .filter(|u| u.spec.option_exchange == options_exchange)
+    else {
+        return Err(failure(
+            StatusCode::NOT_FOUND,
+            format!("Underlying {base} has no options on {options_exchange}"),
+        ));
+    };
+    let Some(chain) = u.chain(expiry, now) else {
+        return Err(failure(
+            StatusCode::NOT_FOUND,
+            format!(
+                "No options found for {base} expiring {}",
+                calendar::ddmmmyy(expiry)
+            ),
+        ));
+    };
+    Ok((u, chain))
+}
+
 /// Position of the strike nearest to `spot`.
 fn nearest_strike(strikes: impl Iterator<Item = f64>, spot: f64) -> usize {
     strikes
@@ -903,27 +918,9 @@ fn option_chain(core: &mut Core, body: &Map<String, Value>) -> Answer {
     let (base, _) = split_underlying(&underlying.unwrap_or_default());
     let options_exchange = option_exchange(&exchange.unwrap_or_default()).to_string();
     let now = core.now();
-    let Some(u) = core
-        .market
-        .underlying(&base)
-        .filter(|u| u.spec.option_exchange == options_exchange)
-    else {
-        return Err(failure(
-            StatusCode::NOT_FOUND,
-            format!("Underlying {base} has no options on {options_exchange}"),
-        ));
-    };
+    let (u, chain) = live_chain(&core.market, &base, &options_exchange, expiry, now)?;
     let spec = u.spec;
     let index_id = u.index_id;
-    let Some(chain) = u.chain(expiry, now) else {
-        return Err(failure(
-            StatusCode::NOT_FOUND,
-            format!(
-                "No options found for {base} expiring {}",
-                calendar::ddmmmyy(expiry)
-            ),
-        ));
-    };
     let rows: Vec<(f64, usize, usize)> = chain.iter().map(|r| (r.strike, r.call, r.put)).collect();
     let spot = core.market.ltp(index_id, now);
     let atm = nearest_strike(rows.iter().map(|r| r.0), spot);
