@@ -193,24 +193,31 @@ async fn play(h: &mut Harness, round: &Round, seed: u64, n: u64, what: &str) -> 
         .await;
     }
     let ids: Vec<i32> = strategies.iter().map(|(id, _)| *id).collect();
-    poll_until(
+    // What is still under way, for the failure message if the round does not end.
+    let pending = std::cell::RefCell::new(String::new());
+    let ended = actix_rt::time::timeout(
         ROUND_WAIT,
-        &format!("every exit to end: {what}"),
-        || async {
+        poll_until(ROUND_WAIT * 2, "every exit to end", || async {
+            let mut open = Vec::new();
             for id in &ids {
                 let s = h.strategy_json(*id).await;
                 if s["state"] != "exited" && s["state"] != "exit_failed" {
-                    return None;
+                    open.push(format!("strategy {id}: {}", s["live"]));
                 }
             }
             let (_, state) = h.get("/api/v1/state").await;
-            state["orders"]["exits"]
-                .as_array()
-                .is_some_and(Vec::is_empty)
-                .then_some(())
-        },
+            let exits = &state["orders"]["exits"];
+            let done = open.is_empty() && exits.as_array().is_some_and(Vec::is_empty);
+            *pending.borrow_mut() = format!("{open:?}; exits in flight: {exits}");
+            done.then_some(())
+        }),
     )
     .await;
+    assert!(
+        ended.is_ok(),
+        "timed out after {ROUND_WAIT:?} waiting for every exit to end: {what}; still under way: {}",
+        pending.borrow()
+    );
     for account in 0..2 {
         h.fault(Some(account), json!({"clear": true})).await;
     }
