@@ -21,7 +21,7 @@ pub const DEFAULT_SYMBOL_CAP: usize = 1000;
 pub const DEFAULT_BATCH_SIZE: usize = 100;
 
 /// Market-data mode, ordered by richness: LTP < Quote < Depth. Serialised as its integer.
-#[derive(utoipa::ToSchema, Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Mode {
     /// Last traded price only.
     Ltp = 1,
@@ -91,6 +91,24 @@ impl FromStr for Mode {
         } else {
             Err(InvalidMode(s.to_owned()))
         }
+    }
+}
+
+/// The schema of [`Mode`] as it is serialised: its wire integer (1 LTP, 2 Quote, 3 Depth).
+#[derive(utoipa::ToSchema)]
+#[schema(as = Mode)]
+#[allow(dead_code)]
+struct ModeShape(u8);
+
+impl utoipa::PartialSchema for Mode {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        <ModeShape as utoipa::PartialSchema>::schema()
+    }
+}
+
+impl utoipa::ToSchema for Mode {
+    fn name() -> std::borrow::Cow<'static, str> {
+        <ModeShape as utoipa::ToSchema>::name()
     }
 }
 
